@@ -1,0 +1,206 @@
+//! One configuration from flags and environment (clap), validated once at start-up.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::bitrix::{ClientOptions, Endpoint};
+
+/// MCP server for Bitrix24 task results (REST 3.0).
+///
+/// Give it a portal with BITRIX24_WEBHOOK_URL (or BITRIX24_PORTAL_URL plus
+/// BITRIX24_ACCESS_TOKEN), or try it on the built-in sandbox portal with --sandbox.
+#[derive(Debug, Parser)]
+#[command(name = "bitrix24-task-results-mcp", version, about, long_about)]
+pub struct Cli {
+    /// What to do; without a subcommand the MCP server runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The portal.
+    #[command(flatten)]
+    pub portal: PortalArgs,
+    /// Log filter (tracing EnvFilter syntax: error, warn, info, debug, trace). Logs go to stderr.
+    #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
+    pub log_level: String,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the MCP server (the default).
+    Serve,
+}
+
+/// Which portal to talk to, and how.
+#[derive(Debug, Clone, Args)]
+pub struct PortalArgs {
+    /// Inbound webhook URL, https://PORTAL/rest/USER_ID/SECRET/ (the /rest/api/ form works too). Secret: never logged.
+    #[arg(
+        long,
+        env = "BITRIX24_WEBHOOK_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub webhook_url: Option<String>,
+    /// Portal address for OAuth, e.g. https://example.bitrix24.com (with --access-token).
+    #[arg(long, env = "BITRIX24_PORTAL_URL", value_name = "URL")]
+    pub portal_url: Option<String>,
+    /// OAuth access token, sent in the JSON body's `auth` field. Secret: never logged.
+    #[arg(
+        long,
+        env = "BITRIX24_ACCESS_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub access_token: Option<String>,
+    /// Use the built-in sandbox portal (an emulator on a loopback port) instead of a real one.
+    #[arg(long, env = "BITRIX24_SANDBOX", global = true)]
+    pub sandbox: bool,
+    /// Whole-request timeout for portal calls, in seconds (the portal itself stops at 60).
+    #[arg(long, env = "BITRIX24_TIMEOUT", default_value_t = 65, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub timeout: u64,
+}
+
+/// Where calls go once the configuration is resolved.
+#[derive(Clone)]
+pub enum PortalChoice {
+    /// A real portal.
+    Portal(Endpoint),
+    /// The built-in sandbox.
+    Sandbox,
+}
+
+/// The names a user can set, for error messages.
+const HOW: &str = "set BITRIX24_WEBHOOK_URL (https://PORTAL/rest/USER_ID/SECRET/), or BITRIX24_PORTAL_URL and \
+BITRIX24_ACCESS_TOKEN for OAuth; or start with --sandbox to try the server on the built-in sandbox portal";
+
+impl PortalArgs {
+    /// Resolves the portal; the error text names the variables to set and never a secret.
+    pub fn resolve(&self) -> Result<PortalChoice, String> {
+        let set = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let webhook = set(&self.webhook_url);
+        let portal = set(&self.portal_url);
+        let token = set(&self.access_token);
+        let configured = webhook.is_some() || portal.is_some() || token.is_some();
+        if self.sandbox {
+            if configured {
+                return Err("--sandbox was given but a portal is configured too (BITRIX24_WEBHOOK_URL, \
+                     BITRIX24_PORTAL_URL or BITRIX24_ACCESS_TOKEN); the sandbox never stands in for a configured \
+                     portal: drop --sandbox to use the portal, or unset those variables to use the sandbox"
+                    .into());
+            }
+            return Ok(PortalChoice::Sandbox);
+        }
+        match (webhook, portal, token) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(
+                "both BITRIX24_WEBHOOK_URL and OAuth settings (BITRIX24_PORTAL_URL/BITRIX24_ACCESS_TOKEN) are set; keep one".into(),
+            ),
+            (Some(url), None, None) => Endpoint::webhook(&url).map(PortalChoice::Portal).map_err(|e| e.0),
+            (None, Some(portal), Some(token)) => Endpoint::oauth(&portal, &token)
+                .map(PortalChoice::Portal)
+                .map_err(|e| e.0),
+            (None, Some(_), None) => Err("BITRIX24_PORTAL_URL is set but BITRIX24_ACCESS_TOKEN is not; OAuth needs both".into()),
+            (None, None, Some(_)) => Err("BITRIX24_ACCESS_TOKEN is set but BITRIX24_PORTAL_URL is not; OAuth needs both".into()),
+            (None, None, None) => Err(format!("no Bitrix24 portal configured: {HOW}")),
+        }
+    }
+
+    /// HTTP client options from the flags.
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            request_timeout: Duration::from_secs(self.timeout),
+            ..ClientOptions::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(
+        webhook: Option<&str>,
+        portal: Option<&str>,
+        token: Option<&str>,
+        sandbox: bool,
+    ) -> PortalArgs {
+        PortalArgs {
+            webhook_url: webhook.map(Into::into),
+            portal_url: portal.map(Into::into),
+            access_token: token.map(Into::into),
+            sandbox,
+            timeout: 65,
+        }
+    }
+
+    #[test]
+    fn nothing_configured_names_the_variables_and_sandbox() {
+        let e = args(None, None, None, false).resolve().err().unwrap();
+        for needle in [
+            "BITRIX24_WEBHOOK_URL",
+            "BITRIX24_PORTAL_URL",
+            "BITRIX24_ACCESS_TOKEN",
+            "--sandbox",
+        ] {
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+        // Empty values count as unset.
+        assert!(args(Some(" "), Some(""), None, false).resolve().is_err());
+    }
+
+    #[test]
+    fn sandbox_never_replaces_a_configured_portal() {
+        assert!(matches!(
+            args(None, None, None, true).resolve(),
+            Ok(PortalChoice::Sandbox)
+        ));
+        let e = args(Some("https://p.example/rest/1/abcdefgh/"), None, None, true)
+            .resolve()
+            .err()
+            .unwrap();
+        assert!(e.contains("--sandbox") && !e.contains("abcdefgh"), "{e}");
+    }
+
+    #[test]
+    fn webhook_and_oauth_modes() {
+        assert!(matches!(
+            args(
+                Some("https://p.example/rest/1/abcdefgh/"),
+                None,
+                None,
+                false
+            )
+            .resolve(),
+            Ok(PortalChoice::Portal(_))
+        ));
+        assert!(matches!(
+            args(None, Some("https://p.example"), Some("token-value"), false).resolve(),
+            Ok(PortalChoice::Portal(_))
+        ));
+        assert!(
+            args(None, Some("https://p.example"), None, false)
+                .resolve()
+                .is_err()
+        );
+        assert!(
+            args(None, None, Some("token-value"), false)
+                .resolve()
+                .is_err()
+        );
+        assert!(
+            args(
+                Some("https://p.example/rest/1/abcdefgh/"),
+                None,
+                Some("t"),
+                false
+            )
+            .resolve()
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! bitrix24-task-results-mcp: an MCP server for the results of Bitrix24 tasks (REST 3.0).
+//!
+//! Layers, top to bottom: `transport` (stdio, HTTP) wires clients to `server` (the MCP
+//! face), which parses arguments into `results` (the domain), which calls `bitrix` (the
+//! portal client, free of MCP). `sandbox` emulates a portal for trials and tests.
+
+pub mod bitrix;
+pub mod config;
+pub mod redact;
+pub mod results;
+pub mod sandbox;
+pub mod server;
+pub mod transport;

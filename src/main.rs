@@ -1,0 +1,154 @@
+//! Command line and start-up only; everything else lives in the library.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use bitrix24_task_results_mcp::bitrix::{Client, Endpoint};
+use bitrix24_task_results_mcp::config::{Cli, Command, PortalChoice};
+use bitrix24_task_results_mcp::redact::{self, RedactingStderr};
+use bitrix24_task_results_mcp::results::TaskResults;
+use bitrix24_task_results_mcp::sandbox::{Sandbox, SandboxOptions};
+use bitrix24_task_results_mcp::server::{TaskResultsServer, ToolKind};
+use bitrix24_task_results_mcp::transport;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level);
+    install_panic_hook();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run(cli));
+    // A stdin read parked on the blocking pool must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_millis(300));
+    code
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(cli.portal).await,
+    }
+}
+
+async fn serve(portal: bitrix24_task_results_mcp::config::PortalArgs) -> ExitCode {
+    let choice = match portal.resolve() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {}", redact::redact(&e));
+            return ExitCode::from(2);
+        }
+    };
+    // Kept alive for the whole session: dropping it would not stop it, but holding it
+    // makes the ownership plain.
+    let (endpoint, _sandbox) = match choice {
+        PortalChoice::Portal(endpoint) => {
+            if !endpoint.is_https() && !endpoint.is_loopback() {
+                tracing::warn!(portal = %endpoint.portal(), "the portal URL is plain http; Bitrix24 cloud portals require https");
+            }
+            (endpoint, None)
+        }
+        PortalChoice::Sandbox => match start_sandbox().await {
+            Ok(pair) => pair,
+            Err(e) => {
+                eprintln!("error: cannot start the sandbox portal: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    tracing::info!(portal = %endpoint.describe(), version = env!("CARGO_PKG_VERSION"), "bitrix24-task-results-mcp starting");
+    let client = Client::new(endpoint, portal.client_options());
+    let server = TaskResultsServer::new(TaskResults::new(client), ToolKind::ALL.to_vec());
+
+    let ct = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(ct.clone()));
+    if std::io::stdin().is_terminal() {
+        eprintln!(
+            "bitrix24-task-results-mcp speaks MCP (JSON-RPC) on stdin/stdout: start it from an MCP client, e.g.\n  \
+             claude mcp add bitrix24 -e BITRIX24_WEBHOOK_URL=https://PORTAL/rest/USER_ID/SECRET/ -- {}\n\
+             Waiting for a client on stdin; press Ctrl-C to quit.",
+            std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "bitrix24-task-results-mcp".into())
+        );
+    }
+    match transport::stdio::serve(server, ct).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start_sandbox() -> std::io::Result<(Endpoint, Option<Sandbox>)> {
+    let sandbox = Sandbox::start(SandboxOptions::default()).await?;
+    tracing::warn!(
+        address = %sandbox.base_url(),
+        "SANDBOX MODE: calls go to the built-in emulator of a Bitrix24 portal, not to a real portal; nothing leaves this machine"
+    );
+    let endpoint =
+        Endpoint::webhook(&sandbox.webhook_url()).map_err(|e| std::io::Error::other(e.0))?;
+    Ok((endpoint, Some(sandbox)))
+}
+
+async fn cancel_on_signal(ct: CancellationToken) {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("signal received, shutting down");
+    ct.cancel();
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(RedactingStderr)
+        .with_ansi(false)
+        .with_target(false)
+        .init();
+}
+
+/// Panics go to stderr (never stdout, which is the JSON-RPC channel), redacted.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into());
+        eprintln!("panic{location}: {}", redact::redact(&message));
+    }));
+}

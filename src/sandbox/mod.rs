@@ -1,0 +1,277 @@
+//! Embedded emulator ("sandbox") of a Bitrix24 portal's REST API: the five REST 3.0
+//! task-result methods, `tasks.task.get`, a few chat helpers, webhook and OAuth auth,
+//! the OAuth token server, rate/operating limits, idempotency and scripted faults.
+//!
+//! It follows `bitrix24-rest-v3-task-results.md` (the "contract"). Where the contract
+//! leaves a behaviour open, the choice is documented next to the code that makes it.
+//! Every request runs as the webhook owner (`webhook_user_id`), whichever credential is used.
+
+mod conn;
+mod control;
+mod faults;
+mod limits;
+mod methods;
+mod oauth;
+mod params;
+mod reply;
+mod routes;
+mod time;
+mod world;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+pub use faults::Fault;
+
+/// How to start a [`Sandbox`].
+#[derive(Clone)]
+pub struct SandboxOptions {
+    /// Address to bind; the default `127.0.0.1:0` picks a free port.
+    pub addr: SocketAddr,
+    /// Owner of the webhook and of the OAuth token; every call runs as this user.
+    pub webhook_user_id: u64,
+    /// Secret in `/rest/{uid}/{secret}/`.
+    pub webhook_secret: String,
+    /// Scopes granted to both the webhook and the OAuth token.
+    pub webhook_scopes: Vec<String>,
+    /// OAuth access token accepted in the JSON body field `auth` (v1 methods also take it
+    /// from the query string). `None` disables OAuth calls until a refresh issues a token.
+    pub access_token: Option<String>,
+    /// Enables `/oauth/token/` and makes access tokens expire.
+    pub oauth: Option<OAuthApp>,
+    /// Leaky-bucket rate limit; `None` = off.
+    pub rate: Option<RateLimit>,
+    /// Per-method accumulated execution time allowed in the 10-minute window; `None` = off.
+    pub operating_limit: Option<Duration>,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        SandboxOptions {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            webhook_user_id: 1,
+            webhook_secret: random_token(16),
+            webhook_scopes: ["tasks", "task", "im"].map(String::from).to_vec(),
+            access_token: Some(random_token(32)),
+            oauth: None,
+            rate: None,
+            operating_limit: None,
+        }
+    }
+}
+
+// Hand-written so that secrets never end up in logs or panic messages.
+impl fmt::Debug for SandboxOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SandboxOptions")
+            .field("addr", &self.addr)
+            .field("webhook_user_id", &self.webhook_user_id)
+            .field("webhook_secret", &"***")
+            .field("webhook_scopes", &self.webhook_scopes)
+            .field("access_token", &self.access_token.as_ref().map(|_| "***"))
+            .field("oauth", &self.oauth)
+            .field("rate", &self.rate)
+            .field("operating_limit", &self.operating_limit)
+            .finish()
+    }
+}
+
+/// An OAuth application registered on the sandbox portal.
+#[derive(Clone)]
+pub struct OAuthApp {
+    pub client_id: String,
+    pub client_secret: String,
+    /// The refresh token valid at start; every refresh rotates it.
+    pub refresh_token: String,
+    /// Lifetime of every access token (the initial one counts from `start`).
+    pub access_token_ttl: Duration,
+}
+
+impl fmt::Debug for OAuthApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthApp")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .field("refresh_token", &"***")
+            .field("access_token_ttl", &self.access_token_ttl)
+            .finish()
+    }
+}
+
+/// Leaky bucket (contract §7): each request adds 1, the counter drains continuously.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimit {
+    pub drain_per_sec: f64,
+    pub burst: u32,
+}
+
+/// One HTTP request the sandbox received (control endpoints under `/_sandbox/` excluded).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedRequest {
+    pub http_method: String,
+    /// Path plus query string exactly as received (secrets included: this is test data,
+    /// never logged).
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// HTTP status sent back; `0` when the connection was dropped without a response.
+    pub status: u16,
+}
+
+/// A running sandbox portal. Cheap to clone; all clones share one server.
+#[derive(Clone)]
+pub struct Sandbox {
+    shared: Arc<Shared>,
+}
+
+/// Immutable settings plus the mutable state behind one lock.
+pub(crate) struct Shared {
+    pub(crate) settings: Settings,
+    state: Mutex<State>,
+    cancel: CancellationToken,
+}
+
+/// The options that stay fixed for the life of the server.
+pub(crate) struct Settings {
+    pub(crate) addr: SocketAddr,
+    pub(crate) user_id: u64,
+    pub(crate) secret: String,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) oauth: Option<OAuthApp>,
+    pub(crate) operating_limit: Option<Duration>,
+}
+
+impl Settings {
+    pub(crate) fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Everything requests can change.
+pub(crate) struct State {
+    pub(crate) world: world::World,
+    pub(crate) requests: Vec<RecordedRequest>,
+    pub(crate) faults: faults::FaultQueue,
+    pub(crate) bucket: Option<limits::LeakyBucket>,
+    pub(crate) operating: limits::OperatingLedger,
+    pub(crate) idempotency: limits::IdempotencyStore,
+    pub(crate) tokens: oauth::TokenStore,
+}
+
+impl Shared {
+    /// Locks the state; a poisoned lock is still usable because every update is atomic
+    /// from the point of view of the data (no partial writes survive a panic).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Sandbox {
+    /// Binds `opts.addr`, spawns the HTTP server on the current Tokio runtime and returns.
+    pub async fn start(opts: SandboxOptions) -> std::io::Result<Sandbox> {
+        let listener = conn::KillableListener::bind(opts.addr).await?;
+        let addr = listener.local_addr()?;
+        let now = Instant::now();
+        let tokens = oauth::TokenStore::new(
+            opts.access_token.clone(),
+            opts.oauth
+                .as_ref()
+                .map(|o| (o.refresh_token.clone(), o.access_token_ttl)),
+            now,
+        );
+        let state = State {
+            world: world::World::seed(time::now_secs()),
+            requests: Vec::new(),
+            faults: faults::FaultQueue::default(),
+            bucket: opts.rate.map(|r| limits::LeakyBucket::new(r, now)),
+            operating: limits::OperatingLedger::default(),
+            idempotency: limits::IdempotencyStore::default(),
+            tokens,
+        };
+        let shared = Arc::new(Shared {
+            settings: Settings {
+                addr,
+                user_id: opts.webhook_user_id,
+                secret: opts.webhook_secret,
+                scopes: opts.webhook_scopes,
+                oauth: opts.oauth,
+                operating_limit: opts.operating_limit,
+            },
+            state: Mutex::new(state),
+            cancel: CancellationToken::new(),
+        });
+        routes::spawn_server(listener, shared.clone());
+        tracing::debug!(%addr, "sandbox portal listening");
+        Ok(Sandbox { shared })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.settings.addr
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn base_url(&self) -> String {
+        self.shared.settings.base_url()
+    }
+
+    /// The v1-style inbound webhook URL users paste: `{base}/rest/{uid}/{secret}/`.
+    pub fn webhook_url(&self) -> String {
+        let s = &self.shared.settings;
+        format!("{}/rest/{}/{}/", s.base_url(), s.user_id, s.secret)
+    }
+
+    /// The most recently issued OAuth access token (the initial one until a refresh).
+    pub fn access_token(&self) -> Option<String> {
+        self.shared.lock().tokens.current_access()
+    }
+
+    /// The refresh token currently valid (rotates on every refresh).
+    pub fn refresh_token(&self) -> Option<String> {
+        self.shared.lock().tokens.current_refresh()
+    }
+
+    /// How many successful `/oauth/token/` refreshes happened.
+    pub fn refresh_count(&self) -> u32 {
+        self.shared.lock().tokens.refresh_count()
+    }
+
+    /// Every request received so far, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// Current task results as full REST items, rights computed for the webhook user.
+    pub fn results(&self) -> Vec<serde_json::Value> {
+        let user = self.shared.settings.user_id as i64;
+        self.shared.lock().world.result_items(user)
+    }
+
+    /// Scripts `fault` for the next `times` calls of `method` (case-insensitive). Faults
+    /// queued for one method are consumed in the order they were injected.
+    pub fn inject(&self, method: &str, fault: Fault, times: u32) {
+        self.shared.lock().faults.push(method, fault, times);
+    }
+
+    /// Stops accepting connections; open connections finish their current request.
+    pub fn shutdown(&self) {
+        self.shared.cancel.cancel();
+    }
+}
+
+/// `len` random lowercase alphanumeric characters.
+fn random_token(len: usize) -> String {
+    let mut out = String::new();
+    while out.len() < len {
+        out.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    out.truncate(len);
+    out
+}

@@ -1,0 +1,192 @@
+//! Turning failures into tool results the model can act on: the Bitrix code, the field,
+//! the portal's own message and a next step. Every text passes through the redactor.
+
+use rmcp::model::{CallToolResult, ContentBlock};
+
+use super::tools::ToolKind;
+use crate::bitrix::{CallError, ErrorClass, PortalError, TransportKind};
+use crate::redact::redact;
+
+/// An `isError` result with `text` (redacted).
+pub fn tool_error(text: &str) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(redact(text).into_owned())])
+}
+
+/// Arguments that did not parse: names the field and restates the expected shape.
+pub fn invalid_arguments(tool: ToolKind, path: &str, problem: &str) -> CallToolResult {
+    let field = if path.is_empty() || path == "." {
+        String::new()
+    } else {
+        format!(" `{path}`:")
+    };
+    tool_error(&format!(
+        "Invalid arguments for {}:{field} {problem}. Nothing was sent to Bitrix24.\n\
+         Next step: call {} again with {}.",
+        tool.name(),
+        tool.name(),
+        tool.usage()
+    ))
+}
+
+/// A failed REST call.
+pub fn call_failed(tool: ToolKind, method: &str, portal: &str, err: &CallError) -> CallToolResult {
+    let text = match err {
+        CallError::Portal(p) => portal_error_text(tool, method, p),
+        CallError::Transport(t) => {
+            let step = match t.kind {
+                TransportKind::Connect => format!(
+                    "Could not connect to the portal {portal}. Next step: check that the portal address in \
+                     BITRIX24_WEBHOOK_URL (or BITRIX24_PORTAL_URL) is right and reachable from this machine, then try again."
+                ),
+                TransportKind::TooLarge | TransportKind::Redirect => {
+                    format!("Next step: {}.", t.detail)
+                }
+                TransportKind::Timeout | TransportKind::Interrupted => {
+                    if tool.read_only() {
+                        "The portal did not answer completely. Next step: try again in a few seconds.".into()
+                    } else {
+                        "The portal did not answer completely, so the change may or may not have been applied. \
+                         Next step: check with task_result_list before repeating it."
+                            .into()
+                    }
+                }
+            };
+            format!("{method} failed: {}.\n{step}", t.detail)
+        }
+        CallError::Decode { status, detail } => format!(
+            "{method}: the portal gave an unexpected answer (HTTP {status}): {detail}.\n\
+             Next step: check that the configured URL points at a Bitrix24 portal with REST 3.0 (/rest/api/); {}",
+            if tool.read_only() {
+                "then try again."
+            } else {
+                "the change may have been applied, so check with task_result_list before repeating it."
+            }
+        ),
+        CallError::Budget(detail) => format!("{method} was not sent: {detail}."),
+    };
+    tool_error(&text)
+}
+
+fn portal_error_text(tool: ToolKind, method: &str, p: &PortalError) -> String {
+    let fields = p.fields();
+    let on_field = match fields.as_slice() {
+        [] => String::new(),
+        fs => format!(
+            " on field {}",
+            fs.iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut text = format!(
+        "Bitrix24 refused {method}: {} (HTTP {}){on_field}.\nPortal message: {}",
+        p.code,
+        p.status,
+        if p.message.is_empty() {
+            "(none)"
+        } else {
+            &p.message
+        }
+    );
+    for v in &p.validation {
+        match &v.field {
+            Some(f) => text.push_str(&format!("\n- {f}: {}", v.message)),
+            None => text.push_str(&format!("\n- {}", v.message)),
+        }
+    }
+    text.push_str("\nNext step: ");
+    text.push_str(&next_step(tool, p));
+    text
+}
+
+fn next_step(tool: ToolKind, p: &PortalError) -> String {
+    let fields = p.fields();
+    let has = |f: &str| fields.iter().any(|x| x.eq_ignore_ascii_case(f));
+    let says = |needle: &str| {
+        p.message.to_lowercase().contains(needle)
+            || p.validation
+                .iter()
+                .any(|v| v.message.to_lowercase().contains(needle))
+    };
+    match p.class() {
+        ErrorClass::AccessDenied => match tool {
+            ToolKind::Update | ToolKind::Delete => "only the author of a result may update or delete it, and the portal \
+                 gives the same answer for a result id that does not exist. Check the result id (not the task id) and its \
+                 authorId and rights with task_result_list."
+                .into(),
+            ToolKind::AddFromChat => "the webhook's user has no access to the task this message belongs to. Check the \
+                 message id, or use the credentials of a member of that task."
+                .into(),
+            ToolKind::Add | ToolKind::List => "the webhook's user has no access to this task (or it does not exist). \
+                 Check the task id (a task id, not a result id), or use the credentials of a member of the task."
+                .into(),
+        },
+        ErrorClass::Validation => {
+            if tool == ToolKind::AddFromChat && (says("not from task chat") || has("messageId")) {
+                "messageId must be the id of a message in a task's chat (not a task or result id). Find one in the task's \
+                 chat, then call again."
+                    .into()
+            } else if says("task not found") {
+                "there is no task with that id. Check the task id and call again.".into()
+            } else if tool == ToolKind::List && (has("filter") || has("filter.taskId") || has("taskId")) {
+                "task_result_list needs the id of an existing task in taskId. Check it and call again.".into()
+            } else if has("text") {
+                "give a non-empty text and call again.".into()
+            } else if !fields.is_empty() {
+                format!(
+                    "correct {} and call again; arguments: {}.",
+                    fields.join(", "),
+                    tool.usage()
+                )
+            } else {
+                format!("correct the arguments and call again; arguments: {}.", tool.usage())
+            }
+        }
+        ErrorClass::NotFound => "no object with that id exists on the portal. Check the id and call again.".into(),
+        ErrorClass::InsufficientScope => "the webhook or application lacks a permission scope this method needs \
+             (`tasks` for REST 3.0 task methods; some portals call it `task`). Edit the inbound webhook in Bitrix24 \
+             (Developer resources) to add it, then try again."
+            .into(),
+        ErrorClass::ExpiredToken => "the OAuth access token expired or was revoked. Configure BITRIX24_CLIENT_ID, \
+             BITRIX24_CLIENT_SECRET and BITRIX24_REFRESH_TOKEN so the server can refresh it, or set a fresh \
+             BITRIX24_ACCESS_TOKEN and restart."
+            .into(),
+        ErrorClass::BadCredentials => "the portal rejected the credentials: the webhook may have been deleted, expired \
+             or regenerated. Create or copy the inbound webhook again, update BITRIX24_WEBHOOK_URL (or \
+             BITRIX24_ACCESS_TOKEN) and restart the server."
+            .into(),
+        ErrorClass::QueryLimit => "the portal's rate limit was hit. Wait a few seconds and try again.".into(),
+        ErrorClass::OperationTimeLimit => match p.operating_reset_at {
+            Some(at) => format!(
+                "this method is blocked by the portal's operating-time limit until unix time {} (about {} s from now). \
+                 Try again after that.",
+                at as u64,
+                seconds_until(at)
+            ),
+            None => "this method is blocked by the portal's operating-time limit for a few minutes. Try again later."
+                .into(),
+        },
+        ErrorClass::MethodNotFound => "the portal does not offer this REST 3.0 method at /rest/api/: it may run a \
+             Bitrix24 version from before May 2026, or the URL is not a Bitrix24 REST endpoint. Check the portal \
+             address and version."
+            .into(),
+        ErrorClass::PortalUnavailable => "the portal refuses REST calls for a portal-wide reason (plan, overload or \
+             portal state; see the message). Resolve it in Bitrix24, then try again."
+            .into(),
+        ErrorClass::Internal if !tool.read_only() => "the portal failed internally; the change may or may not have \
+             been applied. Check with task_result_list before repeating it."
+            .into(),
+        ErrorClass::Internal => "the portal failed internally. Try again in a few seconds.".into(),
+        ErrorClass::Unknown => "see the portal's message above; correct the request if it names a field, otherwise try again later."
+            .into(),
+    }
+}
+
+fn seconds_until(unix: f64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    (unix - now).max(0.0).ceil() as u64
+}

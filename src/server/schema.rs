@@ -1,0 +1,229 @@
+//! Portable JSON Schemas for tool inputs and outputs.
+//!
+//! Clients differ in what they accept (Gemini refuses `$schema` and type arrays, some
+//! front-ends do not resolve `$ref`, Ajv in strict mode rejects unknown formats), so the
+//! schemars output is normalised once: no `$schema`, every `$ref` inlined, `Option<T>`
+//! as a plain optional property, enums as a plain `enum` of strings, and only standard
+//! `format`s.
+
+use std::sync::Arc;
+
+use rmcp::model::JsonObject;
+use schemars::JsonSchema;
+use schemars::generate::SchemaSettings;
+use serde_json::{Map, Value};
+
+/// The input schema of `T` (what arguments deserialize into).
+pub fn input<T: JsonSchema>() -> Arc<JsonObject> {
+    Arc::new(portable(SchemaSettings::draft2020_12(), schemars_for::<T>))
+}
+
+/// The output schema of `T` (what the server serialises).
+pub fn output<T: JsonSchema>() -> Arc<JsonObject> {
+    Arc::new(portable(
+        SchemaSettings::draft2020_12().for_serialize(),
+        schemars_for::<T>,
+    ))
+}
+
+fn schemars_for<T: JsonSchema>(settings: SchemaSettings) -> Value {
+    let generator = settings.into_generator();
+    serde_json::to_value(generator.into_root_schema_for::<T>()).unwrap_or(Value::Null)
+}
+
+fn portable(
+    mut settings: SchemaSettings,
+    make: impl FnOnce(SchemaSettings) -> Value,
+) -> JsonObject {
+    settings.inline_subschemas = true;
+    settings.meta_schema = None;
+    let raw = make(settings);
+    let defs = raw
+        .get("$defs")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let mut out = match normalise(&raw, &defs, 0) {
+        Value::Object(o) => o,
+        _ => Map::new(),
+    };
+    for key in ["$schema", "$defs", "title", "description"] {
+        out.remove(key);
+    }
+    out.insert("type".into(), "object".into());
+    out
+}
+
+/// Standard JSON Schema formats; schemars adds non-standard ones (`uint64`, `int32`…).
+const STANDARD_FORMATS: [&str; 8] = [
+    "date-time",
+    "date",
+    "time",
+    "email",
+    "uri",
+    "uuid",
+    "hostname",
+    "ipv4",
+];
+
+fn normalise(v: &Value, defs: &Map<String, Value>, depth: usize) -> Value {
+    // Parameter types are not recursive; the bound only guards against a mistake.
+    if depth > 32 {
+        return Value::Object(Map::new());
+    }
+    let Value::Object(obj) = v else {
+        return match v {
+            Value::Array(a) => {
+                Value::Array(a.iter().map(|x| normalise(x, defs, depth + 1)).collect())
+            }
+            other => other.clone(),
+        };
+    };
+    let mut obj = obj.clone();
+    // Inline a $ref, keeping sibling keys such as `description`.
+    if let Some(Value::String(r)) = obj.remove("$ref")
+        && let Some(Value::Object(def)) = r.strip_prefix("#/$defs/").and_then(|n| defs.get(n))
+    {
+        let mut merged = def.clone();
+        merged.extend(obj);
+        obj = merged;
+    }
+    // `anyOf: [X, {type: null}]` (Option of a complex type) becomes X.
+    for key in ["anyOf", "oneOf"] {
+        if let Some(Value::Array(alts)) = obj.get(key).cloned() {
+            let non_null: Vec<&Value> = alts.iter().filter(|a| !is_null_schema(a)).collect();
+            if non_null.len() == 1 && alts.len() == 2 {
+                obj.remove(key);
+                if let Value::Object(inner) = normalise(non_null[0], defs, depth + 1) {
+                    for (k, val) in inner {
+                        obj.entry(k).or_insert(val);
+                    }
+                }
+            } else if let Some(values) = const_strings(&alts) {
+                obj.remove(key);
+                obj.insert("type".into(), "string".into());
+                obj.insert("enum".into(), Value::Array(values));
+            }
+        }
+    }
+    // `type: [T, "null"]` becomes `type: T`.
+    if let Some(Value::Array(types)) = obj.get("type") {
+        let kept: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+        if kept.len() == 1 {
+            obj.insert("type".into(), kept[0].clone());
+        } else {
+            obj.insert("type".into(), Value::Array(kept));
+        }
+    }
+    if let Some(Value::Array(values)) = obj.get("enum") {
+        let kept: Vec<Value> = values.iter().filter(|v| !v.is_null()).cloned().collect();
+        obj.insert("enum".into(), Value::Array(kept));
+    }
+    if obj.get("default").is_some_and(Value::is_null) {
+        obj.remove("default");
+    }
+    if obj
+        .get("format")
+        .and_then(Value::as_str)
+        .is_some_and(|f| !STANDARD_FORMATS.contains(&f))
+    {
+        obj.remove("format");
+    }
+    obj.remove("$schema");
+    obj.remove("$defs");
+    Value::Object(
+        obj.into_iter()
+            .map(|(k, val)| {
+                let val = match (k.as_str(), val) {
+                    // Maps of name -> schema.
+                    ("properties" | "patternProperties", Value::Object(props)) => Value::Object(
+                        props
+                            .iter()
+                            .map(|(name, schema)| {
+                                (name.clone(), normalise(schema, defs, depth + 1))
+                            })
+                            .collect(),
+                    ),
+                    // A schema, or an array of schemas.
+                    (
+                        "items"
+                        | "additionalProperties"
+                        | "anyOf"
+                        | "oneOf"
+                        | "allOf"
+                        | "not"
+                        | "prefixItems",
+                        val,
+                    ) => normalise(&val, defs, depth + 1),
+                    (_, val) => val,
+                };
+                (k, val)
+            })
+            .collect(),
+    )
+}
+
+fn is_null_schema(v: &Value) -> bool {
+    v.get("type").is_some_and(|t| t == "null") || v.get("const").is_some_and(Value::is_null)
+}
+
+fn const_strings(alts: &[Value]) -> Option<Vec<Value>> {
+    alts.iter()
+        .map(|a| match (a.get("const"), a.get("enum")) {
+            (Some(c @ Value::String(_)), _) => Some(vec![c.clone()]),
+            (_, Some(Value::Array(e))) if e.iter().all(Value::is_string) => Some(e.clone()),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()
+        .map(|v| v.into_iter().flatten().collect())
+}
+
+/// Checks the portability rules; returns every violation found (empty = portable).
+pub fn violations(schema: &JsonObject) -> Vec<String> {
+    let mut out = Vec::new();
+    if schema.get("type") != Some(&Value::String("object".into())) {
+        out.push("root type is not \"object\"".into());
+    }
+    for key in ["anyOf", "oneOf", "allOf", "$schema"] {
+        if schema.contains_key(key) {
+            out.push(format!("root has {key}"));
+        }
+    }
+    walk(&Value::Object(schema.clone()), "", &mut out);
+    out
+}
+
+fn walk(v: &Value, path: &str, out: &mut Vec<String>) {
+    match v {
+        Value::Object(o) => {
+            for (k, val) in o {
+                let here = format!("{path}/{k}");
+                match k.as_str() {
+                    "$ref" | "$defs" | "definitions" | "$schema" | "oneOf" | "anyOf" | "allOf"
+                    | "const" | "nullable" => out.push(format!("{here}: {k} is not portable")),
+                    "type" if val.is_array() => out.push(format!("{here}: type union {val}")),
+                    "type" if val == "null" => out.push(format!("{here}: null type")),
+                    "format" if !val.as_str().is_some_and(|f| STANDARD_FORMATS.contains(&f)) => {
+                        out.push(format!("{here}: non-standard format {val}"))
+                    }
+                    "enum"
+                        if !val
+                            .as_array()
+                            .is_some_and(|a| a.iter().all(Value::is_string)) =>
+                    {
+                        out.push(format!("{here}: enum of non-strings"))
+                    }
+                    "default" if val.is_null() => out.push(format!("{here}: default null")),
+                    _ => {}
+                }
+                walk(val, &here, out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                walk(x, &format!("{path}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,3 @@
+//! Transports: they only wire a client connection to [`crate::server::TaskResultsServer`].
+
+pub mod stdio;

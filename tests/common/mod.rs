@@ -1,0 +1,177 @@
+//! Shared helpers for the end-to-end tests: spawn the release-shaped binary, speak MCP
+//! to it with rmcp's client, and point it at an in-process sandbox over real HTTP.
+#![allow(dead_code)]
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use bitrix24_task_results_mcp::sandbox::{Sandbox, SandboxOptions};
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::RunningService;
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::Value;
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+/// Path of the binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_bitrix24-task-results-mcp");
+
+/// Env vars a test must not inherit from the developer's shell.
+pub const PORTAL_VARS: [&str; 12] = [
+    "BITRIX24_WEBHOOK_URL",
+    "BITRIX24_PORTAL_URL",
+    "BITRIX24_ACCESS_TOKEN",
+    "BITRIX24_SANDBOX",
+    "BITRIX24_CLIENT_ID",
+    "BITRIX24_CLIENT_SECRET",
+    "BITRIX24_REFRESH_TOKEN",
+    "BITRIX24_TOKEN_FILE",
+    "BITRIX24_READ_ONLY",
+    "BITRIX24_TOOLS",
+    "BITRIX24_EXCLUDE_TOOLS",
+    "MCP_AUTH_TOKEN",
+];
+
+/// A command for the binary with a clean environment.
+pub fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    for var in PORTAL_VARS {
+        cmd.env_remove(var);
+    }
+    cmd.env("RUST_LOG", "info");
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// A running MCP client session with the binary, plus what the binary wrote to stderr.
+pub struct Session {
+    pub client: RunningService<RoleClient, ()>,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+impl Session {
+    /// Calls a tool with JSON arguments.
+    pub async fn call(&self, name: &str, args: Value) -> CallToolResult {
+        let mut params = CallToolRequestParams::new(name.to_string());
+        if let Value::Object(map) = args {
+            params = params.with_arguments(map);
+        }
+        self.client
+            .call_tool(params)
+            .await
+            .unwrap_or_else(|e| panic!("tools/call {name} failed at the protocol level: {e}"))
+    }
+
+    /// Everything written to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Closes stdin and waits for the child to go.
+    pub async fn close(self) {
+        let _ = self.client.cancel().await;
+    }
+}
+
+/// Spawns the binary over stdio and completes the MCP handshake.
+pub async fn spawn(args: &[&str], env: &[(&str, &str)]) -> Session {
+    let cmd = command(args, env).configure(|_| {});
+    let (transport, stderr) = TokioChildProcess::builder(cmd)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the server binary");
+    let captured = Arc::new(Mutex::new(String::new()));
+    if let Some(mut stderr) = stderr {
+        let sink = captured.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+    }
+    let client = ().serve(transport).await.expect("MCP handshake with the server");
+    Session {
+        client,
+        stderr: captured,
+    }
+}
+
+/// Starts an in-process sandbox and spawns the binary against it through its webhook URL,
+/// exactly as a user would configure a real portal.
+pub async fn spawn_with_sandbox(
+    opts: SandboxOptions,
+    extra_env: &[(&str, &str)],
+) -> (Sandbox, Session) {
+    let sandbox = Sandbox::start(opts).await.expect("start sandbox");
+    let url = sandbox.webhook_url();
+    let mut env: Vec<(&str, &str)> = vec![("BITRIX24_WEBHOOK_URL", url.as_str())];
+    env.extend_from_slice(extra_env);
+    let session = spawn(&[], &env).await;
+    (sandbox, session)
+}
+
+/// The structured content of a successful result.
+pub fn ok(result: &CallToolResult) -> Value {
+    assert_ne!(
+        result.is_error,
+        Some(true),
+        "expected success, got {}",
+        text(result)
+    );
+    let structured = result
+        .structured_content
+        .clone()
+        .expect("structured content");
+    let text: Value = serde_json::from_str(&text(result)).expect("text content is JSON");
+    assert_eq!(structured, text, "text content must be the same JSON");
+    structured
+}
+
+/// The text of an error result.
+pub fn err(result: &CallToolResult) -> String {
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "expected isError, got {}",
+        text(result)
+    );
+    text(result)
+}
+
+/// All text content joined.
+pub fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Requests the sandbox received for a REST method (matched on the path's last segment).
+pub fn requests_for(
+    sandbox: &Sandbox,
+    method: &str,
+) -> Vec<bitrix24_task_results_mcp::sandbox::RecordedRequest> {
+    sandbox
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.path
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .is_some_and(|m| m.eq_ignore_ascii_case(method))
+        })
+        .collect()
+}
