@@ -6,6 +6,7 @@
 
 pub mod bitrix;
 pub mod config;
+pub mod panic_hook;
 pub mod redact;
 pub mod results;
 pub mod sandbox;

@@ -2,6 +2,7 @@
 //! and results as structured content plus the same JSON as text.
 
 pub mod errors;
+pub mod guard;
 pub mod schema;
 pub mod tools;
 
@@ -146,9 +147,7 @@ impl ServerHandler for TaskResultsServer {
                 None,
             ));
         };
-        Ok(self
-            .call(kind, request.arguments.unwrap_or_default())
-            .await
-            .into())
+        let call = self.call(kind, request.arguments.unwrap_or_default());
+        Ok(guard::guarded(kind, call).await.into())
     }
 }
