@@ -346,6 +346,48 @@ proptest! {
     }
 }
 
+/// Valid arguments in the shapes models send: numeric strings, padded, float-typed ids,
+/// upper-case enums, text at both length bounds and in any script.
+fn valid_variants() -> impl Strategy<Value = (ToolKind, Map<String, Value>)> {
+    let id = prop_oneof![
+        (1u64..1_000_000).prop_map(Value::from),
+        (1u64..1_000_000).prop_map(|n| json!(n.to_string())),
+        (1u64..1_000_000).prop_map(|n| json!(format!("  {n}\t"))),
+        (1u32..1_000_000).prop_map(|n| json!(f64::from(n))),
+    ];
+    let text = prop_oneof![
+        "\\PC{1,200}",
+        Just("x".repeat(30_000)),
+        Just("я".repeat(30_000)),
+        Just("[b]bold[/b] <script>alert(1)</script> {{\"jsonrpc\":\"2.0\"}}".to_string()),
+    ]
+    .prop_filter("not blank", |t| !t.trim().is_empty());
+    prop_oneof![
+        (id.clone(), text.clone()).prop_map(|(i, t)| (ToolKind::Add, obj(json!({"taskId": i, "text": t})))),
+        id.clone().prop_map(|i| (ToolKind::AddFromChat, obj(json!({"messageId": i})))),
+        (id.clone(), text).prop_map(|(i, t)| (ToolKind::Update, obj(json!({"id": i, "text": t})))),
+        id.clone().prop_map(|i| (ToolKind::Delete, obj(json!({"id": i})))),
+        (id.clone(), prop::sample::select(vec!["open", "CLOSED", "Open"]), id, prop::sample::select(vec!["id", "createdAt", "messageId"]),
+            prop::sample::select(vec!["asc", "DESC"]), 1u32..=50, prop_oneof![(0u32..1000).prop_map(Value::from), (0u32..1000).prop_map(|n| json!(n.to_string()))])
+            .prop_map(|(t, st, a, ob, od, l, o)| (ToolKind::List, obj(json!({"taskId": t, "status": st, "authorId": a, "orderBy": ob, "orderDirection": od, "limit": l, "offset": o})))),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Valid arguments in every accepted shape reach the portal exactly once.
+    #[test]
+    fn valid_variants_reach_the_portal_once((kind, args) in valid_variants()) {
+        static RIG: OnceLock<Rig> = OnceLock::new();
+        let rig = RIG.get_or_init(Rig::new);
+        prop_assert!(valid(kind, &args), "{:?}", args);
+        let (_, text, reached) = rig.call(kind, args.clone());
+        prop_assert_eq!(reached, 1, "{:?}: {}", args, text);
+        prop_assert!(!text.starts_with("Invalid arguments") && !text.starts_with(INTERNAL_ERROR), "{}", text);
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct Item {
     #[allow(dead_code)]

@@ -629,4 +629,32 @@ mod tests {
         assert_eq!(a["id"], "deep", "{a}");
         assert_eq!(a["error"]["code"], INVALID_REQUEST);
     }
+
+    #[tokio::test]
+    async fn a_cancelled_receive_resumes_the_same_line_and_replies_whole_lines() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (server_r, server_w) = tokio::io::split(server);
+        let (client_r, mut client_w) = tokio::io::split(client);
+        let mut t = JsonRpcLines::new(server_r, server_w);
+        client_w
+            .write_all(br#"{"jsonrpc":"2.0","id":1,"#)
+            .await
+            .unwrap();
+        // No newline yet: receive cannot finish; dropping it must keep the half line.
+        let pending = tokio::time::timeout(std::time::Duration::from_millis(50), t.receive()).await;
+        assert!(pending.is_err());
+        client_w
+            .write_all(b"\"method\":\"ping\"}\nnot json\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}\n")
+            .await
+            .unwrap();
+        let first = serde_json::to_value(t.receive().await.unwrap()).unwrap();
+        assert_eq!(first["id"], 1);
+        let second = serde_json::to_value(t.receive().await.unwrap()).unwrap();
+        assert_eq!(second["id"], 2);
+        let mut replies = tokio::io::BufReader::new(client_r).lines();
+        let reply: Value =
+            serde_json::from_str(&replies.next_line().await.unwrap().unwrap()).unwrap();
+        assert_eq!(reply["error"]["code"], PARSE_ERROR);
+    }
 }
