@@ -50,6 +50,9 @@ pub struct SandboxOptions {
     /// Leaky-bucket rate limit; `None` = off.
     pub rate: Option<RateLimit>,
     /// Per-method accumulated execution time allowed in the 10-minute window; `None` = off.
+    /// Time is the wall time of each call (so a [`Fault::Slow`] sleep counts). The call that
+    /// crosses the limit still runs; later calls of that method get 429 until the oldest
+    /// one-minute bucket leaves the window.
     pub operating_limit: Option<Duration>,
 }
 
@@ -176,6 +179,7 @@ impl Shared {
 
 impl Sandbox {
     /// Binds `opts.addr`, spawns the HTTP server on the current Tokio runtime and returns.
+    /// Requests run as `webhook_user_id`; seeded membership is for users 1 and 2.
     pub async fn start(opts: SandboxOptions) -> std::io::Result<Sandbox> {
         let listener = conn::KillableListener::bind(opts.addr).await?;
         let addr = listener.local_addr()?;

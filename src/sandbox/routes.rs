@@ -403,6 +403,8 @@ fn call_method(shared: &Shared, inc: &Incoming<'_>, call: &Call, start: f64) -> 
         Ok(ok) => ok,
         Err(reply) => return reply,
     };
+    // Unknown REST 3.0 names: 400 METHODNOTFOUND, the status batch-v3.md documents (the
+    // direct-call status is [UNCONFIRMED], contract §2.2). Checked after auth, like a portal.
     let Some(spec) = methods::find(call.api, &call.method) else {
         return match call.api {
             Api::V3 => V3Error::new(400, METHOD_NOT_FOUND, "Method not found").reply(),

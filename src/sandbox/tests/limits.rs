@@ -104,18 +104,46 @@ async fn invalid_idempotency_keys() {
 
 #[tokio::test]
 async fn oauth_replay_ignores_auth_value() {
-    let sb = start().await;
+    let sb = start_with(SandboxOptions {
+        access_token: Some("old-token".into()),
+        oauth: Some(crate::sandbox::OAuthApp {
+            client_id: "app".into(),
+            client_secret: "secret".into(),
+            refresh_token: "r0".into(),
+            access_token_ttl: Duration::from_secs(600),
+        }),
+        ..SandboxOptions::default()
+    })
+    .await;
     let url = format!("{}/rest/api/{ADD}", sb.base_url());
-    let token = sb.access_token().expect("token");
-    let body = json!({"fields": {"taskId": 51, "text": "x"}, "auth": token});
     let key = [("Idempotency-Key", "oauth-k")];
-    assert_eq!(post(&url, &body.to_string(), &key).await.status, 200);
-    // A different (also valid) token is impossible without refresh; simulate the retry with
-    // the same token and a changed auth field position.
-    let body2 = json!({"auth": token, "fields": {"text": "x", "taskId": 51}});
+    let body = json!({"fields": {"taskId": 51, "text": "x"}, "auth": "old-token"});
+    let first = post(&url, &body.to_string(), &key).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let refreshed = client()
+        .post(format!("{}/oauth/token/", sb.base_url()))
+        .body("grant_type=refresh_token&client_id=app&client_secret=secret&refresh_token=r0")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(refreshed.status(), 200);
+    let new_token = sb.access_token().expect("new token");
+    assert_ne!(new_token, "old-token");
+    // The retry after a refresh carries a new `auth`: still the same request.
+    let body2 = json!({"auth": new_token, "fields": {"text": "x", "taskId": 51}});
     let r = post(&url, &body2.to_string(), &key).await;
-    assert_eq!(r.header("idempotent-replayed"), Some("true"));
+    assert_eq!(r.header("idempotent-replayed"), Some("true"), "{}", r.text);
+    assert_eq!(r.text, first.text);
     assert_eq!(sb.results().len(), 3);
+    // The webhook is another credential: the same key there is a fresh key.
+    let hook = post(
+        &v3_url(&sb, ADD),
+        r#"{"fields":{"taskId":51,"text":"x"}}"#,
+        &key,
+    )
+    .await;
+    assert_eq!(hook.header("idempotent-replayed"), None);
+    assert_eq!(sb.results().len(), 4);
 }
 
 #[tokio::test]
@@ -156,6 +184,32 @@ async fn drop_after_apply_then_retry_replays() {
     assert!(client().post(&url).body(ADD_BODY).send().await.is_err());
     assert_eq!(post(&url, ADD_BODY, &[]).await.status, 200);
     assert_eq!(sb.results().len(), 5);
+}
+
+#[tokio::test]
+async fn drop_on_a_pooled_keep_alive_connection_is_not_retried_by_the_client() {
+    let sb = start().await;
+    let shared = client();
+    let url = v3_url(&sb, ADD);
+    let warm = shared
+        .post(&url)
+        .body(ADD_BODY)
+        .send()
+        .await
+        .expect("warm-up");
+    assert_eq!(warm.status(), 200);
+    let _ = warm.text().await;
+    sb.inject(ADD, Fault::DropAfterApply, 1);
+    assert!(shared.post(&url).body(ADD_BODY).send().await.is_err());
+    assert_eq!(sb.results().len(), 4, "applied exactly once");
+    // The pool recovers with a fresh connection.
+    let after = shared
+        .post(&url)
+        .body(ADD_BODY)
+        .send()
+        .await
+        .expect("after");
+    assert_eq!(after.status(), 200);
 }
 
 #[tokio::test]
