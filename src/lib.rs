@@ -5,6 +5,7 @@
 //! portal client, free of MCP). `sandbox` emulates a portal for trials and tests.
 
 pub mod bitrix;
+pub mod chat;
 pub mod config;
 pub mod redact;
 pub mod results;
