@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::bitrix::{ClientOptions, Endpoint};
+use crate::server::ToolSelection;
 
 /// MCP server for Bitrix24 task results (REST 3.0).
 ///
@@ -19,16 +20,62 @@ pub struct Cli {
     /// The portal.
     #[command(flatten)]
     pub portal: PortalArgs,
+    /// Which tools to offer.
+    #[command(flatten)]
+    pub tools: ToolArgs,
     /// Log filter (tracing EnvFilter syntax: error, warn, info, debug, trace). Logs go to stderr.
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
     pub log_level: String,
 }
 
 /// Subcommands.
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Run the MCP server (the default).
     Serve,
+}
+
+/// Which tools the server offers (applied by `server::inventory`).
+#[derive(Debug, Clone, Args)]
+pub struct ToolArgs {
+    /// Offer only the read-only tools (task_result_list, task_chat_messages_list); write tools are hidden and refused. Wins over --tools [default: off].
+    #[arg(
+        long,
+        env = "BITRIX24_READ_ONLY",
+        global = true,
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub read_only: bool,
+    /// Offer only these tools (comma-separated names) [default: every tool].
+    #[arg(
+        long,
+        env = "BITRIX24_TOOLS",
+        value_delimiter = ',',
+        value_name = "NAMES",
+        global = true
+    )]
+    pub tools: Vec<String>,
+    /// Do not offer these tools (comma-separated names) [default: none].
+    #[arg(
+        long,
+        env = "BITRIX24_EXCLUDE_TOOLS",
+        value_delimiter = ',',
+        value_name = "NAMES",
+        global = true
+    )]
+    pub exclude_tools: Vec<String>,
+}
+
+impl ToolArgs {
+    /// The selection to resolve.
+    pub fn selection(&self) -> ToolSelection {
+        ToolSelection {
+            read_only: self.read_only,
+            tools: self.tools.clone(),
+            exclude: self.exclude_tools.clone(),
+        }
+    }
 }
 
 /// Which portal to talk to, and how.
@@ -39,25 +86,27 @@ pub struct PortalArgs {
         long,
         env = "BITRIX24_WEBHOOK_URL",
         hide_env_values = true,
-        value_name = "URL"
+        value_name = "URL",
+        global = true
     )]
     pub webhook_url: Option<String>,
     /// Portal address for OAuth, e.g. https://example.bitrix24.com (with --access-token).
-    #[arg(long, env = "BITRIX24_PORTAL_URL", value_name = "URL")]
+    #[arg(long, env = "BITRIX24_PORTAL_URL", value_name = "URL", global = true)]
     pub portal_url: Option<String>,
     /// OAuth access token, sent in the JSON body's `auth` field. Secret: never logged.
     #[arg(
         long,
         env = "BITRIX24_ACCESS_TOKEN",
         hide_env_values = true,
-        value_name = "TOKEN"
+        value_name = "TOKEN",
+        global = true
     )]
     pub access_token: Option<String>,
-    /// Use the built-in sandbox portal (an emulator on a loopback port) instead of a real one.
+    /// Use the built-in sandbox portal (an emulator on a loopback port) instead of a real one [default: off].
     #[arg(long, env = "BITRIX24_SANDBOX", global = true)]
     pub sandbox: bool,
     /// Whole-request timeout for portal calls, in seconds (the portal itself stops at 60).
-    #[arg(long, env = "BITRIX24_TIMEOUT", default_value_t = 65, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=600))]
+    #[arg(long, env = "BITRIX24_TIMEOUT", default_value_t = 65, value_name = "SECONDS", global = true, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub timeout: u64,
 }
 

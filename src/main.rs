@@ -8,11 +8,11 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use bitrix24_task_results_mcp::bitrix::{Client, Endpoint};
-use bitrix24_task_results_mcp::config::{Cli, Command, PortalChoice};
+use bitrix24_task_results_mcp::config::{Cli, Command, PortalChoice, ToolArgs};
 use bitrix24_task_results_mcp::redact::{self, RedactingStderr};
 use bitrix24_task_results_mcp::results::TaskResults;
 use bitrix24_task_results_mcp::sandbox::{Sandbox, SandboxOptions};
-use bitrix24_task_results_mcp::server::{TaskResultsServer, ToolKind};
+use bitrix24_task_results_mcp::server::TaskResultsServer;
 use bitrix24_task_results_mcp::transport;
 
 fn main() -> ExitCode {
@@ -36,12 +36,19 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(cli.portal).await,
+    match cli.command.clone().unwrap_or(Command::Serve) {
+        Command::Serve => serve(cli.portal, cli.tools).await,
     }
 }
 
-async fn serve(portal: bitrix24_task_results_mcp::config::PortalArgs) -> ExitCode {
+async fn serve(portal: bitrix24_task_results_mcp::config::PortalArgs, tools: ToolArgs) -> ExitCode {
+    let inventory = match tools.selection().resolve() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let choice = match portal.resolve() {
         Ok(c) => c,
         Err(e) => {
@@ -68,7 +75,10 @@ async fn serve(portal: bitrix24_task_results_mcp::config::PortalArgs) -> ExitCod
     };
     tracing::info!(portal = %endpoint.describe(), version = env!("CARGO_PKG_VERSION"), "bitrix24-task-results-mcp starting");
     let client = Client::new(endpoint, portal.client_options());
-    let server = TaskResultsServer::new(TaskResults::new(client), ToolKind::ALL.to_vec());
+    if inventory.read_only() {
+        tracing::info!("read-only mode: write tools are hidden and refused");
+    }
+    let server = TaskResultsServer::with_inventory(TaskResults::new(client), &inventory);
 
     let ct = CancellationToken::new();
     tokio::spawn(cancel_on_signal(ct.clone()));
