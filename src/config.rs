@@ -5,6 +5,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::bitrix::{ClientOptions, Endpoint};
+use crate::doctor::DoctorArgs;
+use crate::print_config::{ClientKind, DEFAULT_HTTP_URL, Transport};
 use crate::server::ToolSelection;
 
 /// MCP server for Bitrix24 task results (REST 3.0).
@@ -33,6 +35,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the MCP server (the default).
     Serve,
+    /// Check the configuration and the portal (credentials, scopes, round trip); exit 0 when usable, 1 otherwise.
+    Doctor(DoctorArgs),
+    /// Print the configuration snippet for an MCP client (binary path and env var names, never a secret).
+    PrintConfig(PrintConfigArgs),
 }
 
 /// Which tools the server offers (applied by `server::inventory`).
@@ -76,6 +82,38 @@ impl ToolArgs {
             exclude: self.exclude_tools.clone(),
         }
     }
+
+    /// The same selection as command-line arguments, for client configurations.
+    pub fn as_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if self.read_only {
+            args.push("--read-only".to_string());
+        }
+        if !self.tools.is_empty() {
+            args.extend(["--tools".to_string(), self.tools.join(",")]);
+        }
+        if !self.exclude_tools.is_empty() {
+            args.extend(["--exclude-tools".to_string(), self.exclude_tools.join(",")]);
+        }
+        args
+    }
+}
+
+/// Options of `print-config`.
+#[derive(Debug, Clone, Args)]
+pub struct PrintConfigArgs {
+    /// The MCP client to configure.
+    #[arg(long, value_enum)]
+    pub client: ClientKind,
+    /// stdio: the client starts this binary; http: the client connects to a running HTTP server.
+    #[arg(long, value_enum, default_value_t = Transport::Stdio)]
+    pub transport: Transport,
+    /// Endpoint of the running HTTP server (with --transport http).
+    #[arg(long, default_value = DEFAULT_HTTP_URL, value_name = "URL")]
+    pub url: String,
+    /// Name of the server in the client's configuration (short: Claude Code shows tools as mcp__NAME__TOOL).
+    #[arg(long, default_value = "bitrix24")]
+    pub name: String,
 }
 
 /// Which portal to talk to, and how.

@@ -7,6 +7,8 @@
 pub mod bitrix;
 pub mod chat;
 pub mod config;
+pub mod doctor;
+pub mod print_config;
 pub mod redact;
 pub mod results;
 pub mod sandbox;
