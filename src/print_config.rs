@@ -7,9 +7,10 @@
 //! from the user's environment or a prompt (Claude Desktop, which can do neither, gets a
 //! placeholder to replace).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
 /// The clients `print-config` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -72,6 +73,74 @@ pub struct Snippet {
     pub guide: String,
 }
 
+// Typed so that keys come out in the order the clients' docs show them.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Server {
+    Stdio {
+        #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+        kind: Option<&'static str>,
+        command: String,
+        args: Vec<String>,
+        env: BTreeMap<String, String>,
+    },
+    Http {
+        #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+        kind: Option<&'static str>,
+        url: String,
+        headers: BTreeMap<String, String>,
+    },
+}
+
+#[derive(Serialize)]
+struct McpServers<'a> {
+    #[serde(rename = "mcpServers")]
+    servers: BTreeMap<&'a str, Server>,
+}
+
+#[derive(Serialize)]
+struct VsCodeConfig<'a> {
+    servers: BTreeMap<&'a str, Server>,
+    inputs: Vec<Input>,
+}
+
+#[derive(Serialize)]
+struct Input {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: String,
+    description: String,
+    password: bool,
+}
+
+fn stdio(
+    kind: Option<&'static str>,
+    exe: &str,
+    req: &Request,
+    value: impl Fn(&str) -> String,
+) -> Server {
+    Server::Stdio {
+        kind,
+        command: exe.to_string(),
+        args: req.args.clone(),
+        env: req.env.iter().map(|n| (n.to_string(), value(n))).collect(),
+    }
+}
+
+fn http(kind: Option<&'static str>, url: &str, authorization: String) -> Server {
+    Server::Http {
+        kind,
+        url: url.to_string(),
+        headers: BTreeMap::from([("Authorization".to_string(), authorization)]),
+    }
+}
+
+fn mcp_servers(name: &str, server: Server) -> String {
+    pretty(&McpServers {
+        servers: BTreeMap::from([(name, server)]),
+    })
+}
+
 /// Renders the snippet for `req`.
 pub fn render(req: &Request) -> Snippet {
     let exe = req.exe.display().to_string();
@@ -79,11 +148,13 @@ pub fn render(req: &Request) -> Snippet {
     match req.client {
         ClientKind::ClaudeCode => {
             let server = if http {
-                json!({"type": "http", "url": req.url,
-                       "headers": {"Authorization": format!("Bearer ${{{AUTH_TOKEN_VAR}}}")}})
+                self::http(
+                    Some("http"),
+                    req.url,
+                    format!("Bearer ${{{AUTH_TOKEN_VAR}}}"),
+                )
             } else {
-                json!({"type": "stdio", "command": exe, "args": req.args,
-                       "env": env_map(&req.env, |n| format!("${{{n}}}"))})
+                stdio(Some("stdio"), &exe, req, |n| format!("${{{n}}}"))
             };
             let line = if http {
                 format!(
@@ -105,7 +176,7 @@ pub fn render(req: &Request) -> Snippet {
                 line
             };
             Snippet {
-                config: pretty(&json!({"mcpServers": {req.name: server}})),
+                config: mcp_servers(req.name, server),
                 guide: format!(
                     "Claude Code: either run this once in your shell (it reads the value from your environment):\n  {line}\n\
                      or put the JSON below in .mcp.json at the project root (Claude Code expands ${{VAR}} from the \
@@ -115,14 +186,12 @@ pub fn render(req: &Request) -> Snippet {
         }
         ClientKind::Cursor => {
             let server = if http {
-                json!({"url": req.url,
-                       "headers": {"Authorization": format!("Bearer ${{env:{AUTH_TOKEN_VAR}}}")}})
+                self::http(None, req.url, format!("Bearer ${{env:{AUTH_TOKEN_VAR}}}"))
             } else {
-                json!({"type": "stdio", "command": exe, "args": req.args,
-                       "env": env_map(&req.env, |n| format!("${{env:{n}}}"))})
+                stdio(Some("stdio"), &exe, req, |n| format!("${{env:{n}}}"))
             };
             Snippet {
-                config: pretty(&json!({"mcpServers": {req.name: server}})),
+                config: mcp_servers(req.name, server),
                 guide: "Cursor: put this in ~/.cursor/mcp.json (every project) or .cursor/mcp.json (this project); \
                         Cursor expands ${env:NAME} from the environment it was started in."
                     .into(),
@@ -152,32 +221,40 @@ pub fn render(req: &Request) -> Snippet {
             }
         }
         ClientKind::Vscode => {
+            let input = |id: String, description: String| Input {
+                kind: "promptString",
+                id,
+                description,
+                password: true,
+            };
             let (server, inputs) = if http {
                 (
-                    json!({"type": "http", "url": req.url,
-                           "headers": {"Authorization": "Bearer ${input:mcp-auth-token}"}}),
-                    vec![json!({"type": "promptString", "id": "mcp-auth-token",
-                                "description": format!("Bearer token of the Bitrix24 MCP server ({AUTH_TOKEN_VAR})"),
-                                "password": true})],
+                    self::http(
+                        Some("http"),
+                        req.url,
+                        "Bearer ${input:mcp-auth-token}".into(),
+                    ),
+                    vec![input(
+                        "mcp-auth-token".into(),
+                        format!("Bearer token of the Bitrix24 MCP server ({AUTH_TOKEN_VAR})"),
+                    )],
                 )
             } else {
-                let inputs = req
-                    .env
-                    .iter()
-                    .map(|n| {
-                        json!({"type": "promptString", "id": input_id(n),
-                               "description": format!("{n} for the Bitrix24 MCP server"),
-                               "password": true})
-                    })
-                    .collect();
                 (
-                    json!({"type": "stdio", "command": exe, "args": req.args,
-                           "env": env_map(&req.env, |n| format!("${{input:{}}}", input_id(n)))}),
-                    inputs,
+                    stdio(Some("stdio"), &exe, req, |n| {
+                        format!("${{input:{}}}", input_id(n))
+                    }),
+                    req.env
+                        .iter()
+                        .map(|n| input(input_id(n), format!("{n} for the Bitrix24 MCP server")))
+                        .collect(),
                 )
             };
             Snippet {
-                config: pretty(&json!({"servers": {req.name: server}, "inputs": inputs})),
+                config: pretty(&VsCodeConfig {
+                    servers: BTreeMap::from([(req.name, server)]),
+                    inputs,
+                }),
                 guide: "VS Code: put this in .vscode/mcp.json (or run \"MCP: Open User Configuration\"). VS Code asks \
                         for each value once and keeps it in its secret storage."
                     .into(),
@@ -186,15 +263,28 @@ pub fn render(req: &Request) -> Snippet {
         ClientKind::ClaudeDesktop => {
             let server = if http {
                 // Claude Desktop starts only local commands from this file; mcp-remote bridges to HTTP.
-                json!({"command": "npx",
-                       "args": ["-y", "mcp-remote", req.url, "--header", "Authorization:${AUTH_HEADER}"],
-                       "env": {"AUTH_HEADER": format!("Bearer <value of {AUTH_TOKEN_VAR}>")}})
+                Server::Stdio {
+                    kind: None,
+                    command: "npx".into(),
+                    args: [
+                        "-y",
+                        "mcp-remote",
+                        req.url,
+                        "--header",
+                        "Authorization:${AUTH_HEADER}",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                    env: BTreeMap::from([(
+                        "AUTH_HEADER".to_string(),
+                        format!("Bearer <value of {AUTH_TOKEN_VAR}>"),
+                    )]),
+                }
             } else {
-                json!({"command": exe, "args": req.args,
-                       "env": env_map(&req.env, |n| format!("<value of {n}>"))})
+                stdio(None, &exe, req, |n| format!("<value of {n}>"))
             };
             Snippet {
-                config: pretty(&json!({"mcpServers": {req.name: server}})),
+                config: mcp_servers(req.name, server),
                 guide: "Claude Desktop: merge this into claude_desktop_config.json (Settings > Developer > Edit Config; \
                         macOS ~/Library/Application Support/Claude/, Windows %APPDATA%\\Claude\\). Claude Desktop does \
                         not read your shell environment: replace each <value of ...> yourself, keep the file private, \
@@ -205,20 +295,11 @@ pub fn render(req: &Request) -> Snippet {
     }
 }
 
-fn env_map(names: &[&str], value: impl Fn(&str) -> String) -> Value {
-    Value::Object(
-        names
-            .iter()
-            .map(|n| (n.to_string(), Value::String(value(n))))
-            .collect(),
-    )
-}
-
 fn input_id(var: &str) -> String {
     var.to_ascii_lowercase().replace('_', "-")
 }
 
-fn pretty(v: &Value) -> String {
+fn pretty<T: Serialize>(v: &T) -> String {
     let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
     s.push('\n');
     s
@@ -276,6 +357,7 @@ fn shell_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     fn req(client: ClientKind, transport: Transport) -> Request<'static> {
         Request {
