@@ -149,9 +149,9 @@ pub async fn run(portal: &PortalArgs, tools: &ToolSelection, args: &DoctorArgs) 
 
 fn describe_endpoint(r: &mut Report, endpoint: &Endpoint, portal: &PortalArgs) {
     let var = if portal.webhook_url.is_some() {
-        "BITRIX24_WEBHOOK_URL"
+        "--webhook-url / BITRIX24_WEBHOOK_URL"
     } else {
-        "BITRIX24_PORTAL_URL + BITRIX24_ACCESS_TOKEN"
+        "--portal-url + --access-token / BITRIX24_PORTAL_URL + BITRIX24_ACCESS_TOKEN"
     };
     r.line(
         "ok",

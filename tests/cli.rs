@@ -195,6 +195,19 @@ async fn print_config_parses_as_each_clients_format_without_secrets() {
 }
 
 #[tokio::test]
+async fn mcp_json_example_is_what_print_config_prints_for_claude_code() {
+    let o = run(&["print-config", "--client", "claude-code"], &[]).await;
+    let mut printed: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    // The example assumes the binary is on PATH (cargo install); print-config gives its absolute path.
+    printed["mcpServers"]["bitrix24"]["command"] = "bitrix24-task-results-mcp".into();
+    let example: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/mcp.json.example")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(example, printed);
+}
+
+#[tokio::test]
 async fn help_lists_every_flag_with_its_variable_and_hides_secrets() {
     let o = run(
         &["--help"],
