@@ -50,7 +50,9 @@ pub struct ToolArgs {
         env = "BITRIX24_READ_ONLY",
         global = true,
         action = clap::ArgAction::SetTrue,
-        value_parser = clap::builder::BoolishValueParser::new(),
+        // Empty, 0, false, no, off, n, f mean off; any other value means on, so a typo
+        // errs on the safe side.
+        value_parser = clap::builder::FalseyValueParser::new(),
     )]
     pub read_only: bool,
     /// Offer only these tools (comma-separated names) [default: every tool].

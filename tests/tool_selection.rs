@@ -150,3 +150,30 @@ async fn unknown_tool_names_stop_start_up_with_the_valid_names() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no tool"));
 }
+
+#[tokio::test]
+async fn read_only_env_values() {
+    // Empty and the usual "no" words mean off; anything else means on (a typo errs on the safe side).
+    for (value, read_only) in [
+        ("", false),
+        ("0", false),
+        ("false", false),
+        ("off", false),
+        ("1", true),
+        ("true", true),
+        ("yes", true),
+    ] {
+        let out = command(&["doctor", "--sandbox"], &[("BITRIX24_READ_ONLY", value)])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{value:?}: {report}");
+        assert_eq!(
+            report.contains("(read-only mode)"),
+            read_only,
+            "{value:?}: {report}"
+        );
+    }
+}
