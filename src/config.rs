@@ -5,6 +5,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::bitrix::{ClientOptions, Endpoint};
+use crate::doctor::DoctorArgs;
+use crate::print_config::{ClientKind, DEFAULT_HTTP_URL, Transport};
+use crate::server::ToolSelection;
 
 /// MCP server for Bitrix24 task results (REST 3.0).
 ///
@@ -19,16 +22,100 @@ pub struct Cli {
     /// The portal.
     #[command(flatten)]
     pub portal: PortalArgs,
+    /// Which tools to offer.
+    #[command(flatten)]
+    pub tools: ToolArgs,
     /// Log filter (tracing EnvFilter syntax: error, warn, info, debug, trace). Logs go to stderr.
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
     pub log_level: String,
 }
 
 /// Subcommands.
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Run the MCP server (the default).
     Serve,
+    /// Check the configuration and the portal (credentials, scopes, round trip); exit 0 when usable, 1 otherwise.
+    Doctor(DoctorArgs),
+    /// Print the configuration snippet for an MCP client (binary path and env var names, never a secret).
+    PrintConfig(PrintConfigArgs),
+}
+
+/// Which tools the server offers (applied by `server::inventory`).
+#[derive(Debug, Clone, Args)]
+pub struct ToolArgs {
+    /// Offer only the read-only tools (task_result_list, task_chat_messages_list); write tools are hidden and refused. Wins over --tools [default: off].
+    #[arg(
+        long,
+        env = "BITRIX24_READ_ONLY",
+        global = true,
+        action = clap::ArgAction::SetTrue,
+        // Empty, 0, false, no, off, n, f mean off; any other value means on, so a typo
+        // errs on the safe side.
+        value_parser = clap::builder::FalseyValueParser::new(),
+    )]
+    pub read_only: bool,
+    /// Offer only these tools (comma-separated names) [default: every tool].
+    #[arg(
+        long,
+        env = "BITRIX24_TOOLS",
+        value_delimiter = ',',
+        value_name = "NAMES",
+        global = true
+    )]
+    pub tools: Vec<String>,
+    /// Do not offer these tools (comma-separated names) [default: none].
+    #[arg(
+        long,
+        env = "BITRIX24_EXCLUDE_TOOLS",
+        value_delimiter = ',',
+        value_name = "NAMES",
+        global = true
+    )]
+    pub exclude_tools: Vec<String>,
+}
+
+impl ToolArgs {
+    /// The selection to resolve.
+    pub fn selection(&self) -> ToolSelection {
+        ToolSelection {
+            read_only: self.read_only,
+            tools: self.tools.clone(),
+            exclude: self.exclude_tools.clone(),
+        }
+    }
+
+    /// The same selection as command-line arguments, for client configurations.
+    pub fn as_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if self.read_only {
+            args.push("--read-only".to_string());
+        }
+        if !self.tools.is_empty() {
+            args.extend(["--tools".to_string(), self.tools.join(",")]);
+        }
+        if !self.exclude_tools.is_empty() {
+            args.extend(["--exclude-tools".to_string(), self.exclude_tools.join(",")]);
+        }
+        args
+    }
+}
+
+/// Options of `print-config`.
+#[derive(Debug, Clone, Args)]
+pub struct PrintConfigArgs {
+    /// The MCP client to configure.
+    #[arg(long, value_enum)]
+    pub client: ClientKind,
+    /// stdio: the client starts this binary; http: the client connects to a running HTTP server.
+    #[arg(long, value_enum, default_value_t = Transport::Stdio)]
+    pub transport: Transport,
+    /// Endpoint of the running HTTP server (with --transport http).
+    #[arg(long, default_value = DEFAULT_HTTP_URL, value_name = "URL")]
+    pub url: String,
+    /// Name of the server in the client's configuration (short: Claude Code shows tools as mcp__NAME__TOOL).
+    #[arg(long, default_value = "bitrix24")]
+    pub name: String,
 }
 
 /// Which portal to talk to, and how.
@@ -39,25 +126,27 @@ pub struct PortalArgs {
         long,
         env = "BITRIX24_WEBHOOK_URL",
         hide_env_values = true,
-        value_name = "URL"
+        value_name = "URL",
+        global = true
     )]
     pub webhook_url: Option<String>,
     /// Portal address for OAuth, e.g. https://example.bitrix24.com (with --access-token).
-    #[arg(long, env = "BITRIX24_PORTAL_URL", value_name = "URL")]
+    #[arg(long, env = "BITRIX24_PORTAL_URL", value_name = "URL", global = true)]
     pub portal_url: Option<String>,
     /// OAuth access token, sent in the JSON body's `auth` field. Secret: never logged.
     #[arg(
         long,
         env = "BITRIX24_ACCESS_TOKEN",
         hide_env_values = true,
-        value_name = "TOKEN"
+        value_name = "TOKEN",
+        global = true
     )]
     pub access_token: Option<String>,
-    /// Use the built-in sandbox portal (an emulator on a loopback port) instead of a real one.
+    /// Use the built-in sandbox portal (an emulator on a loopback port) instead of a real one [default: off].
     #[arg(long, env = "BITRIX24_SANDBOX", global = true)]
     pub sandbox: bool,
     /// Whole-request timeout for portal calls, in seconds (the portal itself stops at 60).
-    #[arg(long, env = "BITRIX24_TIMEOUT", default_value_t = 65, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=600))]
+    #[arg(long, env = "BITRIX24_TIMEOUT", default_value_t = 65, value_name = "SECONDS", global = true, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub timeout: u64,
 }
 

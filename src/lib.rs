@@ -5,8 +5,11 @@
 //! portal client, free of MCP). `sandbox` emulates a portal for trials and tests.
 
 pub mod bitrix;
+pub mod chat;
 pub mod config;
+pub mod doctor;
 pub mod panic_hook;
+pub mod print_config;
 pub mod redact;
 pub mod results;
 pub mod sandbox;

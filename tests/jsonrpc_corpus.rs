@@ -5,6 +5,7 @@
 mod common;
 mod raw;
 
+use bitrix24_task_results_mcp::server::ToolKind;
 use raw::{RawSession, assert_no_panic, assert_stdout_is_jsonrpc};
 use serde_json::{Value, json};
 
@@ -198,7 +199,7 @@ async fn thousands_of_messages_in_one_burst_are_all_answered() {
             0 => assert_eq!(r["result"], json!({}), "{r}"),
             1 => assert_eq!(
                 r["result"]["tools"].as_array().map(Vec::len),
-                Some(5),
+                Some(ToolKind::ALL.len()),
                 "{r}"
             ),
             2 => assert_eq!(r["result"]["isError"], true, "{r}"),

@@ -8,6 +8,7 @@
 
 use bitrix24_task_results_mcp::bitrix::envelope::decode;
 use bitrix24_task_results_mcp::bitrix::{CallError, Client, ClientOptions, Endpoint};
+use bitrix24_task_results_mcp::chat::ChatMessagesParams;
 use bitrix24_task_results_mcp::results::{
     AddFromChatParams, AddParams, DeleteParams, ListParams, TaskResult, TaskResults, UpdateParams,
 };
@@ -76,6 +77,7 @@ fn valid(kind: ToolKind, args: &Map<String, Value>) -> bool {
         ToolKind::Update => serde_json::from_value::<UpdateParams>(v).is_ok(),
         ToolKind::List => serde_json::from_value::<ListParams>(v).is_ok(),
         ToolKind::Delete => serde_json::from_value::<DeleteParams>(v).is_ok(),
+        ToolKind::ChatMessages => serde_json::from_value::<ChatMessagesParams>(v).is_ok(),
     }
 }
 
@@ -202,7 +204,13 @@ proptest! {
             let (is_error, text, reached) = rig.call(kind, args.clone());
             prop_assert!(!text.starts_with(INTERNAL_ERROR), "{text}");
             if should_pass {
-                prop_assert_eq!(reached, 1, "a valid call reaches the portal once: {}", text);
+                // A write is sent once; a read may take more than one REST call (the chat
+                // tool looks the chat up first).
+                if kind.read_only() {
+                    prop_assert!(reached >= 1, "a valid call reaches the portal: {}", text);
+                } else {
+                    prop_assert_eq!(reached, 1, "a valid write reaches the portal once: {}", text);
+                }
                 prop_assert!(!text.starts_with("Invalid arguments"), "{}", text);
             } else {
                 prop_assert!(is_error, "invalid arguments {:?} gave success: {}", args, text);
@@ -323,6 +331,7 @@ fn valid_args(kind: ToolKind) -> Map<String, Value> {
         ToolKind::Update => json!({"id": 17, "text": "done"}),
         ToolKind::List => json!({"taskId": 51}),
         ToolKind::Delete => json!({"id": 17}),
+        ToolKind::ChatMessages => json!({"taskId": 51}),
     })
 }
 
@@ -367,6 +376,7 @@ fn valid_variants() -> impl Strategy<Value = (ToolKind, Map<String, Value>)> {
         id.clone().prop_map(|i| (ToolKind::AddFromChat, obj(json!({"messageId": i})))),
         (id.clone(), text).prop_map(|(i, t)| (ToolKind::Update, obj(json!({"id": i, "text": t})))),
         id.clone().prop_map(|i| (ToolKind::Delete, obj(json!({"id": i})))),
+        (id.clone(), 1u32..=50, id.clone()).prop_map(|(t, l, b)| (ToolKind::ChatMessages, obj(json!({"taskId": t, "limit": l, "beforeId": b})))),
         (id.clone(), prop::sample::select(vec!["open", "CLOSED", "Open"]), id, prop::sample::select(vec!["id", "createdAt", "messageId"]),
             prop::sample::select(vec!["asc", "DESC"]), 1u32..=50, prop_oneof![(0u32..1000).prop_map(Value::from), (0u32..1000).prop_map(|n| json!(n.to_string()))])
             .prop_map(|(t, st, a, ob, od, l, o)| (ToolKind::List, obj(json!({"taskId": t, "status": st, "authorId": a, "orderBy": ob, "orderDirection": od, "limit": l, "offset": o})))),
@@ -376,14 +386,18 @@ fn valid_variants() -> impl Strategy<Value = (ToolKind, Map<String, Value>)> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
 
-    /// Valid arguments in every accepted shape reach the portal exactly once.
+    /// Valid arguments in every accepted shape reach the portal (a write exactly once).
     #[test]
     fn valid_variants_reach_the_portal_once((kind, args) in valid_variants()) {
         static RIG: OnceLock<Rig> = OnceLock::new();
         let rig = RIG.get_or_init(Rig::new);
         prop_assert!(valid(kind, &args), "{:?}", args);
         let (_, text, reached) = rig.call(kind, args.clone());
-        prop_assert_eq!(reached, 1, "{:?}: {}", args, text);
+        if kind.read_only() {
+            prop_assert!(reached >= 1, "{:?}: {}", args, text);
+        } else {
+            prop_assert_eq!(reached, 1, "{:?}: {}", args, text);
+        }
         prop_assert!(!text.starts_with("Invalid arguments") && !text.starts_with(INTERNAL_ERROR), "{}", text);
     }
 }

@@ -6,6 +6,7 @@
 use std::sync::OnceLock;
 
 use bitrix24_task_results_mcp::bitrix::{Client, ClientOptions, Endpoint};
+use bitrix24_task_results_mcp::chat::ChatMessagesParams;
 use bitrix24_task_results_mcp::results::{
     AddFromChatParams, AddParams, DeleteParams, ListParams, TaskResults, UpdateParams,
 };
@@ -37,6 +38,7 @@ fn fields(kind: ToolKind) -> &'static [&'static str] {
             "offset",
         ],
         ToolKind::Delete => &["id"],
+        ToolKind::ChatMessages => &["taskId", "limit", "beforeId"],
     }
 }
 
@@ -50,6 +52,9 @@ fn valid(kind: ToolKind, args: &Map<String, Value>) -> bool {
         ToolKind::Update => serde_path_to_error::deserialize::<_, UpdateParams>(v).is_ok(),
         ToolKind::List => serde_path_to_error::deserialize::<_, ListParams>(v).is_ok(),
         ToolKind::Delete => serde_path_to_error::deserialize::<_, DeleteParams>(v).is_ok(),
+        ToolKind::ChatMessages => {
+            serde_path_to_error::deserialize::<_, ChatMessagesParams>(v).is_ok()
+        }
     }
 }
 

@@ -28,9 +28,36 @@ pub fn invalid_arguments(tool: ToolKind, path: &str, problem: &str) -> CallToolR
     ))
 }
 
+/// A write tool called on a read-only server (it is not in tools/list, but a client may
+/// call it anyway): an `isError` result the model can relay, nothing sent to the portal.
+pub fn read_only_refusal(tool: ToolKind) -> CallToolResult {
+    tool_error(&format!(
+        "{} is disabled: this server runs in read-only mode (--read-only / BITRIX24_READ_ONLY), so it \
+         never changes anything on the portal. Nothing was sent to Bitrix24.\n\
+         Next step: tell the user; to allow changes, they must restart the server without --read-only.",
+        tool.name()
+    ))
+}
+
+/// The `im` scope is only needed by the chat tool; say so plainly.
+fn im_scope_missing(method: &str) -> String {
+    format!(
+        "Bitrix24 refused {method}: the webhook (or OAuth app) lacks the `im` scope (Chat and notifications), \
+         which task_chat_messages_list needs to read a task's chat.\n\
+         Next step: in Bitrix24 open Developer resources > Inbound webhook, edit this webhook, tick the `im` \
+         scope next to `tasks`, save (the URL stays the same unless Bitrix24 regenerates it), then try again. \
+         The other tools work without `im`."
+    )
+}
+
 /// A failed REST call.
 pub fn call_failed(tool: ToolKind, method: &str, portal: &str, err: &CallError) -> CallToolResult {
     let text = match err {
+        CallError::Portal(p)
+            if p.class() == ErrorClass::InsufficientScope && method.starts_with("im.") =>
+        {
+            im_scope_missing(method)
+        }
         CallError::Portal(p) => portal_error_text(tool, method, p),
         CallError::Transport(t) => {
             let step = match t.kind {
@@ -118,7 +145,7 @@ fn next_step(tool: ToolKind, p: &PortalError) -> String {
             ToolKind::AddFromChat => "the webhook's user has no access to the task this message belongs to. Check the \
                  message id, or use the credentials of a member of that task."
                 .into(),
-            ToolKind::Add | ToolKind::List => "the webhook's user has no access to this task (or it does not exist). \
+            ToolKind::Add | ToolKind::List | ToolKind::ChatMessages => "the webhook's user has no access to this task (or it does not exist). \
                  Check the task id (a task id, not a result id), or use the credentials of a member of the task."
                 .into(),
         },
