@@ -178,3 +178,33 @@ async fn unreachable_oauth_portal_error_has_no_token() {
     assert_clean("stdout", &lines.join("\n"));
     assert_clean("stderr", &stderr);
 }
+
+#[tokio::test]
+async fn doctor_and_print_config_keep_every_credential_out_at_trace_level() {
+    let sandbox = sandbox().await;
+    let portal = sandbox.base_url();
+    let webhook = sandbox.webhook_url();
+    let oauth = [
+        ("BITRIX24_PORTAL_URL", portal.as_str()),
+        ("BITRIX24_ACCESS_TOKEN", ACCESS_TOKEN),
+        ("RUST_LOG", "trace"),
+    ];
+    let hook = [
+        ("BITRIX24_WEBHOOK_URL", webhook.as_str()),
+        ("RUST_LOG", "trace"),
+    ];
+    for (args, env) in [
+        (["doctor"], &oauth[..]),
+        (["doctor"], &hook[..]),
+        (["print-config"], &oauth[..]),
+        (["print-config"], &hook[..]),
+    ] {
+        let out = common::command(&args, env)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        assert_clean("stdout", &String::from_utf8_lossy(&out.stdout));
+        assert_clean("stderr", &String::from_utf8_lossy(&out.stderr));
+    }
+}
