@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use bitrix24_task_results_mcp::bitrix::{Client, Endpoint};
+use bitrix24_task_results_mcp::bitrix::Endpoint;
 use bitrix24_task_results_mcp::config::{Cli, Command, PortalChoice};
 use bitrix24_task_results_mcp::redact::{self, RedactingStderr};
 use bitrix24_task_results_mcp::results::TaskResults;
@@ -67,7 +67,13 @@ async fn serve(portal: bitrix24_task_results_mcp::config::PortalArgs) -> ExitCod
         },
     };
     tracing::info!(portal = %endpoint.describe(), version = env!("CARGO_PKG_VERSION"), "bitrix24-task-results-mcp starting");
-    let client = Client::new(endpoint, portal.client_options());
+    let client = match portal.client(endpoint) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {}", redact::redact(&e));
+            return ExitCode::from(2);
+        }
+    };
     let server = TaskResultsServer::new(TaskResults::new(client), ToolKind::ALL.to_vec());
 
     let ct = CancellationToken::new();
