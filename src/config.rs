@@ -407,4 +407,49 @@ mod tests {
             .is_err()
         );
     }
+
+    #[test]
+    fn plan_sets_the_bucket_and_flags_override_it() {
+        let mut l = LimitsArgs::default();
+        assert_eq!(l.rate(), Rate::STANDARD);
+        l.plan = Plan::Enterprise;
+        assert_eq!(l.rate(), Rate::ENTERPRISE);
+        l.rate = Some(200.0);
+        assert_eq!(
+            l.rate(),
+            Rate {
+                per_sec: 200.0,
+                burst: 250
+            }
+        );
+        l.burst = Some(10);
+        assert_eq!(l.rate().burst, 10);
+        assert!(parse_rate("0").is_err() && parse_rate("x").is_err());
+        assert_eq!(parse_rate(" 0.5 "), Ok(0.5));
+    }
+
+    #[test]
+    fn oauth_refresh_lets_the_access_token_be_absent() {
+        let mut a = args(None, Some("https://p.example"), None, false);
+        assert!(a.resolve().is_err());
+        assert!(matches!(a.oauth_refresh(), Ok(None)));
+        a.oauth = OAuthArgs {
+            client_id: Some("app".into()),
+            client_secret: Some("secret-value".into()),
+            refresh_token: Some("refresh-value".into()),
+            token_file: Some("/tmp/x/token.json".into()),
+            oauth_url: Some("http://127.0.0.1:9".into()),
+        };
+        assert!(matches!(a.resolve(), Ok(PortalChoice::Portal(_))));
+        let c = a.oauth_refresh().unwrap().unwrap();
+        assert_eq!(c.token_file, PathBuf::from("/tmp/x/token.json"));
+        assert_eq!(c.access_token, None);
+        assert!(!format!("{:?} {:?}", a.oauth, c).contains("secret-value"));
+        a.oauth.oauth_url = Some("not a url".into());
+        assert!(
+            a.oauth_refresh()
+                .unwrap_err()
+                .contains("BITRIX24_OAUTH_URL")
+        );
+    }
 }
