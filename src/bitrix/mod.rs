@@ -175,7 +175,9 @@ impl Client {
         // The error of the previous attempt: once something was sent, running out of
         // budget reports what actually went wrong rather than "not sent".
         let mut last: Option<CallError> = None;
-        for attempt in 1u32.. {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
             if let Err(e) = self.wait_for_turn(method, deadline).await {
                 return Err(last.unwrap_or(e));
             }
@@ -255,7 +257,6 @@ impl Client {
             tokio::time::sleep(delay).await;
             last = Some(err);
         }
-        unreachable!("the retrier bounds the attempts")
     }
 
     /// Waits until the method is not blocked by the operating limit and a rate-limit
