@@ -274,6 +274,35 @@ async fn operation_time_limit_beyond_the_budget_says_when_the_method_frees_up() 
 }
 
 #[tokio::test]
+async fn a_429_without_a_reset_time_uses_the_last_answers_time_block() {
+    let (sb, s) = spawn_with_sandbox(SandboxOptions::default(), &[FAST]).await;
+    // A success carries time.operating_reset_at (the sandbox's: the end of the window).
+    list_ok(&s, 51).await;
+    sb.inject(
+        LIST,
+        Fault::Raw {
+            status: 429,
+            content_type: "application/json".into(),
+            body: br#"{"error":"OPERATION_TIME_LIMIT","error_description":"Method is blocked due to operation time limit"}"#.to_vec(),
+        },
+        1,
+    );
+    let e = err(&s.call("task_result_list", json!({"taskId": 51})).await);
+    assert!(
+        e.contains("OPERATION_TIME_LIMIT") && e.contains("frees up at"),
+        "{e}"
+    );
+    assert_eq!(statuses(&requests_for(&sb, LIST)), [200, 429]);
+    ok(&s
+        .call(
+            "task_result_add",
+            json!({"taskId": 51, "text": "other methods work"}),
+        )
+        .await);
+    s.close().await;
+}
+
+#[tokio::test]
 async fn a_dropped_connection_after_an_applied_add_leaves_exactly_one_result() {
     let (sb, s) = spawn_with_sandbox(SandboxOptions::default(), &[FAST]).await;
     sb.inject(ADD, Fault::DropAfterApply, 1);
