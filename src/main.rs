@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use bitrix24_task_results_mcp::bitrix::{Client, Endpoint};
+use bitrix24_task_results_mcp::bitrix::Endpoint;
 use bitrix24_task_results_mcp::config::{Cli, Command, PortalChoice, PrintConfigArgs, ToolArgs};
 use bitrix24_task_results_mcp::redact::{self, RedactingStderr};
 use bitrix24_task_results_mcp::results::TaskResults;
@@ -126,7 +126,13 @@ async fn serve(portal: bitrix24_task_results_mcp::config::PortalArgs, tools: Too
         },
     };
     tracing::info!(portal = %endpoint.describe(), version = env!("CARGO_PKG_VERSION"), "bitrix24-task-results-mcp starting");
-    let client = Client::new(endpoint, portal.client_options());
+    let client = match portal.client(endpoint) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {}", redact::redact(&e));
+            return ExitCode::from(2);
+        }
+    };
     if inventory.read_only() {
         tracing::info!("read-only mode: write tools are hidden and refused");
     }
@@ -189,7 +195,11 @@ async fn cancel_on_signal(ct: CancellationToken) {
 
 fn init_logging(filter: &str) {
     // At the default level rmcp's per-message info lines are noise; an explicit filter keeps them.
-    let filter = if filter == "info" { "info,rmcp=warn" } else { filter };
+    let filter = if filter == "info" {
+        "info,rmcp=warn"
+    } else {
+        filter
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
