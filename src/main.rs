@@ -8,7 +8,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use bitrix24_task_results_mcp::bitrix::{Client, Endpoint};
-use bitrix24_task_results_mcp::config::{Cli, Command, PortalChoice};
+use bitrix24_task_results_mcp::config::{Cli, Command, HttpArgs, PortalChoice};
 use bitrix24_task_results_mcp::redact::{self, RedactingStderr};
 use bitrix24_task_results_mcp::results::TaskResults;
 use bitrix24_task_results_mcp::sandbox::{Sandbox, SandboxOptions};
@@ -37,11 +37,18 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(cli.portal).await,
+        Command::Serve => serve(cli.portal, cli.http).await,
     }
 }
 
-async fn serve(portal: bitrix24_task_results_mcp::config::PortalArgs) -> ExitCode {
+async fn serve(portal: bitrix24_task_results_mcp::config::PortalArgs, http: HttpArgs) -> ExitCode {
+    let http = match http.resolve() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {}", redact::redact(&e));
+            return ExitCode::from(2);
+        }
+    };
     let choice = match portal.resolve() {
         Ok(c) => c,
         Err(e) => {
@@ -72,6 +79,16 @@ async fn serve(portal: bitrix24_task_results_mcp::config::PortalArgs) -> ExitCod
 
     let ct = CancellationToken::new();
     tokio::spawn(cancel_on_signal(ct.clone()));
+    if let Some(opts) = http {
+        // One server for every HTTP session: one portal client, one pacing, one pool.
+        return match transport::http::serve(server, opts, ct).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{}", redact::redact(&format!("{e:#}")));
+                ExitCode::FAILURE
+            }
+        };
+    }
     if std::io::stdin().is_terminal() {
         eprintln!(
             "bitrix24-task-results-mcp speaks MCP (JSON-RPC) on stdin/stdout: start it from an MCP client, e.g.\n  \
