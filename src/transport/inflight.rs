@@ -61,3 +61,37 @@ pub async fn track_posts(
         }))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn drain_waits_for_tokens_and_gives_up_at_the_bound() {
+        let inflight = InFlight::default();
+        assert!(
+            inflight.drain(Duration::from_secs(5)).await,
+            "nothing in flight"
+        );
+
+        let inflight = InFlight::default();
+        let held = inflight.token();
+        assert_eq!(inflight.count(), 1);
+        // Never released: the bound ends the wait.
+        assert!(!inflight.drain(Duration::from_millis(50)).await);
+        drop(held);
+
+        let inflight = InFlight::default();
+        let token = inflight.token();
+        let release = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            drop(token);
+        });
+        assert!(
+            inflight.drain(Duration::from_secs(30)).await,
+            "released token ends the wait"
+        );
+        release.await.unwrap();
+        assert_eq!(inflight.count(), 0);
+    }
+}
