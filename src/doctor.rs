@@ -33,10 +33,22 @@ pub struct DoctorArgs {
 }
 
 /// The pacing the client will apply to portal calls.
-// Hook for issue 4 (pacing flags): once `PortalArgs` carries the leaky-bucket settings,
-// report them here instead of the portal default.
-pub fn pacing_plan(_portal: &PortalArgs) -> String {
-    "2/s burst 50 (portal default)".into()
+pub fn pacing_plan(portal: &PortalArgs) -> String {
+    let limits = &portal.limits;
+    let rate = limits.rate();
+    let plan = match limits.plan {
+        crate::config::Plan::Standard => "standard",
+        crate::config::Plan::Enterprise => "enterprise",
+    };
+    let overridden = if limits.rate.is_some() || limits.burst.is_some() {
+        ", overridden"
+    } else {
+        ""
+    };
+    format!(
+        "{} requests/s, burst {} ({plan} plan{overridden}); a call waits at most {} s",
+        rate.per_sec, rate.burst, limits.call_budget
+    )
 }
 
 /// What the doctor found, as printed.
@@ -132,7 +144,14 @@ pub async fn run(portal: &PortalArgs, tools: &ToolSelection, args: &DoctorArgs) 
             }
         },
     };
-    let client = Client::new(endpoint, portal.client_options());
+    let client = match portal.client(endpoint) {
+        Ok(client) => client,
+        Err(e) => {
+            r.line("FAIL", &e);
+            r.heading("result: NOT usable (exit 1)");
+            return r;
+        }
+    };
     r.heading("portal");
     let tasks_ok = check_tasks(&mut r, &client, args.task_id).await;
     if tasks_ok {

@@ -35,7 +35,7 @@ async fn doctor_is_happy_with_the_sandbox() {
         "credential mode: built-in sandbox",
         "scope tasks/task: confirmed",
         "scope im: confirmed",
-        "pacing plan: 2/s burst 50",
+        "pacing plan: 2 requests/s, burst 50 (standard plan)",
         "ms (round trip)",
         "result: usable",
     ] {

@@ -89,9 +89,32 @@ pub fn call_failed(tool: ToolKind, method: &str, portal: &str, err: &CallError) 
                 "the change may have been applied, so check with task_result_list before repeating it."
             }
         ),
-        CallError::Budget(detail) => format!("{method} was not sent: {detail}."),
+        CallError::Budget(detail) => format!(
+            "{method} was not sent: {detail}. Nothing was changed on the portal.\n\
+             Next step: try again later; the server paces calls to stay within the portal's limits."
+        ),
+        CallError::OAuth { code, detail } => oauth_error_text(method, code, detail),
     };
     tool_error(&text)
+}
+
+fn oauth_error_text(method: &str, code: &str, detail: &str) -> String {
+    let step = if code.eq_ignore_ascii_case("invalid_grant") {
+        "the refresh token is no longer valid (it expired, was revoked, or was already used by another copy \
+         of this server). The user must authorize the application again in Bitrix24: put the new refresh token \
+         in BITRIX24_REFRESH_TOKEN (and the new access token in BITRIX24_ACCESS_TOKEN), then restart the server."
+    } else if code.eq_ignore_ascii_case("invalid_client") {
+        "the OAuth server rejected the application's credentials. Check BITRIX24_CLIENT_ID and \
+         BITRIX24_CLIENT_SECRET against the application's settings in Bitrix24 and that the application is \
+         still installed, then restart the server."
+    } else {
+        "the OAuth server could not be reached or gave an unexpected answer. Try again in a minute; if it \
+         persists, check BITRIX24_OAUTH_URL and the network."
+    };
+    format!(
+        "{method} was not sent: the OAuth access token expired and could not be refreshed ({code}: {detail}).\n\
+         Next step: {step}"
+    )
 }
 
 fn portal_error_text(tool: ToolKind, method: &str, p: &PortalError) -> String {
@@ -183,13 +206,14 @@ fn next_step(tool: ToolKind, p: &PortalError) -> String {
              or regenerated. Create or copy the inbound webhook again, update BITRIX24_WEBHOOK_URL (or \
              BITRIX24_ACCESS_TOKEN) and restart the server."
             .into(),
-        ErrorClass::QueryLimit => "the portal's rate limit was hit. Wait a few seconds and try again.".into(),
+        ErrorClass::QueryLimit => "the portal's rate limit was still exceeded after several retries (other \
+             applications on this IP address may share it). Wait a minute and try again."
+            .into(),
         ErrorClass::OperationTimeLimit => match p.operating_reset_at {
             Some(at) => format!(
-                "this method is blocked by the portal's operating-time limit until unix time {} (about {} s from now). \
-                 Try again after that.",
-                at as u64,
-                seconds_until(at)
+                "this method used up its execution-time allowance on the portal and frees up at {}. \
+                 Try again after that; other tools are not affected.",
+                crate::bitrix::retry::describe_unix(at)
             ),
             None => "this method is blocked by the portal's operating-time limit for a few minutes. Try again later."
                 .into(),
@@ -208,12 +232,4 @@ fn next_step(tool: ToolKind, p: &PortalError) -> String {
         ErrorClass::Unknown => "see the portal's message above; correct the request if it names a field, otherwise try again later."
             .into(),
     }
-}
-
-fn seconds_until(unix: f64) -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
-    (unix - now).max(0.0).ceil() as u64
 }
