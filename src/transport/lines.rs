@@ -237,6 +237,43 @@ where
     }
 }
 
+/// What an HTTP transport should do with one POSTed JSON-RPC body.
+#[derive(Debug, PartialEq)]
+pub enum BodyCheck {
+    /// A valid message: hand it on as it is.
+    Pass,
+    /// Valid once its lone surrogate escapes are replaced: hand on these bytes instead.
+    Replace(Vec<u8>),
+    /// Refuse with this JSON-RPC error (HTTP 400).
+    Refuse(Value),
+}
+
+/// The same judgement as for a stdio line, for one HTTP body: rmcp's streamable HTTP
+/// service answers every body it cannot parse with `415` and a plain-text message, and
+/// `tools/call` with bad params with "method not found".
+pub fn check_body(body: &[u8]) -> BodyCheck {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return BodyCheck::Refuse(error(None, PARSE_ERROR, "Parse error: the body is empty"));
+    }
+    match judge(body) {
+        Verdict::Serve(_) => {
+            if serde_json::from_slice::<RxJsonRpcMessage<RoleServer>>(body).is_ok() {
+                BodyCheck::Pass
+            } else {
+                replace_lone_surrogates(body).map_or(BodyCheck::Pass, BodyCheck::Replace)
+            }
+        }
+        // MCP has no batches, so one HTTP answer carries one message: the first error.
+        Verdict::Answer(mut replies) => BodyCheck::Refuse(replies.swap_remove(0)),
+        // A malformed notification or response: HTTP says 400, with an id-less error.
+        Verdict::Ignore => BodyCheck::Refuse(error(
+            None,
+            INVALID_REQUEST,
+            "a malformed notification or response",
+        )),
+    }
+}
+
 /// Decides what one line (newline included) is.
 fn judge(raw: &[u8]) -> Verdict<RxJsonRpcMessage<RoleServer>> {
     let line = raw.strip_suffix(b"\n").unwrap_or(raw);
@@ -384,8 +421,7 @@ fn explain(line: &[u8]) -> Verdict<RxJsonRpcMessage<RoleServer>> {
 
 /// MCP (2025-06-18 on) has no batches; each request in one is answered with an error.
 fn batch(items: Vec<Value>) -> Verdict<RxJsonRpcMessage<RoleServer>> {
-    const WHY: &str =
-        "JSON-RPC batches are not supported by MCP; send each message on its own line";
+    const WHY: &str = "JSON-RPC batches are not supported by MCP; send each message separately";
     let answers: Vec<Value> = items
         .iter()
         .filter(|i| i.get("method").is_some())
