@@ -216,3 +216,93 @@ async fn doctor_and_print_config_keep_every_credential_out_at_trace_level() {
         assert_clean("stderr", &String::from_utf8_lossy(&out.stderr));
     }
 }
+
+#[tokio::test]
+async fn oauth_refresh_credentials_never_leak_at_trace_level() {
+    use bitrix24_task_results_mcp::sandbox::OAuthApp;
+    const CLIENT_SECRET: &str = "zq7clientsecret0flow9x";
+    const REFRESH: &str = "zq7refreshtoken0flow9x";
+    let sandbox = Sandbox::start(SandboxOptions {
+        access_token: Some(ACCESS_TOKEN.into()),
+        oauth: Some(OAuthApp {
+            client_id: "local.flow.app".into(),
+            client_secret: CLIENT_SECRET.into(),
+            refresh_token: REFRESH.into(),
+            access_token_ttl: std::time::Duration::from_secs(3600),
+        }),
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json").display().to_string();
+    let base = sandbox.base_url();
+    let mut s = RawSession::start(
+        &[],
+        &[
+            ("BITRIX24_PORTAL_URL", base.as_str()),
+            ("BITRIX24_ACCESS_TOKEN", ACCESS_TOKEN),
+            ("BITRIX24_CLIENT_ID", "local.flow.app"),
+            ("BITRIX24_CLIENT_SECRET", CLIENT_SECRET),
+            ("BITRIX24_REFRESH_TOKEN", REFRESH),
+            ("BITRIX24_OAUTH_URL", base.as_str()),
+            ("BITRIX24_TOKEN_FILE", file.as_str()),
+            ("RUST_LOG", "trace"),
+        ],
+    );
+    s.initialize().await;
+    let mut answers = Vec::new();
+    // The portal says the token expired: the server refreshes it and repeats the call.
+    sandbox.inject("tasks.task.result.add", Fault::ExpiredToken, 1);
+    let r = s
+        .call(
+            json!(1),
+            "task_result_add",
+            json!({"taskId": 51, "text": "after refresh"}),
+        )
+        .await;
+    assert_eq!(r["result"]["isError"], false, "{r}");
+    answers.push(r);
+    assert!(sandbox.refresh_count() >= 1, "no refresh happened");
+    // A refused refresh (invalid grant) on the next expiry is an error, not a leak.
+    sandbox.inject("oauth.token", Fault::InvalidToken, 3);
+    sandbox.inject("tasks.task.result.add", Fault::ExpiredToken, 3);
+    answers.push(
+        s.call(
+            json!(2),
+            "task_result_add",
+            json!({"taskId": 51, "text": "x"}),
+        )
+        .await,
+    );
+    answers.push(
+        s.call(json!(3), "task_result_list", json!({"taskId": 51}))
+            .await,
+    );
+    let new_access = sandbox.access_token().unwrap();
+    let new_refresh = sandbox.refresh_token().unwrap();
+    let (_, lines, stderr) = s.finish().await;
+    let everything = format!(
+        "{}\n{}\n{stderr}",
+        answers
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        lines.join("\n")
+    );
+    assert!(stderr.contains("TRACE"), "trace logging was on");
+    for secret in [
+        ACCESS_TOKEN,
+        CLIENT_SECRET,
+        REFRESH,
+        new_access.as_str(),
+        new_refresh.as_str(),
+    ] {
+        assert!(
+            !everything.contains(secret),
+            "an OAuth credential leaked: {everything:.3000}"
+        );
+    }
+    assert_stdout_is_jsonrpc(&lines);
+}
