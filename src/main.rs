@@ -222,7 +222,11 @@ async fn cancel_on_signal(ct: CancellationToken) {
 
 fn init_logging(filter: &str) {
     // At the default level rmcp's per-message info lines are noise; an explicit filter keeps them.
-    let filter = if filter == "info" { "info,rmcp=warn" } else { filter };
+    let filter = if filter == "info" {
+        "info,rmcp=warn"
+    } else {
+        filter
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()

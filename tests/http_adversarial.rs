@@ -72,7 +72,9 @@ async fn open_session(url: &str) -> String {
 
 /// (body, HTTP status, expected message: `Some((id, code))`, id `Null` = no id, code 0 =
 /// a result; `None` = no message).
-fn corpus() -> Vec<(String, u16, Option<(Value, i64)>)> {
+type Case = (String, u16, Option<(Value, i64)>);
+
+fn corpus() -> Vec<Case> {
     let deep = format!("{}{}", "[".repeat(300), "]".repeat(300));
     vec![
         (r#"{"jsonrpc":"2.0","id":"trunc","method":"ping""#.into(), 400, Some((Value::Null, -32700))),
