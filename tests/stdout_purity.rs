@@ -178,6 +178,41 @@ async fn result_text_is_carried_as_data_never_interpreted() {
     );
 }
 
+/// A client that closes our stderr: logging must not take the server down with it.
+/// (tracing-subscriber reports a failed write with `eprintln!`, which panics on a closed
+/// stderr; that panic killed the signal handler, so SIGTERM was ignored.)
+#[cfg(unix)]
+#[tokio::test]
+async fn a_closed_stderr_changes_nothing() {
+    let mut s = RawSession::start_with_closed_stderr(&["--sandbox"], &[("RUST_LOG", "trace")]);
+    s.initialize().await;
+    let r = s
+        .call(
+            json!(1),
+            "task_result_add",
+            json!({"taskId": 51, "text": "no stderr"}),
+        )
+        .await;
+    assert_eq!(r["result"]["isError"], false, "{r}");
+    let r = s
+        .call(json!(2), "task_result_add", json!({"taskId": -1}))
+        .await;
+    assert!(r.to_string().contains("Invalid arguments"), "{r}");
+    s.assert_alive("alive").await;
+    let pid = s.pid().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // stdin stays open: only the signal can end the session.
+    let status = s.wait_for_exit().await;
+    assert!(status.success(), "{status:?}");
+    let (_, lines, _) = s.finish().await;
+    assert_stdout_is_jsonrpc(&lines);
+    assert_no_panic("", &lines);
+}
+
 /// The panic hook, proved in a child process so the real hook owns real file descriptors:
 /// the re-executed test binary installs the product's hook and panics inside a spawned
 /// task (as a request handler would); the report must be on stderr, redacted, and stdout

@@ -31,6 +31,16 @@ pub struct RawSession {
 impl RawSession {
     /// Spawns the binary with a clean environment plus `env`.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> RawSession {
+        Self::spawn(args, env, true)
+    }
+
+    /// Like [`RawSession::start`], but the read end of the server's stderr is closed at
+    /// once, as a client that does not want the logs might do.
+    pub fn start_with_closed_stderr(args: &[&str], env: &[(&str, &str)]) -> RawSession {
+        Self::spawn(args, env, false)
+    }
+
+    fn spawn(args: &[&str], env: &[(&str, &str)], keep_stderr: bool) -> RawSession {
         let mut cmd = command(args, env);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -39,7 +49,8 @@ impl RawSession {
         let mut child = cmd.spawn().expect("spawn the server binary");
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().unwrap();
-        let mut stderr_pipe = child.stderr.take().unwrap();
+        // Dropping the pipe closes its read end: the server's writes then fail (EPIPE).
+        let stderr_pipe = child.stderr.take().filter(|_| keep_stderr);
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let (tx, messages) = mpsc::unbounded_channel();
@@ -56,6 +67,9 @@ impl RawSession {
         });
         let sink = stderr.clone();
         tokio::spawn(async move {
+            let Some(mut stderr_pipe) = stderr_pipe else {
+                return;
+            };
             let mut buf = vec![0u8; 16 * 1024];
             while let Ok(n) = stderr_pipe.read(&mut buf).await {
                 if n == 0 {
@@ -166,9 +180,22 @@ impl RawSession {
         self.lines.lock().unwrap().clone()
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
     /// Everything on stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits for the process to exit on its own (stdin stays open).
+    pub async fn wait_for_exit(&mut self) -> ExitStatus {
+        tokio::time::timeout(ANSWER_DEADLINE, self.child.wait())
+            .await
+            .expect("the server exits")
+            .unwrap()
     }
 
     /// Closes stdin and waits for the process to exit.
