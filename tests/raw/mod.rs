@@ -129,6 +129,30 @@ impl RawSession {
         found.unwrap_or_else(|_| panic!("no answer to id {id}; stderr:\n{}", self.stderr()))
     }
 
+    /// Waits for the next message without an `id` (answers to unreadable requests are
+    /// written concurrently with other answers, so they can arrive in any order).
+    pub async fn next_id_less(&mut self) -> Value {
+        let is_id_less = |m: &Value| m.get("id").is_none_or(Value::is_null);
+        if let Some(i) = self.pending.iter().position(is_id_less) {
+            return self.pending.remove(i);
+        }
+        let found = tokio::time::timeout(ANSWER_DEADLINE, async {
+            loop {
+                let msg = self
+                    .messages
+                    .recv()
+                    .await
+                    .expect("stdout closed before the answer");
+                if is_id_less(&msg) {
+                    return msg;
+                }
+                self.pending.push(msg);
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| panic!("no id-less answer; stderr:\n{}", self.stderr()))
+    }
+
     /// Takes every kept message that has no `id` (e.g. errors about unreadable requests).
     pub fn take_id_less(&mut self) -> Vec<Value> {
         while let Ok(m) = self.messages.try_recv() {
@@ -236,6 +260,15 @@ pub fn is_jsonrpc_message(line: &str) -> Result<(), String> {
         return Err(format!("neither a request nor a response: {line:.200}"));
     }
     Ok(())
+}
+
+/// How many stdout lines are answers without an `id`.
+pub fn count_id_less(lines: &[String]) -> usize {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| m.get("error").is_some() && m.get("id").is_none_or(Value::is_null))
+        .count()
 }
 
 /// Asserts every stdout line is a JSON-RPC message.
