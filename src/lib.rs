@@ -8,6 +8,7 @@ pub mod bitrix;
 pub mod chat;
 pub mod config;
 pub mod doctor;
+pub mod panic_hook;
 pub mod print_config;
 pub mod redact;
 pub mod results;

@@ -11,6 +11,7 @@ use bitrix24_task_results_mcp::bitrix::Endpoint;
 use bitrix24_task_results_mcp::config::{
     Cli, Command, HttpArgs, PortalChoice, PrintConfigArgs, ToolArgs,
 };
+use bitrix24_task_results_mcp::panic_hook;
 use bitrix24_task_results_mcp::redact::{self, RedactingStderr};
 use bitrix24_task_results_mcp::results::TaskResults;
 use bitrix24_task_results_mcp::sandbox::{Sandbox, SandboxOptions};
@@ -21,7 +22,7 @@ use bitrix24_task_results_mcp::{doctor, print_config};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level);
-    install_panic_hook();
+    panic_hook::install();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -234,21 +235,4 @@ fn init_logging(filter: &str) {
         .with_ansi(false)
         .with_target(false)
         .init();
-}
-
-/// Panics go to stderr (never stdout, which is the JSON-RPC channel), redacted.
-fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        let location = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".into());
-        eprintln!("panic{location}: {}", redact::redact(&message));
-    }));
 }

@@ -66,12 +66,17 @@ impl std::io::Write for RedactingStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         // The fmt layer formats a whole event before writing it, so one call is one line.
         let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(redact(&text).as_bytes())?;
+        // A line that cannot be written (the client closed our stderr) is dropped: on an
+        // error tracing-subscriber reports it with `eprintln!`, which panics on a closed
+        // stderr, and that panic killed whichever task was logging (the signal handler,
+        // rmcp's service loop, a tool call).
+        let _ = std::io::stderr().write_all(redact(&text).as_bytes());
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        let _ = std::io::stderr().flush();
+        Ok(())
     }
 }
 

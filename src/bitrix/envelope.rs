@@ -82,7 +82,14 @@ pub fn decode<T: DeserializeOwned>(
     };
     let result = serde_path_to_error::deserialize(result).map_err(|e| CallError::Decode {
         status,
-        detail: format!("`result.{}`: {}", e.path(), e.inner()),
+        // serde quotes the offending value whole; a portal can make that megabytes.
+        detail: clip(
+            &match e.path().to_string().as_str() {
+                "." => format!("`result`: {}", e.inner()),
+                path => format!("`result.{path}`: {}", e.inner()),
+            },
+            MAX_DETAIL_CHARS,
+        ),
     })?;
     Ok(Success { result, time })
 }
@@ -102,7 +109,12 @@ fn portal_error(
             obj.get("message").map(scalar_text).unwrap_or_default(),
             obj.get("validation")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(field_error).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(field_error)
+                        .take(MAX_VALIDATION_ENTRIES)
+                        .collect()
+                })
                 .unwrap_or_default(),
             reset_at(obj.get("operating_reset_at")),
         ),
@@ -141,12 +153,27 @@ fn field_error(v: &Value) -> Option<FieldError> {
     })
 }
 
-/// Text of a scalar; other JSON is rendered compactly.
+/// Longest text taken from a portal's answer into one error field, in characters: the
+/// error goes to the model, and a hostile or broken portal must not fill its context.
+pub const MAX_DETAIL_CHARS: usize = 1_000;
+/// Most validation entries kept from one error.
+const MAX_VALIDATION_ENTRIES: usize = 20;
+
+/// Text of a scalar (other JSON is rendered compactly), clipped to [`MAX_DETAIL_CHARS`].
 fn scalar_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
+    let text = match v {
+        Value::String(s) => s.as_str().into(),
+        Value::Null => std::borrow::Cow::Borrowed(""),
+        other => other.to_string().into(),
+    };
+    clip(&text, MAX_DETAIL_CHARS)
+}
+
+/// `text` cut to `max` characters, marked when cut.
+fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}… (cut)", &text[..end]),
     }
 }
 
@@ -202,6 +229,7 @@ pub fn lenient_opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D:
 mod tests {
     use super::*;
     use crate::bitrix::error::ErrorClass;
+    use serde_json::json;
 
     #[derive(Debug, Deserialize)]
     struct Item {
@@ -370,6 +398,30 @@ mod tests {
                 other => panic!("{body}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn portal_text_in_errors_is_bounded() {
+        let huge = "я".repeat(100_000);
+        let body = json!({"result": {"item": {"id": huge}}}).to_string();
+        match decode::<One>(200, None, body.as_bytes()) {
+            Err(CallError::Decode { detail, .. }) => {
+                assert!(
+                    detail.contains("item.id") && detail.ends_with("… (cut)"),
+                    "{detail:.80}"
+                );
+                assert!(detail.chars().count() < MAX_DETAIL_CHARS + 20);
+            }
+            other => panic!("{other:?}"),
+        }
+        let validation: Vec<Value> = (0..1000)
+            .map(|i| json!({"field": i, "message": huge}))
+            .collect();
+        let body = json!({"error": {"code": huge, "message": huge, "validation": validation}});
+        let p = portal(400, &body.to_string());
+        assert!(p.code.chars().count() < MAX_DETAIL_CHARS + 20);
+        assert!(p.message.chars().count() < MAX_DETAIL_CHARS + 20);
+        assert_eq!(p.validation.len(), MAX_VALIDATION_ENTRIES);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod bounded;
 pub mod errors;
+pub mod guard;
 pub mod inventory;
 pub mod schema;
 pub mod tools;
@@ -231,9 +232,7 @@ impl ServerHandler for TaskResultsServer {
                 None,
             ));
         };
-        Ok(self
-            .call(kind, request.arguments.unwrap_or_default())
-            .await
-            .into())
+        let call = self.call(kind, request.arguments.unwrap_or_default());
+        Ok(guard::guarded(kind, call).await.into())
     }
 }

@@ -27,6 +27,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use super::auth::{self, BearerAuth};
 use super::health;
 use super::host_origin::{self, HostOriginPolicy};
+use super::http_jsonrpc;
 use super::inflight::{self, InFlight};
 use super::legacy_sse;
 use crate::server::TaskResultsServer;
@@ -97,6 +98,8 @@ pub fn router(
 
     let protected = Router::new()
         .route_service(MCP_PATH, mcp)
+        // Innermost: bodies are judged only once the caller passed every check.
+        .route_layer(axum::middleware::from_fn(http_jsonrpc::check))
         .route_layer(from_fn_with_state(inflight.clone(), inflight::track_posts))
         .merge(legacy_sse::router(server, inflight, sessions))
         .route_layer(from_fn_with_state(

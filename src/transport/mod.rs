@@ -4,6 +4,8 @@ pub mod auth;
 pub mod health;
 pub mod host_origin;
 pub mod http;
+pub mod http_jsonrpc;
 pub mod inflight;
 pub mod legacy_sse;
+pub mod lines;
 pub mod stdio;

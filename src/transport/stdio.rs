@@ -4,14 +4,17 @@ use rmcp::ServiceExt;
 use rmcp::service::ServerInitializeError;
 use tokio_util::sync::CancellationToken;
 
+use super::lines::JsonRpcLines;
 use crate::server::TaskResultsServer;
 
 /// Serves one client on stdio until stdin closes or `ct` is cancelled.
 pub async fn serve(server: TaskResultsServer, ct: CancellationToken) -> anyhow::Result<()> {
     // stdio_pipes() reads through the reactor when stdin/stdout are pipes (what MCP
-    // clients give us), so cancellation is not stuck behind a blocking stdin read.
+    // clients give us), so cancellation is not stuck behind a blocking stdin read;
+    // JsonRpcLines answers the malformed lines rmcp's own framing would drop.
+    let (read, write) = rmcp::transport::stdio_pipes();
     let service = match server
-        .serve_with_ct(rmcp::transport::stdio_pipes(), ct)
+        .serve_with_ct(JsonRpcLines::new(read, write), ct)
         .await
     {
         Ok(service) => service,

@@ -77,9 +77,16 @@ impl Session {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// Closes stdin and waits for the child to go.
+    /// Closes stdin and waits for the child to go; fails the test if the server panicked
+    /// (its panic hook writes `panic at …` to stderr).
     pub async fn close(self) {
+        let captured = self.stderr.clone();
         let _ = self.client.cancel().await;
+        let stderr = captured.lock().unwrap().clone();
+        assert!(
+            !stderr.contains("panic at "),
+            "the server panicked:\n{stderr}"
+        );
     }
 }
 
