@@ -122,7 +122,7 @@ pub struct PrintConfigArgs {
 }
 
 /// Which portal to talk to, and how.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct PortalArgs {
     /// Inbound webhook URL, https://PORTAL/rest/USER_ID/SECRET/ (the /rest/api/ form works too). Secret: never logged.
     #[arg(
@@ -157,6 +157,22 @@ pub struct PortalArgs {
     /// OAuth token refresh.
     #[command(flatten)]
     pub oauth: OAuthArgs,
+}
+
+// Hand-written so that the webhook secret and the access token never end up in a debug print.
+impl fmt::Debug for PortalArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |v: &Option<String>| v.as_ref().map(|_| crate::redact::MASK);
+        f.debug_struct("PortalArgs")
+            .field("webhook_url", &set(&self.webhook_url))
+            .field("portal_url", &self.portal_url)
+            .field("access_token", &set(&self.access_token))
+            .field("sandbox", &self.sandbox)
+            .field("timeout", &self.timeout)
+            .field("limits", &self.limits)
+            .field("oauth", &self.oauth)
+            .finish()
+    }
 }
 
 /// The portal's rate limit, mirrored on this side so calls wait instead of being refused.
@@ -610,6 +626,21 @@ mod tests {
             )
             .resolve()
             .is_err()
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_portal_secrets() {
+        let a = args(
+            Some("https://p.example/rest/1/zzwebhooksecretzz/"),
+            None,
+            Some("zzaccesstokenzz"),
+            false,
+        );
+        let shown = format!("{a:?}");
+        assert!(
+            !shown.contains("zzwebhooksecretzz") && !shown.contains("zzaccesstokenzz"),
+            "{shown}"
         );
     }
 
