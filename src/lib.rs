@@ -5,7 +5,10 @@
 //! portal client, free of MCP). `sandbox` emulates a portal for trials and tests.
 
 pub mod bitrix;
+pub mod chat;
 pub mod config;
+pub mod doctor;
+pub mod print_config;
 pub mod redact;
 pub mod results;
 pub mod sandbox;

@@ -7,13 +7,14 @@ use std::time::Duration;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use bitrix24_task_results_mcp::bitrix::{Client, Endpoint};
-use bitrix24_task_results_mcp::config::{Cli, Command, PortalChoice};
+use bitrix24_task_results_mcp::bitrix::Endpoint;
+use bitrix24_task_results_mcp::config::{Cli, Command, PortalChoice, PrintConfigArgs, ToolArgs};
 use bitrix24_task_results_mcp::redact::{self, RedactingStderr};
 use bitrix24_task_results_mcp::results::TaskResults;
 use bitrix24_task_results_mcp::sandbox::{Sandbox, SandboxOptions};
-use bitrix24_task_results_mcp::server::{TaskResultsServer, ToolKind};
+use bitrix24_task_results_mcp::server::TaskResultsServer;
 use bitrix24_task_results_mcp::transport;
+use bitrix24_task_results_mcp::{doctor, print_config};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -36,12 +37,70 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(cli.portal).await,
+    match cli.command.clone().unwrap_or(Command::Serve) {
+        Command::Serve => serve(cli.portal, cli.tools).await,
+        Command::Doctor(args) => {
+            let report = doctor::run(&cli.portal, &cli.tools.selection(), &args).await;
+            print!("{}", report.text());
+            if report.usable() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Command::PrintConfig(args) => print_client_config(&cli.portal, &cli.tools, &args),
     }
 }
 
-async fn serve(portal: bitrix24_task_results_mcp::config::PortalArgs) -> ExitCode {
+/// `print-config`: the snippet on stdout, where it goes on stderr.
+fn print_client_config(
+    portal: &bitrix24_task_results_mcp::config::PortalArgs,
+    tools: &ToolArgs,
+    args: &PrintConfigArgs,
+) -> ExitCode {
+    if let Err(e) = tools.selection().resolve() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let exe = match std::env::current_exe().and_then(|p| p.canonicalize()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: cannot find the path of this binary: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut server_args = Vec::new();
+    let mut env = Vec::new();
+    if portal.sandbox {
+        server_args.push("--sandbox".to_string());
+    } else if portal.portal_url.is_some() || portal.access_token.is_some() {
+        env.extend(["BITRIX24_PORTAL_URL", "BITRIX24_ACCESS_TOKEN"]);
+    } else {
+        env.push("BITRIX24_WEBHOOK_URL");
+    }
+    server_args.extend(tools.as_args());
+    let snippet = print_config::render(&print_config::Request {
+        client: args.client,
+        transport: args.transport,
+        name: &args.name,
+        exe: &exe,
+        args: server_args,
+        env,
+        url: &args.url,
+    });
+    eprintln!("{}", snippet.guide);
+    print!("{}", snippet.config);
+    ExitCode::SUCCESS
+}
+
+async fn serve(portal: bitrix24_task_results_mcp::config::PortalArgs, tools: ToolArgs) -> ExitCode {
+    let inventory = match tools.selection().resolve() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let choice = match portal.resolve() {
         Ok(c) => c,
         Err(e) => {
@@ -67,8 +126,17 @@ async fn serve(portal: bitrix24_task_results_mcp::config::PortalArgs) -> ExitCod
         },
     };
     tracing::info!(portal = %endpoint.describe(), version = env!("CARGO_PKG_VERSION"), "bitrix24-task-results-mcp starting");
-    let client = Client::new(endpoint, portal.client_options());
-    let server = TaskResultsServer::new(TaskResults::new(client), ToolKind::ALL.to_vec());
+    let client = match portal.client(endpoint) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {}", redact::redact(&e));
+            return ExitCode::from(2);
+        }
+    };
+    if inventory.read_only() {
+        tracing::info!("read-only mode: write tools are hidden and refused");
+    }
+    let server = TaskResultsServer::with_inventory(TaskResults::new(client), &inventory);
 
     let ct = CancellationToken::new();
     tokio::spawn(cancel_on_signal(ct.clone()));
@@ -127,7 +195,11 @@ async fn cancel_on_signal(ct: CancellationToken) {
 
 fn init_logging(filter: &str) {
     // At the default level rmcp's per-message info lines are noise; an explicit filter keeps them.
-    let filter = if filter == "info" { "info,rmcp=warn" } else { filter };
+    let filter = if filter == "info" {
+        "info,rmcp=warn"
+    } else {
+        filter
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()

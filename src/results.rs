@@ -321,6 +321,12 @@ pub struct TaskResult {
         skip_serializing_if = "Option::is_none"
     )]
     pub message_id: Option<u64>,
+    /// Present and true when `text` was cut to keep the answer within its size bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_truncated: Option<bool>,
+    /// Length of the full text in characters, present when `text` was cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_length: Option<usize>,
 }
 
 fn lenient_ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
@@ -350,6 +356,9 @@ pub struct ResultPage {
     /// Present when the page was full: pass it as `offset` to get the next page. Absent means this is the last page (REST 3.0 gives no total).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_offset: Option<u32>,
+    /// Present when texts were cut to fit the answer bound: says how to read them in full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Output of `task_result_delete`.
@@ -575,6 +584,7 @@ impl TaskResults {
             count,
             offset,
             limit,
+            note: None,
         })
     }
 

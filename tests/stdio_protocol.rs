@@ -100,7 +100,7 @@ async fn initialize_at_each_protocol_generation() {
                 .as_array()
                 .unwrap()
                 .len(),
-            5
+            bitrix24_task_results_mcp::server::ToolKind::ALL.len()
         );
         raw.send(json!({"jsonrpc":"2.0","id":4,"method":"no/such/method"}))
             .await;
@@ -136,7 +136,7 @@ async fn discover_flow_of_2026_07_28() {
     let r = raw.response(json!(2)).await;
     assert_eq!(
         r["result"]["tools"].as_array().map(Vec::len),
-        Some(5),
+        Some(bitrix24_task_results_mcp::server::ToolKind::ALL.len()),
         "{r}"
     );
     raw.send(json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"_meta": meta, "name":"task_result_list","arguments":{"taskId":51}}})).await;

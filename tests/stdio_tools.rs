@@ -7,7 +7,7 @@ use bitrix24_task_results_mcp::server::schema;
 use common::*;
 use serde_json::{Value, json};
 
-const TOOLS: [(&str, &str, bool, bool, bool); 5] = [
+const TOOLS: [(&str, &str, bool, bool, bool); 6] = [
     // name, REST method, read-only, destructive, idempotent
     (
         "task_result_add",
@@ -44,10 +44,17 @@ const TOOLS: [(&str, &str, bool, bool, bool); 5] = [
         true,
         true,
     ),
+    (
+        "task_chat_messages_list",
+        "tasks.task.get",
+        true,
+        false,
+        true,
+    ),
 ];
 
 #[tokio::test]
-async fn lists_five_portable_well_described_tools() {
+async fn lists_six_portable_well_described_tools() {
     let session = spawn(&["--sandbox"], &[]).await;
     let info = session.client.peer_info().expect("server info");
     assert_eq!(

@@ -73,21 +73,29 @@ impl Endpoint {
 
     /// An OAuth endpoint: the portal's address plus an access token.
     pub fn oauth(portal_url: &str, access_token: &str) -> Result<Self, EndpointError> {
-        const SHAPE: &str = "expected the portal address, e.g. https://example.bitrix24.com";
         let access_token = access_token.trim();
         if access_token.is_empty() {
             return Err(EndpointError("BITRIX24_ACCESS_TOKEN is empty".into()));
         }
         redact::register(access_token);
+        Self::oauth_with(portal_url, access_token.to_string())
+    }
+
+    /// An OAuth endpoint without a token of its own: the client's
+    /// [`super::oauth::Refresher`] supplies (and renews) it.
+    pub fn oauth_refreshable(portal_url: &str) -> Result<Self, EndpointError> {
+        Self::oauth_with(portal_url, String::new())
+    }
+
+    fn oauth_with(portal_url: &str, access_token: String) -> Result<Self, EndpointError> {
+        const SHAPE: &str = "expected the portal address, e.g. https://example.bitrix24.com";
         let mut base = parse_http_url(portal_url.trim(), "BITRIX24_PORTAL_URL", SHAPE)?;
         base.set_path("/rest/api/");
         base.set_query(None);
         base.set_fragment(None);
         Ok(Self {
             base,
-            auth: Auth::OAuth {
-                access_token: access_token.to_string(),
-            },
+            auth: Auth::OAuth { access_token },
         })
     }
 

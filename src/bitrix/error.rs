@@ -136,9 +136,18 @@ pub enum CallError {
         /// What was wrong with it, safe to show.
         detail: String,
     },
-    /// The call could not get a slot or a retry within its time budget.
+    /// The call could not get a slot or a retry within its time budget; nothing was sent.
     #[error("{0}")]
     Budget(String),
+    /// The OAuth access token could not be refreshed.
+    #[error("OAuth token refresh failed ({code}): {detail}")]
+    OAuth {
+        /// The OAuth server's `error` (`invalid_grant`, `invalid_client`…), or
+        /// `unreachable` / `HTTP_<status>` when it gave none.
+        code: String,
+        /// What happened, safe to show.
+        detail: String,
+    },
 }
 
 /// A network-level failure, with the URL (and so the webhook secret) stripped.

@@ -4,6 +4,9 @@
 pub mod endpoint;
 pub mod envelope;
 pub mod error;
+pub mod oauth;
+pub mod pacing;
+pub mod retry;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -16,6 +19,11 @@ use serde_json::Value;
 pub use endpoint::{Auth, Endpoint, EndpointError};
 pub use envelope::{Success, TimeInfo};
 pub use error::{CallError, ErrorClass, FieldError, PortalError, TransportError, TransportKind};
+pub use oauth::{OAuthConfig, Refresher};
+pub use pacing::{Pacer, Rate};
+pub use retry::RetryPolicy;
+
+use retry::{OperatingGate, Retrier, Step};
 
 use crate::redact;
 
@@ -40,6 +48,13 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// Largest answer body accepted.
     pub max_response_bytes: usize,
+    /// The client-side leaky bucket, matching the portal's plan.
+    pub rate: Rate,
+    /// How long one call may wait in all (for a rate-limit slot, between retries, for an
+    /// operating-limit reset) before it gives up; attempts themselves are not counted.
+    pub call_budget: Duration,
+    /// Retry bounds and delays.
+    pub retry: RetryPolicy,
 }
 
 impl Default for ClientOptions {
@@ -48,6 +63,9 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(65),
             max_response_bytes: 16 * 1024 * 1024,
+            rate: Rate::STANDARD,
+            call_budget: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -63,23 +81,46 @@ struct Inner {
     options: ClientOptions,
     /// Built on first use: start-up (and the first `tools/list`) need no TLS roots.
     http: OnceLock<reqwest::Client>,
+    /// One bucket for every session of the process: the portal counts per IP.
+    pacer: Pacer,
+    gate: OperatingGate,
+    /// With OAuth refresh configured, the current access token lives here.
+    oauth: Option<Refresher>,
 }
 
 /// One raw HTTP answer.
 struct RawAnswer {
     status: u16,
     retry_after: Option<Duration>,
+    /// `Idempotent-Replayed: true`: the portal had already applied this write.
+    replayed: bool,
     body: Vec<u8>,
 }
 
 impl Client {
     /// A client for `endpoint`.
     pub fn new(endpoint: Endpoint, options: ClientOptions) -> Self {
+        Self::build(endpoint, options, None)
+    }
+
+    /// A client for an OAuth `endpoint` whose access token `refresher` keeps fresh.
+    pub fn with_oauth_refresh(
+        endpoint: Endpoint,
+        options: ClientOptions,
+        refresher: Refresher,
+    ) -> Self {
+        Self::build(endpoint, options, Some(refresher))
+    }
+
+    fn build(endpoint: Endpoint, options: ClientOptions, oauth: Option<Refresher>) -> Self {
         Self {
             inner: Arc::new(Inner {
+                pacer: Pacer::new(options.rate),
+                gate: OperatingGate::default(),
                 endpoint,
                 options,
                 http: OnceLock::new(),
+                oauth,
             }),
         }
     }
@@ -97,7 +138,7 @@ impl Client {
         effect: Effect,
     ) -> Result<Success<T>, CallError> {
         let url = self.inner.endpoint.method_url(method);
-        self.call_url(method, url, params, effect).await
+        self.call_url(method, url, params, effect, true).await
     }
 
     /// Calls a method of the older REST generation (for `im.*`, which REST 3.0 lacks).
@@ -108,43 +149,173 @@ impl Client {
         effect: Effect,
     ) -> Result<Success<T>, CallError> {
         let url = self.inner.endpoint.v1_method_url(method);
-        self.call_url(method, url, params, effect).await
+        self.call_url(method, url, params, effect, false).await
     }
 
+    /// Paces, sends, retries (module `retry`) and refreshes the OAuth token (module
+    /// `oauth`) until the call succeeds, fails for good, or its budget runs out.
     async fn call_url<P: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: &str,
         url: Url,
         params: &P,
         effect: Effect,
+        v3: bool,
     ) -> Result<Success<T>, CallError> {
-        let body = self.body(params)?;
-        let started = Instant::now();
-        let answer = self.send(url, body).await;
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-        match &answer {
-            Ok(a) => tracing::debug!(method, ?effect, status = a.status, elapsed_ms, "REST call"),
-            Err(e) => tracing::debug!(method, ?effect, error = %e, elapsed_ms, "REST call failed"),
+        let params = serde_json::to_value(params).map_err(encode_error)?;
+        let deadline = tokio::time::Instant::now() + self.inner.options.call_budget;
+        // REST 3.0 honours Idempotency-Key on writes (v1 ignores it): one key for every
+        // attempt of this call turns a repeat of an applied write into a replay.
+        let key = (effect == Effect::Write && v3).then(retry::idempotency_key);
+        let mut retrier = Retrier::new(
+            self.inner.options.retry.clone(),
+            effect == Effect::Read || key.is_some(),
+        );
+        let mut refreshed = false;
+        // The error of the previous attempt: once something was sent, running out of
+        // budget reports what actually went wrong rather than "not sent".
+        let mut last: Option<CallError> = None;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            if let Err(e) = self.wait_for_turn(method, deadline).await {
+                return Err(last.unwrap_or(e));
+            }
+            let (token, generation) = self.access_token().await?;
+            let body = self.body(&params, token.as_deref())?;
+            let started = Instant::now();
+            let answer = self.send(url.clone(), body, key.as_deref()).await;
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            match &answer {
+                Ok(a) => tracing::debug!(
+                    method,
+                    ?effect,
+                    attempt,
+                    status = a.status,
+                    elapsed_ms,
+                    "REST call"
+                ),
+                Err(e) => {
+                    tracing::debug!(method, ?effect, attempt, error = %e, elapsed_ms, "REST call failed")
+                }
+            }
+            let outcome = answer.and_then(|a| {
+                if a.replayed {
+                    tracing::info!(
+                        method,
+                        attempt,
+                        "the portal had already applied this write; it replayed the stored answer"
+                    );
+                }
+                envelope::decode::<T>(a.status, a.retry_after, &a.body)
+            });
+            let mut err = match outcome {
+                Ok(success) => {
+                    self.inner.gate.observe(method, &success.time);
+                    return Ok(success);
+                }
+                Err(e) => e,
+            };
+            if err
+                .portal()
+                .is_some_and(|p| p.class() == ErrorClass::ExpiredToken)
+            {
+                match &self.inner.oauth {
+                    Some(oauth) if !refreshed => {
+                        refreshed = true;
+                        tracing::info!(
+                            method,
+                            "the access token expired or was revoked; refreshing it"
+                        );
+                        oauth.refresh(self.http(), generation).await?;
+                        last = Some(err);
+                        continue;
+                    }
+                    _ => return Err(err),
+                }
+            }
+            let delay = match retrier.next(&err, self.inner.gate.last_reset(method)) {
+                Step::GiveUp => return Err(err),
+                Step::QueryLimit(delay) => {
+                    self.inner.pacer.note_full();
+                    delay
+                }
+                Step::Transient(delay) => delay,
+                Step::OperatingReset(at) => {
+                    // The gate makes this and every other call of the method wait.
+                    self.inner.gate.block(method, at);
+                    if let CallError::Portal(p) = &mut err {
+                        p.operating_reset_at.get_or_insert(at);
+                    }
+                    Duration::ZERO
+                }
+            };
+            if tokio::time::Instant::now() + delay > deadline {
+                return Err(err);
+            }
+            tracing::info!(method, attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying");
+            tokio::time::sleep(delay).await;
+            last = Some(err);
         }
-        let answer = answer?;
-        envelope::decode(answer.status, answer.retry_after, &answer.body)
     }
 
-    /// Serialises the parameters, adding the OAuth token as `auth` when configured.
-    fn body<P: Serialize + ?Sized>(&self, params: &P) -> Result<Vec<u8>, CallError> {
-        let encode_error = |e: serde_json::Error| CallError::Decode {
-            status: 0,
-            detail: format!("could not encode the request: {e}"),
-        };
-        match self.inner.endpoint.auth() {
-            Auth::Webhook { .. } => serde_json::to_vec(params).map_err(encode_error),
-            Auth::OAuth { access_token } => {
-                let mut value = serde_json::to_value(params).map_err(encode_error)?;
-                if let Value::Object(map) = &mut value {
-                    map.insert("auth".into(), Value::String(access_token.clone()));
-                }
-                serde_json::to_vec(&value).map_err(encode_error)
+    /// Waits until the method is not blocked by the operating limit and a rate-limit
+    /// slot is free; a `Budget` error when either lies beyond `deadline`.
+    async fn wait_for_turn(
+        &self,
+        method: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), CallError> {
+        let budget = self.inner.options.call_budget.as_secs_f64();
+        if let Some(until) = self.inner.gate.blocked_until(method) {
+            let wait = retry::until_unix(until);
+            if tokio::time::Instant::now() + wait > deadline {
+                return Err(CallError::Budget(format!(
+                    "the portal blocks {method} (OPERATION_TIME_LIMIT: it used up its execution-time allowance) \
+                     until {}, longer than one call may wait ({budget:.0} s)",
+                    retry::describe_unix(until)
+                )));
             }
+            tokio::time::sleep(wait).await;
+        }
+        self.inner.pacer.acquire(deadline).await.map_err(|no| {
+            let rate = self.inner.pacer.rate();
+            CallError::Budget(format!(
+                "too many calls are queued for the portal's rate limit ({} requests/s, burst {}): the next free slot \
+                 is {:.1} s away, longer than one call may wait ({budget:.0} s)",
+                rate.per_sec,
+                rate.burst,
+                no.wait.as_secs_f64()
+            ))
+        })
+    }
+
+    /// The OAuth access token to send (refreshing first when there is none yet) and its
+    /// generation; `None` for webhooks.
+    async fn access_token(&self) -> Result<(Option<String>, u64), CallError> {
+        if let Some(oauth) = &self.inner.oauth {
+            let (token, generation) = oauth.current();
+            if token.is_some() {
+                return Ok((token, generation));
+            }
+            oauth.refresh(self.http(), generation).await?;
+            return Ok(oauth.current());
+        }
+        Ok(match self.inner.endpoint.auth() {
+            Auth::Webhook { .. } => (None, 0),
+            Auth::OAuth { access_token } => (Some(access_token.clone()), 0),
+        })
+    }
+
+    /// The JSON body, with the OAuth token as `auth` when there is one.
+    fn body(&self, params: &Value, token: Option<&str>) -> Result<Vec<u8>, CallError> {
+        match (token, params) {
+            (Some(token), Value::Object(map)) => {
+                let mut map = map.clone();
+                map.insert("auth".into(), Value::String(token.to_string()));
+                serde_json::to_vec(&map).map_err(encode_error)
+            }
+            _ => serde_json::to_vec(params).map_err(encode_error),
         }
     }
 
@@ -171,8 +342,13 @@ impl Client {
     }
 
     /// POSTs `body` to `url`; follows one redirect by re-POSTing (never turning into GET).
-    async fn send(&self, url: Url, body: Vec<u8>) -> Result<RawAnswer, CallError> {
-        let first = self.post(url.clone(), body.clone()).await?;
+    async fn send(
+        &self,
+        url: Url,
+        body: Vec<u8>,
+        key: Option<&str>,
+    ) -> Result<RawAnswer, CallError> {
+        let first = self.post(url.clone(), body.clone(), key).await?;
         let status = first.status();
         if !matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
             return self.read(first).await;
@@ -193,7 +369,7 @@ impl Client {
             to = %location.origin().ascii_serialization(),
             "portal redirected (domain change?); re-posting once"
         );
-        let second = self.post(location, body).await?;
+        let second = self.post(location, body, key).await?;
         if matches!(second.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
             return Err(transport(
                 TransportKind::Redirect,
@@ -204,15 +380,21 @@ impl Client {
         self.read(second).await
     }
 
-    async fn post(&self, url: Url, body: Vec<u8>) -> Result<reqwest::Response, CallError> {
-        self.http()
+    async fn post(
+        &self,
+        url: Url,
+        body: Vec<u8>,
+        key: Option<&str>,
+    ) -> Result<reqwest::Response, CallError> {
+        let mut request = self
+            .http()
             .post(url)
             .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(from_reqwest)
+            .header(header::ACCEPT, "application/json");
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.body(body).send().await.map_err(from_reqwest)
     }
 
     /// Reads the body up to the response cap.
@@ -224,6 +406,10 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
+        let replayed = response
+            .headers()
+            .get("idempotent-replayed")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
         let max = self.inner.options.max_response_bytes;
         if response.content_length().is_some_and(|l| l > max as u64) {
             return Err(too_large(max));
@@ -238,8 +424,16 @@ impl Client {
         Ok(RawAnswer {
             status,
             retry_after,
+            replayed,
             body,
         })
+    }
+}
+
+fn encode_error(e: serde_json::Error) -> CallError {
+    CallError::Decode {
+        status: 0,
+        detail: format!("could not encode the request: {e}"),
     }
 }
 

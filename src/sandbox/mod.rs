@@ -247,6 +247,12 @@ impl Sandbox {
         self.shared.lock().tokens.refresh_count()
     }
 
+    /// Makes every OAuth access token issued so far expire now (calls with them get 401
+    /// `expired_token`), as an hour passing would; tokens issued later are not affected.
+    pub fn expire_access_tokens(&self) {
+        self.shared.lock().tokens.expire_all(Instant::now());
+    }
+
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.lock().requests.clone()

@@ -69,6 +69,13 @@ impl TokenStore {
         self.refresh_count
     }
 
+    /// Makes every access token issued so far expire now.
+    pub(crate) fn expire_all(&mut self, now: Instant) {
+        for expiry in self.access.values_mut() {
+            *expiry = Some(now);
+        }
+    }
+
     /// Issues a new pair and invalidates the used refresh token.
     fn rotate(&mut self, now: Instant) -> (String, String, Duration) {
         let ttl = self.ttl.unwrap_or(Duration::from_secs(3600));
@@ -157,5 +164,19 @@ mod tests {
             forever.check("tok", t0 + Duration::from_secs(1_000_000)),
             TokenCheck::Valid
         );
+    }
+
+    #[test]
+    fn expire_all_expires_issued_tokens_only() {
+        let t0 = Instant::now();
+        let mut store = TokenStore::new(
+            Some("tok".into()),
+            Some(("ref".into(), Duration::from_secs(3600))),
+            t0,
+        );
+        store.expire_all(t0);
+        assert_eq!(store.check("tok", t0), TokenCheck::Expired);
+        let (fresh, _, _) = store.rotate(t0);
+        assert_eq!(store.check(&fresh, t0), TokenCheck::Valid);
     }
 }

@@ -28,9 +28,36 @@ pub fn invalid_arguments(tool: ToolKind, path: &str, problem: &str) -> CallToolR
     ))
 }
 
+/// A write tool called on a read-only server (it is not in tools/list, but a client may
+/// call it anyway): an `isError` result the model can relay, nothing sent to the portal.
+pub fn read_only_refusal(tool: ToolKind) -> CallToolResult {
+    tool_error(&format!(
+        "{} is disabled: this server runs in read-only mode (--read-only / BITRIX24_READ_ONLY), so it \
+         never changes anything on the portal. Nothing was sent to Bitrix24.\n\
+         Next step: tell the user; to allow changes, they must restart the server without --read-only.",
+        tool.name()
+    ))
+}
+
+/// The `im` scope is only needed by the chat tool; say so plainly.
+fn im_scope_missing(method: &str) -> String {
+    format!(
+        "Bitrix24 refused {method}: the webhook (or OAuth app) lacks the `im` scope (Chat and notifications), \
+         which task_chat_messages_list needs to read a task's chat.\n\
+         Next step: in Bitrix24 open Developer resources > Inbound webhook, edit this webhook, tick the `im` \
+         scope next to `tasks`, save (the URL stays the same unless Bitrix24 regenerates it), then try again. \
+         The other tools work without `im`."
+    )
+}
+
 /// A failed REST call.
 pub fn call_failed(tool: ToolKind, method: &str, portal: &str, err: &CallError) -> CallToolResult {
     let text = match err {
+        CallError::Portal(p)
+            if p.class() == ErrorClass::InsufficientScope && method.starts_with("im.") =>
+        {
+            im_scope_missing(method)
+        }
         CallError::Portal(p) => portal_error_text(tool, method, p),
         CallError::Transport(t) => {
             let step = match t.kind {
@@ -62,9 +89,32 @@ pub fn call_failed(tool: ToolKind, method: &str, portal: &str, err: &CallError) 
                 "the change may have been applied, so check with task_result_list before repeating it."
             }
         ),
-        CallError::Budget(detail) => format!("{method} was not sent: {detail}."),
+        CallError::Budget(detail) => format!(
+            "{method} was not sent: {detail}. Nothing was changed on the portal.\n\
+             Next step: try again later; the server paces calls to stay within the portal's limits."
+        ),
+        CallError::OAuth { code, detail } => oauth_error_text(method, code, detail),
     };
     tool_error(&text)
+}
+
+fn oauth_error_text(method: &str, code: &str, detail: &str) -> String {
+    let step = if code.eq_ignore_ascii_case("invalid_grant") {
+        "the refresh token is no longer valid (it expired, was revoked, or was already used by another copy \
+         of this server). The user must authorize the application again in Bitrix24: put the new refresh token \
+         in BITRIX24_REFRESH_TOKEN (and the new access token in BITRIX24_ACCESS_TOKEN), then restart the server."
+    } else if code.eq_ignore_ascii_case("invalid_client") {
+        "the OAuth server rejected the application's credentials. Check BITRIX24_CLIENT_ID and \
+         BITRIX24_CLIENT_SECRET against the application's settings in Bitrix24 and that the application is \
+         still installed, then restart the server."
+    } else {
+        "the OAuth server could not be reached or gave an unexpected answer. Try again in a minute; if it \
+         persists, check BITRIX24_OAUTH_URL and the network."
+    };
+    format!(
+        "{method} was not sent: the OAuth access token expired and could not be refreshed ({code}: {detail}).\n\
+         Next step: {step}"
+    )
 }
 
 fn portal_error_text(tool: ToolKind, method: &str, p: &PortalError) -> String {
@@ -118,7 +168,7 @@ fn next_step(tool: ToolKind, p: &PortalError) -> String {
             ToolKind::AddFromChat => "the webhook's user has no access to the task this message belongs to. Check the \
                  message id, or use the credentials of a member of that task."
                 .into(),
-            ToolKind::Add | ToolKind::List => "the webhook's user has no access to this task (or it does not exist). \
+            ToolKind::Add | ToolKind::List | ToolKind::ChatMessages => "the webhook's user has no access to this task (or it does not exist). \
                  Check the task id (a task id, not a result id), or use the credentials of a member of the task."
                 .into(),
         },
@@ -156,13 +206,14 @@ fn next_step(tool: ToolKind, p: &PortalError) -> String {
              or regenerated. Create or copy the inbound webhook again, update BITRIX24_WEBHOOK_URL (or \
              BITRIX24_ACCESS_TOKEN) and restart the server."
             .into(),
-        ErrorClass::QueryLimit => "the portal's rate limit was hit. Wait a few seconds and try again.".into(),
+        ErrorClass::QueryLimit => "the portal's rate limit was still exceeded after several retries (other \
+             applications on this IP address may share it). Wait a minute and try again."
+            .into(),
         ErrorClass::OperationTimeLimit => match p.operating_reset_at {
             Some(at) => format!(
-                "this method is blocked by the portal's operating-time limit until unix time {} (about {} s from now). \
-                 Try again after that.",
-                at as u64,
-                seconds_until(at)
+                "this method used up its execution-time allowance on the portal and frees up at {}. \
+                 Try again after that; other tools are not affected.",
+                crate::bitrix::retry::describe_unix(at)
             ),
             None => "this method is blocked by the portal's operating-time limit for a few minutes. Try again later."
                 .into(),
@@ -181,12 +232,4 @@ fn next_step(tool: ToolKind, p: &PortalError) -> String {
         ErrorClass::Unknown => "see the portal's message above; correct the request if it names a field, otherwise try again later."
             .into(),
     }
-}
-
-fn seconds_until(unix: f64) -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
-    (unix - now).max(0.0).ceil() as u64
 }

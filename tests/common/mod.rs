@@ -18,7 +18,7 @@ use tokio::process::Command;
 pub const BIN: &str = env!("CARGO_BIN_EXE_bitrix24-task-results-mcp");
 
 /// Env vars a test must not inherit from the developer's shell.
-pub const PORTAL_VARS: [&str; 12] = [
+pub const PORTAL_VARS: [&str; 18] = [
     "BITRIX24_WEBHOOK_URL",
     "BITRIX24_PORTAL_URL",
     "BITRIX24_ACCESS_TOKEN",
@@ -31,6 +31,12 @@ pub const PORTAL_VARS: [&str; 12] = [
     "BITRIX24_TOOLS",
     "BITRIX24_EXCLUDE_TOOLS",
     "MCP_AUTH_TOKEN",
+    "BITRIX24_PLAN",
+    "BITRIX24_RATE",
+    "BITRIX24_BURST",
+    "BITRIX24_CALL_BUDGET",
+    "BITRIX24_OAUTH_URL",
+    "BITRIX24_TIMEOUT",
 ];
 
 /// A command for the binary with a clean environment.

@@ -1,0 +1,594 @@
+//! OAuth 2.0 access-token refresh (contract §8.2).
+//!
+//! On 401 `expired_token`/`invalid_token` the client asks [`Refresher::refresh`] for a new
+//! token once and repeats the call. Concurrent calls that hit the 401 together share one
+//! refresh: the refresher counts token generations, and a caller whose token is already
+//! outdated just takes the new one. Every refresh rotates the refresh token, so the new
+//! pair is written to a token file (mode 0600) that is read at start-up: a restart must
+//! not present a refresh token that is already used up.
+//!
+//! The refresh is a POST with an `application/x-www-form-urlencoded` body, so the client
+//! secret never appears in a URL, to `/oauth/token/` on the OAuth server: the override
+//! (`BITRIX24_OAUTH_URL`), else the host of the last answer's `server_endpoint`, else
+//! `https://oauth.bitrix.info`.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use reqwest::{Url, header};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::error::CallError;
+use crate::redact;
+
+/// Where refreshes go when neither an override nor a `server_endpoint` says otherwise.
+pub const DEFAULT_OAUTH_SERVER: &str = "https://oauth.bitrix.info";
+
+/// Name of the token file's directory under the user's configuration directory.
+const APP_DIR: &str = "bitrix24-task-results-mcp";
+
+/// Answers larger than this are not token answers.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// What the refresher needs, as configured.
+#[derive(Clone)]
+pub struct OAuthConfig {
+    /// The application's client id.
+    pub client_id: String,
+    /// The application's client secret; sent only to the OAuth server.
+    pub client_secret: String,
+    /// `BITRIX24_REFRESH_TOKEN`, when set.
+    pub refresh_token: Option<String>,
+    /// `BITRIX24_ACCESS_TOKEN`, when set.
+    pub access_token: Option<String>,
+    /// Where the current pair is kept.
+    pub token_file: PathBuf,
+    /// `BITRIX24_OAUTH_URL`: the OAuth server, overriding `server_endpoint`.
+    pub oauth_url: Option<Url>,
+}
+
+impl fmt::Debug for OAuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthConfig")
+            .field("client_id", &self.client_id)
+            .field("token_file", &self.token_file)
+            .field("oauth_url", &self.oauth_url.as_ref().map(Url::as_str))
+            .finish_non_exhaustive()
+    }
+}
+
+/// `$XDG_CONFIG_HOME/bitrix24-task-results-mcp/token.json`, else under `~/.config`, else
+/// under `%APPDATA%`; `None` when none of those is known.
+pub fn default_token_file() -> Option<PathBuf> {
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    let base = absolute("XDG_CONFIG_HOME")
+        .or_else(|| absolute("HOME").map(|h| h.join(".config")))
+        .or_else(|| absolute("APPDATA"))?;
+    Some(base.join(APP_DIR).join("token.json"))
+}
+
+/// The token file's content.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredTokens {
+    access_token: String,
+    refresh_token: String,
+    /// Unix time the access token expires, as the OAuth server said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    server_endpoint: Option<String>,
+    /// The `BITRIX24_REFRESH_TOKEN` this chain of refreshes started from. It is used up,
+    /// so keeping it costs nothing; a different one in the environment means the user
+    /// authorised again, and the environment wins over the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seeded_by: Option<String>,
+}
+
+/// The current access token and its generation (bumped by every refresh).
+struct Current {
+    access: Option<String>,
+    generation: u64,
+}
+
+/// What only the refresh itself touches.
+struct RefreshState {
+    refresh_token: String,
+    server_endpoint: Option<String>,
+    seeded_by: Option<String>,
+    /// A refusal no retry can fix (`invalid_grant`, `invalid_client`): kept so that later
+    /// calls do not hammer the OAuth server with a dead refresh token.
+    dead: Option<CallError>,
+}
+
+/// Holds the current access token and refreshes it, one refresh at a time.
+pub struct Refresher {
+    client_id: String,
+    client_secret: String,
+    oauth_url: Option<Url>,
+    token_file: PathBuf,
+    current: RwLock<Current>,
+    state: tokio::sync::Mutex<RefreshState>,
+}
+
+impl fmt::Debug for Refresher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Refresher")
+            .field("client_id", &self.client_id)
+            .field("token_file", &self.token_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Refresher {
+    /// Starts from the token file when it belongs to the configured refresh token (or
+    /// none is configured), else from the environment. Fails when there is no refresh
+    /// token anywhere.
+    pub fn load(config: OAuthConfig) -> Result<Refresher, String> {
+        for secret in [
+            Some(&config.client_secret),
+            config.refresh_token.as_ref(),
+            config.access_token.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            redact::register(secret);
+        }
+        let path = &config.token_file;
+        let stored = match read_token_file(path) {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(
+                    file = %path.display(),
+                    "ignoring the OAuth token file: {e}"
+                );
+                None
+            }
+        };
+        let env_refresh = config.refresh_token.clone();
+        let from_file = stored.filter(|s| match &env_refresh {
+            None => true,
+            Some(env) => s.seeded_by.as_ref() == Some(env) || &s.refresh_token == env,
+        });
+        let (access, state) = match from_file {
+            Some(s) => {
+                tracing::info!(file = %path.display(), "OAuth tokens read from the token file");
+                (
+                    Some(s.access_token),
+                    RefreshState {
+                        refresh_token: s.refresh_token,
+                        server_endpoint: s.server_endpoint,
+                        seeded_by: s.seeded_by,
+                        dead: None,
+                    },
+                )
+            }
+            None => {
+                let refresh = env_refresh.ok_or_else(|| {
+                    format!(
+                        "OAuth refresh needs a refresh token: set BITRIX24_REFRESH_TOKEN (the token file {} has none)",
+                        path.display()
+                    )
+                })?;
+                (
+                    config.access_token.clone(),
+                    RefreshState {
+                        seeded_by: Some(refresh.clone()),
+                        refresh_token: refresh,
+                        server_endpoint: None,
+                        dead: None,
+                    },
+                )
+            }
+        };
+        Ok(Refresher {
+            client_id: config.client_id,
+            client_secret: config.client_secret,
+            oauth_url: config.oauth_url,
+            token_file: config.token_file,
+            current: RwLock::new(Current {
+                access,
+                generation: 0,
+            }),
+            state: tokio::sync::Mutex::new(state),
+        })
+    }
+
+    /// Where the pair is kept.
+    pub fn token_file(&self) -> &Path {
+        &self.token_file
+    }
+
+    /// The current access token (if any yet) and its generation.
+    pub fn current(&self) -> (Option<String>, u64) {
+        let c = self.current.read().unwrap_or_else(|e| e.into_inner());
+        (c.access.clone(), c.generation)
+    }
+
+    /// Replaces the access token of generation `seen`. When another call already did
+    /// (the generation moved on), returns at once: one refresh serves every caller.
+    pub async fn refresh(&self, http: &reqwest::Client, seen: u64) -> Result<(), CallError> {
+        let mut state = self.state.lock().await;
+        if self.current().1 != seen {
+            return Ok(());
+        }
+        if let Some(dead) = &state.dead {
+            return Err(dead.clone());
+        }
+        let url = self.token_url(&state)?;
+        let answer = match self.request(http, url, &state.refresh_token).await {
+            Ok(a) => a,
+            Err(e) => {
+                if matches!(&e, CallError::OAuth { code, .. } if is_permanent(code)) {
+                    state.dead = Some(e.clone());
+                }
+                return Err(e);
+            }
+        };
+        redact::register(&answer.access_token);
+        redact::register(&answer.refresh_token);
+        state.refresh_token = answer.refresh_token.clone();
+        if answer.server_endpoint.is_some() {
+            state.server_endpoint = answer.server_endpoint.clone();
+        }
+        let stored = StoredTokens {
+            access_token: answer.access_token.clone(),
+            refresh_token: answer.refresh_token,
+            expires: answer.expires,
+            server_endpoint: state.server_endpoint.clone(),
+            seeded_by: state.seeded_by.clone(),
+        };
+        match write_token_file(&self.token_file, &stored) {
+            Ok(()) => tracing::info!(
+                file = %self.token_file.display(),
+                "OAuth access token refreshed; the new pair is stored in the token file"
+            ),
+            Err(e) => tracing::warn!(
+                file = %self.token_file.display(),
+                "OAuth access token refreshed, but the new pair could not be stored ({e}); \
+                 after a restart the old refresh token will be refused: fix the file's directory \
+                 or set BITRIX24_TOKEN_FILE"
+            ),
+        }
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        current.access = Some(answer.access_token);
+        current.generation += 1;
+        Ok(())
+    }
+
+    fn token_url(&self, state: &RefreshState) -> Result<Url, CallError> {
+        let base = match &self.oauth_url {
+            Some(u) => u.clone(),
+            None => state
+                .server_endpoint
+                .as_deref()
+                .and_then(|s| Url::parse(s).ok())
+                .filter(|u| matches!(u.scheme(), "https" | "http"))
+                .unwrap_or_else(|| Url::parse(DEFAULT_OAUTH_SERVER).expect("a valid constant")),
+        };
+        base.join("/oauth/token/").map_err(|e| CallError::OAuth {
+            code: "bad_url".into(),
+            detail: format!("cannot build the token URL from {base}: {e}"),
+        })
+    }
+
+    async fn request(
+        &self,
+        http: &reqwest::Client,
+        url: Url,
+        refresh_token: &str,
+    ) -> Result<TokenAnswer, CallError> {
+        let origin = url.origin().ascii_serialization();
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "refresh_token")
+            .append_pair("client_id", &self.client_id)
+            .append_pair("client_secret", &self.client_secret)
+            .append_pair("refresh_token", refresh_token)
+            .finish();
+        let unreachable = |e: reqwest::Error| CallError::OAuth {
+            code: "unreachable".into(),
+            detail: redact::redact(&format!(
+                "could not reach the OAuth server {origin}: {}",
+                e.without_url()
+            ))
+            .into_owned(),
+        };
+        let mut response = http
+            .post(url)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "application/json")
+            .body(form)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        parse_answer(status, &body, &origin)
+    }
+}
+
+/// Refusals that only new credentials fix.
+fn is_permanent(code: &str) -> bool {
+    code.eq_ignore_ascii_case("invalid_grant") || code.eq_ignore_ascii_case("invalid_client")
+}
+
+/// A successful token answer.
+#[derive(Debug)]
+struct TokenAnswer {
+    access_token: String,
+    refresh_token: String,
+    expires: Option<i64>,
+    server_endpoint: Option<String>,
+}
+
+fn parse_answer(status: u16, body: &[u8], origin: &str) -> Result<TokenAnswer, CallError> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| CallError::OAuth {
+        code: format!("HTTP_{status}"),
+        detail: format!("the OAuth server {origin} answered HTTP {status} without a JSON body"),
+    })?;
+    let text = |k: &str| {
+        value
+            .get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    if let Some(code) = text("error") {
+        let detail = text("error_description").unwrap_or_else(|| "no description".into());
+        return Err(CallError::OAuth {
+            code,
+            detail: redact::redact(&detail).into_owned(),
+        });
+    }
+    match (status, text("access_token"), text("refresh_token")) {
+        (200..=299, Some(access_token), Some(refresh_token)) => Ok(TokenAnswer {
+            access_token,
+            refresh_token,
+            expires: value.get("expires").and_then(Value::as_i64),
+            server_endpoint: text("server_endpoint"),
+        }),
+        _ => Err(CallError::OAuth {
+            code: format!("HTTP_{status}"),
+            detail: format!(
+                "the OAuth server {origin} answered HTTP {status} without a new token pair"
+            ),
+        }),
+    }
+}
+
+fn read_token_file(path: &Path) -> Result<Option<StoredTokens>, String> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read it: {e}")),
+    };
+    #[cfg(unix)]
+    if let Ok(meta) = fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                "the OAuth token file is readable by other users; run chmod 600 on it"
+            );
+        }
+    }
+    let stored: StoredTokens = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("it is not a token file written by this server ({e})"))?;
+    if stored.refresh_token.trim().is_empty() {
+        return Err("it holds no refresh token".into());
+    }
+    redact::register(&stored.access_token);
+    redact::register(&stored.refresh_token);
+    if let Some(s) = &stored.seeded_by {
+        redact::register(s);
+    }
+    Ok(Some(stored))
+}
+
+/// Writes the file atomically (temporary file, then rename) with mode 0600, creating its
+/// directory with mode 0700 when missing.
+fn write_token_file(path: &Path, tokens: &StoredTokens) -> io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(dir)?;
+    }
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = path.with_file_name(name);
+    let json = serde_json::to_vec_pretty(tokens).map_err(io::Error::other)?;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let written = (|| {
+        let mut file = options.open(&tmp)?;
+        // A leftover temporary file keeps its old mode; make sure of 0600.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(fs::Permissions::from_mode(0o600))?;
+        }
+        file.write_all(&json)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path, refresh: Option<&str>) -> OAuthConfig {
+        OAuthConfig {
+            client_id: "app.1".into(),
+            client_secret: "client-secret-xyz".into(),
+            refresh_token: refresh.map(Into::into),
+            access_token: Some("env-access-token".into()),
+            token_file: dir.join("sub").join("token.json"),
+            oauth_url: None,
+        }
+    }
+
+    fn stored(refresh: &str, seeded_by: Option<&str>) -> StoredTokens {
+        StoredTokens {
+            access_token: "file-access-token".into(),
+            refresh_token: refresh.into(),
+            expires: Some(1),
+            server_endpoint: Some("https://oauth.bitrix24.tech/rest/".into()),
+            seeded_by: seeded_by.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn file_is_written_private_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("token.json");
+        write_token_file(&path, &stored("refresh-1", Some("refresh-0"))).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+            let dir_mode = fs::metadata(path.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(dir_mode, 0o700);
+        }
+        let back = read_token_file(&path).unwrap().unwrap();
+        assert_eq!(back.refresh_token, "refresh-1");
+        assert_eq!(back.seeded_by.as_deref(), Some("refresh-0"));
+        // Overwriting keeps the mode and leaves no temporary file behind.
+        write_token_file(&path, &stored("refresh-2", Some("refresh-0"))).unwrap();
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["token.json"]);
+    }
+
+    #[test]
+    fn file_descending_from_the_env_token_wins_over_the_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), Some("refresh-0"));
+        write_token_file(&cfg.token_file, &stored("refresh-1", Some("refresh-0"))).unwrap();
+        let r = Refresher::load(cfg).unwrap();
+        assert_eq!(r.current(), (Some("file-access-token".into()), 0));
+        let state = r.state.try_lock().unwrap();
+        assert_eq!(state.refresh_token, "refresh-1");
+        assert_eq!(
+            r.token_url(&state).unwrap().as_str(),
+            "https://oauth.bitrix24.tech/oauth/token/"
+        );
+    }
+
+    #[test]
+    fn a_new_env_refresh_token_means_authorised_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), Some("refresh-new"));
+        write_token_file(&cfg.token_file, &stored("refresh-1", Some("refresh-0"))).unwrap();
+        let r = Refresher::load(cfg).unwrap();
+        assert_eq!(r.current().0.as_deref(), Some("env-access-token"));
+        let state = r.state.try_lock().unwrap();
+        assert_eq!(state.refresh_token, "refresh-new");
+        assert_eq!(state.seeded_by.as_deref(), Some("refresh-new"));
+        assert_eq!(
+            r.token_url(&state).unwrap().as_str(),
+            "https://oauth.bitrix.info/oauth/token/"
+        );
+    }
+
+    #[test]
+    fn file_alone_is_enough_and_nothing_at_all_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), None);
+        let e = Refresher::load(cfg.clone()).unwrap_err();
+        assert!(e.contains("BITRIX24_REFRESH_TOKEN"), "{e}");
+        write_token_file(&cfg.token_file, &stored("refresh-1", None)).unwrap();
+        let r = Refresher::load(cfg).unwrap();
+        assert_eq!(r.state.try_lock().unwrap().refresh_token, "refresh-1");
+    }
+
+    #[test]
+    fn a_broken_file_falls_back_to_the_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), Some("refresh-0"));
+        fs::create_dir_all(cfg.token_file.parent().unwrap()).unwrap();
+        fs::write(&cfg.token_file, b"{not json").unwrap();
+        let r = Refresher::load(cfg).unwrap();
+        assert_eq!(r.state.try_lock().unwrap().refresh_token, "refresh-0");
+    }
+
+    #[test]
+    fn override_url_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path(), Some("refresh-0"));
+        cfg.oauth_url = Some(Url::parse("http://127.0.0.1:9/some/path").unwrap());
+        let r = Refresher::load(cfg).unwrap();
+        let state = r.state.try_lock().unwrap();
+        assert_eq!(
+            r.token_url(&state).unwrap().as_str(),
+            "http://127.0.0.1:9/oauth/token/"
+        );
+    }
+
+    #[test]
+    fn answers_are_parsed() {
+        let ok = parse_answer(
+            200,
+            br#"{"access_token":"a1","refresh_token":"r1","expires":1780319382,"server_endpoint":"https://oauth.bitrix.info/rest/"}"#,
+            "o",
+        )
+        .unwrap();
+        assert_eq!(ok.access_token, "a1");
+        assert_eq!(ok.expires, Some(1780319382));
+        let grant = parse_answer(
+            400,
+            br#"{"error":"invalid_grant","error_description":"Invalid grant"}"#,
+            "o",
+        )
+        .unwrap_err();
+        assert!(matches!(&grant, CallError::OAuth { code, .. } if code == "invalid_grant"));
+        assert!(is_permanent("invalid_grant") && !is_permanent("HTTP_502"));
+        let html = parse_answer(502, b"<html>", "o").unwrap_err();
+        assert!(matches!(&html, CallError::OAuth { code, .. } if code == "HTTP_502"));
+        let partial = parse_answer(200, br#"{"access_token":"a"}"#, "o").unwrap_err();
+        assert!(matches!(&partial, CallError::OAuth { code, .. } if code == "HTTP_200"));
+    }
+
+    #[test]
+    fn default_path_is_under_the_config_dir() {
+        if let Some(p) = default_token_file() {
+            assert!(p.ends_with("bitrix24-task-results-mcp/token.json"), "{p:?}");
+        }
+    }
+}

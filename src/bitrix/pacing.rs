@@ -1,0 +1,237 @@
+//! Client-side pacing: the portal's leaky bucket (contract §7), mirrored here so calls
+//! wait for a slot instead of being refused with 503 QUERY_LIMIT_EXCEEDED.
+//!
+//! One [`Pacer`] lives in the [`super::Client`], which every session of the process
+//! shares, so the whole process stays under the portal's limit.
+//!
+//! The bucket is a hand-written GCRA (generic cell rate algorithm, the "virtual
+//! scheduling" form of a leaky bucket): one instant, the theoretical arrival time, is
+//! the whole state. It is a dozen lines, and unlike `governor`'s `until_ready` it
+//! *reserves* the slot a caller will use, so waiters are served in arrival order, a
+//! caller knows up front how long it would wait (and can refuse when that exceeds its
+//! time budget), and a 503 from the portal can mark the bucket full for every caller.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Leak rate and capacity of a leaky bucket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// Requests the bucket drains per second.
+    pub per_sec: f64,
+    /// Requests that may go at once from an empty bucket.
+    pub burst: u32,
+}
+
+impl Rate {
+    /// Every plan but Enterprise: 2 requests/s, burst 50.
+    pub const STANDARD: Rate = Rate {
+        per_sec: 2.0,
+        burst: 50,
+    };
+    /// Enterprise plans: 5 requests/s, burst 250.
+    pub const ENTERPRISE: Rate = Rate {
+        per_sec: 5.0,
+        burst: 250,
+    };
+
+    /// Time between two slots once the burst is used up.
+    pub fn interval(&self) -> Duration {
+        // Config validates the rate; the fallback only guards against a hand-built Rate.
+        Duration::try_from_secs_f64(1.0 / self.per_sec).unwrap_or(Duration::from_secs(3600))
+    }
+
+    /// The shortest time in which `n` requests can all start from an empty bucket.
+    pub fn min_makespan(&self, n: u32) -> Duration {
+        self.interval() * n.saturating_sub(self.burst.max(1))
+    }
+}
+
+/// The slot a caller would get lies beyond its deadline; nothing was reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoSlot {
+    /// How long the caller would have had to wait.
+    pub wait: Duration,
+}
+
+/// A leaky bucket shared by every call of the process.
+#[derive(Debug)]
+pub struct Pacer {
+    rate: Rate,
+    interval: Duration,
+    /// How far ahead of now the theoretical arrival time may run: `(burst - 1) * interval`.
+    tolerance: Duration,
+    /// Theoretical arrival time of the next request; `None` = empty bucket.
+    tat: Mutex<Option<Instant>>,
+}
+
+impl Pacer {
+    /// An empty bucket with `rate`.
+    pub fn new(rate: Rate) -> Self {
+        let interval = rate.interval();
+        Pacer {
+            rate,
+            interval,
+            tolerance: interval * rate.burst.max(1).saturating_sub(1),
+            tat: Mutex::new(None),
+        }
+    }
+
+    /// The configured rate.
+    pub fn rate(&self) -> Rate {
+        self.rate
+    }
+
+    /// Waits for the next slot. When that slot would come after `deadline`, returns at
+    /// once with how long the wait would have been, and reserves nothing.
+    pub async fn acquire(&self, deadline: Instant) -> Result<(), NoSlot> {
+        let at = self.reserve(Instant::now(), deadline)?;
+        tokio::time::sleep_until(at).await;
+        Ok(())
+    }
+
+    /// Reserves the next slot and returns when it starts.
+    fn reserve(&self, now: Instant, deadline: Instant) -> Result<Instant, NoSlot> {
+        let mut tat = self.tat.lock().unwrap_or_else(|e| e.into_inner());
+        let next = tat.map_or(now, |t| t.max(now));
+        let at = if next.saturating_duration_since(now) > self.tolerance {
+            next - self.tolerance
+        } else {
+            now
+        };
+        if at > deadline {
+            return Err(NoSlot { wait: at - now });
+        }
+        *tat = Some(next + self.interval);
+        Ok(at)
+    }
+
+    /// The portal refused a request as over its limit, so its bucket is full now
+    /// (other clients on the same IP count too): the next slot is one interval away.
+    pub fn note_full(&self) {
+        let now = Instant::now();
+        let full = now + self.tolerance + self.interval;
+        let mut tat = self.tat.lock().unwrap_or_else(|e| e.into_inner());
+        *tat = Some(tat.map_or(full, |t| t.max(full)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn plans_and_min_makespan() {
+        assert_eq!(Rate::STANDARD.interval(), ms(500));
+        assert_eq!(Rate::ENTERPRISE.interval(), ms(200));
+        // 200 requests at 2/s burst 50: 150 wait half a second each.
+        assert_eq!(Rate::STANDARD.min_makespan(200), Duration::from_secs(75));
+        assert_eq!(Rate::STANDARD.min_makespan(10), Duration::ZERO);
+    }
+
+    #[test]
+    fn burst_then_one_slot_per_interval() {
+        let p = Pacer::new(Rate {
+            per_sec: 10.0,
+            burst: 3,
+        });
+        let t0 = Instant::now();
+        let far = t0 + Duration::from_secs(60);
+        let slots: Vec<Duration> = (0..6).map(|_| p.reserve(t0, far).unwrap() - t0).collect();
+        assert_eq!(slots, [ms(0), ms(0), ms(0), ms(100), ms(200), ms(300)]);
+    }
+
+    #[test]
+    fn bucket_drains_while_idle() {
+        let p = Pacer::new(Rate {
+            per_sec: 10.0,
+            burst: 2,
+        });
+        let t0 = Instant::now();
+        let far = t0 + Duration::from_secs(60);
+        for _ in 0..2 {
+            assert_eq!(p.reserve(t0, far).unwrap(), t0);
+        }
+        // After 150 ms one and a half requests have drained: one may go at once.
+        let t1 = t0 + ms(150);
+        assert_eq!(p.reserve(t1, far).unwrap(), t1);
+        assert_eq!(p.reserve(t1, far).unwrap(), t0 + ms(200));
+    }
+
+    #[test]
+    fn a_slot_past_the_deadline_is_refused_and_not_reserved() {
+        let p = Pacer::new(Rate {
+            per_sec: 1.0,
+            burst: 1,
+        });
+        let t0 = Instant::now();
+        assert_eq!(p.reserve(t0, t0).unwrap(), t0);
+        assert_eq!(
+            p.reserve(t0, t0 + ms(500)),
+            Err(NoSlot {
+                wait: Duration::from_secs(1)
+            })
+        );
+        // The refusal took nothing: the next caller still gets the slot at 1 s.
+        assert_eq!(
+            p.reserve(t0, t0 + Duration::from_secs(5)).unwrap(),
+            t0 + Duration::from_secs(1)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn note_full_pushes_every_caller_back() {
+        let p = Pacer::new(Rate {
+            per_sec: 10.0,
+            burst: 5,
+        });
+        let t0 = Instant::now();
+        let far = t0 + Duration::from_secs(60);
+        assert_eq!(p.reserve(t0, far).unwrap(), t0);
+        p.note_full();
+        assert_eq!(p.reserve(t0, far).unwrap(), t0 + ms(100));
+        assert_eq!(p.reserve(t0, far).unwrap(), t0 + ms(200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_callers_are_paced_in_virtual_time() {
+        let p = std::sync::Arc::new(Pacer::new(Rate {
+            per_sec: 100.0,
+            burst: 10,
+        }));
+        let t0 = Instant::now();
+        let deadline = t0 + Duration::from_secs(10);
+        let tasks: Vec<_> = (0..60)
+            .map(|_| {
+                let p = p.clone();
+                tokio::spawn(async move {
+                    p.acquire(deadline).await.unwrap();
+                    Instant::now()
+                })
+            })
+            .collect();
+        let mut starts = Vec::new();
+        for t in tasks {
+            starts.push(t.await.unwrap() - t0);
+        }
+        starts.sort();
+        assert_eq!(starts[9], Duration::ZERO);
+        assert_eq!(starts[10], ms(10));
+        // The makespan is the bucket's theoretical minimum: 50 slots at 10 ms.
+        assert_eq!(*starts.last().unwrap(), ms(500));
+        // In every window no more than burst + rate * window requests start.
+        for (i, s) in starts.iter().enumerate() {
+            let in_window = starts[i..].iter().filter(|t| **t < *s + ms(100)).count();
+            assert!(
+                in_window <= 10 + 10,
+                "{in_window} starts in 100 ms from {s:?}"
+            );
+        }
+    }
+}

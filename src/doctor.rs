@@ -1,0 +1,411 @@
+//! `doctor`: checks the configuration and the portal, and says what to fix.
+//!
+//! It reports the credential mode and URL shape, the tool selection, the pacing plan,
+//! then reaches the portal with one cheap read (`tasks.task.result.list`, page size 1, on
+//! `--task-id` or on task 1) and times it. The portal checks a call's scope before it
+//! looks at the task, so any answer other than a scope or credential error proves the
+//! `tasks`/`task` scope, even when the probe task is not visible to the webhook's user.
+//! The `im` scope is checked the same way with `im.dialog.messages.get` (on the task's
+//! chat with `--task-id`). Usable (exit 0) means the task-result tools can work; a
+//! missing `im` scope only disables `task_chat_messages_list` and is a warning.
+//! Every line goes through the redactor; the webhook secret never appears.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::bitrix::{CallError, Client, Effect, Endpoint, ErrorClass};
+use crate::chat::{ChatError, ChatMessagesParams, TaskChat};
+use crate::config::{PortalArgs, PortalChoice};
+use crate::redact;
+use crate::results::{Id, method};
+use crate::sandbox::{Sandbox, SandboxOptions};
+use crate::server::ToolSelection;
+
+/// Options of `doctor`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DoctorArgs {
+    /// A task the webhook's user can see: the checks then list its results and read its chat.
+    #[arg(long, value_name = "ID")]
+    pub task_id: Option<u64>,
+}
+
+/// The pacing the client will apply to portal calls.
+pub fn pacing_plan(portal: &PortalArgs) -> String {
+    let limits = &portal.limits;
+    let rate = limits.rate();
+    let plan = match limits.plan {
+        crate::config::Plan::Standard => "standard",
+        crate::config::Plan::Enterprise => "enterprise",
+    };
+    let overridden = if limits.rate.is_some() || limits.burst.is_some() {
+        ", overridden"
+    } else {
+        ""
+    };
+    format!(
+        "{} requests/s, burst {} ({plan} plan{overridden}); a call waits at most {} s",
+        rate.per_sec, rate.burst, limits.call_budget
+    )
+}
+
+/// What the doctor found, as printed.
+#[derive(Default)]
+pub struct Report {
+    text: String,
+    usable: bool,
+}
+
+impl Report {
+    fn line(&mut self, status: &str, what: &str) {
+        let _ = writeln!(self.text, "  {status:<5} {}", redact::redact(what));
+    }
+    fn heading(&mut self, what: &str) {
+        let _ = writeln!(self.text, "{what}");
+    }
+    /// The printed report.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+    /// Whether the server can work with this configuration.
+    pub fn usable(&self) -> bool {
+        self.usable
+    }
+}
+
+/// Runs every check.
+pub async fn run(portal: &PortalArgs, tools: &ToolSelection, args: &DoctorArgs) -> Report {
+    let mut r = Report::default();
+    r.heading(&format!(
+        "{} {} doctor",
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_PKG_VERSION")
+    ));
+    r.heading("configuration");
+    let mut config_ok = true;
+    let choice = match portal.resolve() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            r.line("FAIL", &e);
+            config_ok = false;
+            None
+        }
+    };
+    match tools.resolve() {
+        Ok(inv) => r.line(
+            "ok",
+            &format!(
+                "tools offered: {}{}",
+                inv.enabled()
+                    .iter()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if inv.read_only() {
+                    " (read-only mode)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        Err(e) => {
+            r.line("FAIL", &e);
+            config_ok = false;
+        }
+    }
+    r.line("info", &format!("pacing plan: {}", pacing_plan(portal)));
+    let Some(choice) = choice else {
+        r.heading("result: NOT usable (fix the configuration above; exit 1)");
+        return r;
+    };
+    // Held until the checks are done.
+    let (endpoint, _sandbox) = match choice {
+        PortalChoice::Portal(endpoint) => {
+            describe_endpoint(&mut r, &endpoint, portal);
+            (endpoint, None)
+        }
+        PortalChoice::Sandbox => match start_sandbox().await {
+            Ok((endpoint, sandbox)) => {
+                r.line(
+                    "ok",
+                    &format!(
+                        "credential mode: built-in sandbox portal at {} (an emulator, not a real portal)",
+                        sandbox.base_url()
+                    ),
+                );
+                (endpoint, Some(sandbox))
+            }
+            Err(e) => {
+                r.line("FAIL", &format!("cannot start the sandbox portal: {e}"));
+                r.heading("result: NOT usable (exit 1)");
+                return r;
+            }
+        },
+    };
+    let client = match portal.client(endpoint) {
+        Ok(client) => client,
+        Err(e) => {
+            r.line("FAIL", &e);
+            r.heading("result: NOT usable (exit 1)");
+            return r;
+        }
+    };
+    r.heading("portal");
+    let tasks_ok = check_tasks(&mut r, &client, args.task_id).await;
+    if tasks_ok {
+        check_im(&mut r, &client, args.task_id).await;
+    }
+    r.usable = config_ok && tasks_ok;
+    r.heading(if r.usable {
+        "result: usable (exit 0)"
+    } else {
+        "result: NOT usable (see FAIL above; exit 1)"
+    });
+    r
+}
+
+fn describe_endpoint(r: &mut Report, endpoint: &Endpoint, portal: &PortalArgs) {
+    let var = if portal.webhook_url.is_some() {
+        "--webhook-url / BITRIX24_WEBHOOK_URL"
+    } else {
+        "--portal-url + --access-token / BITRIX24_PORTAL_URL + BITRIX24_ACCESS_TOKEN"
+    };
+    r.line(
+        "ok",
+        &format!("credential mode: {} from {var}", endpoint.describe()),
+    );
+    if endpoint.is_https() {
+        r.line(
+            "ok",
+            "URL shape: https, REST 3.0 calls go to /rest/api/, chat calls to /rest/",
+        );
+    } else if endpoint.is_loopback() {
+        r.line(
+            "ok",
+            "URL shape: plain http on this machine (a local emulator?)",
+        );
+    } else {
+        r.line(
+            "warn",
+            "URL shape: plain http to another host; Bitrix24 cloud portals require https (INVALID_REQUEST \"Https required\")",
+        );
+    }
+}
+
+async fn start_sandbox() -> std::io::Result<(Endpoint, Sandbox)> {
+    let sandbox = Sandbox::start(SandboxOptions::default()).await?;
+    let endpoint =
+        Endpoint::webhook(&sandbox.webhook_url()).map_err(|e| std::io::Error::other(e.0))?;
+    Ok((endpoint, sandbox))
+}
+
+#[derive(Serialize)]
+struct ProbeList {
+    filter: [(&'static str, u64); 1],
+    select: [&'static str; 1],
+    pagination: ProbePage,
+}
+
+#[derive(Serialize)]
+struct ProbePage {
+    limit: u32,
+    offset: u32,
+}
+
+/// One cheap read of the result list; true when the task-result tools can work.
+async fn check_tasks(r: &mut Report, client: &Client, task_id: Option<u64>) -> bool {
+    let probe_task = task_id.unwrap_or(1);
+    let body = ProbeList {
+        filter: [("taskId", probe_task)],
+        select: ["id"],
+        pagination: ProbePage {
+            limit: 1,
+            offset: 0,
+        },
+    };
+    let started = Instant::now();
+    let outcome = client
+        .call::<_, Value>(method::LIST, &body, Effect::Read)
+        .await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let reached = format!(
+        "reached {}: {} answered in {ms:.0} ms (round trip)",
+        client.endpoint().portal(),
+        method::LIST
+    );
+    match outcome {
+        Ok(_) => {
+            r.line("ok", &reached);
+            r.line("ok", "scope tasks/task: confirmed");
+            if task_id.is_some() {
+                r.line(
+                    "ok",
+                    &format!("task {probe_task}: its results are readable"),
+                );
+            }
+            true
+        }
+        Err(CallError::Portal(p)) => match p.class() {
+            ErrorClass::AccessDenied | ErrorClass::Validation | ErrorClass::NotFound => {
+                r.line("ok", &reached);
+                r.line("ok", "scope tasks/task: confirmed (the portal checked the scope and then refused the probe task)");
+                if task_id.is_some() {
+                    r.line(
+                        "warn",
+                        &format!(
+                            "task {probe_task}: not visible to the webhook's user ({}: {}); pick a task this user is a member of",
+                            p.code, p.message
+                        ),
+                    );
+                }
+                true
+            }
+            ErrorClass::InsufficientScope => {
+                r.line("ok", &reached);
+                r.line(
+                    "FAIL",
+                    "scope tasks/task: missing. Edit the inbound webhook in Bitrix24 (Developer resources > \
+                     Inbound webhook) and tick the tasks scope (some portals call it task), then run doctor again",
+                );
+                false
+            }
+            ErrorClass::BadCredentials | ErrorClass::ExpiredToken => {
+                r.line(
+                    "FAIL",
+                    &format!(
+                        "the portal rejected the credentials ({}: {}): the webhook may have been deleted or regenerated, \
+                         or the token expired; copy the webhook URL again",
+                        p.code, p.message
+                    ),
+                );
+                false
+            }
+            ErrorClass::MethodNotFound => {
+                r.line(
+                    "FAIL",
+                    &format!(
+                        "the portal does not offer REST 3.0 {} ({}): it runs a Bitrix24 version from before May 2026, \
+                         or the URL is not a Bitrix24 REST endpoint",
+                        method::LIST,
+                        p.code
+                    ),
+                );
+                false
+            }
+            ErrorClass::QueryLimit | ErrorClass::OperationTimeLimit => {
+                r.line(
+                    "FAIL",
+                    &format!(
+                        "the portal is rate-limiting this webhook right now ({}); wait a minute and run doctor again",
+                        p.code
+                    ),
+                );
+                false
+            }
+            _ => {
+                r.line(
+                    "FAIL",
+                    &format!(
+                        "the portal refused the probe: {} (HTTP {}): {}",
+                        p.code, p.status, p.message
+                    ),
+                );
+                false
+            }
+        },
+        Err(CallError::Transport(t)) => {
+            r.line(
+                "FAIL",
+                &format!(
+                    "cannot reach {}: {}. Check the portal address and this machine's network or proxy",
+                    client.endpoint().portal(),
+                    t.detail
+                ),
+            );
+            false
+        }
+        Err(e) => {
+            r.line(
+                "FAIL",
+                &format!(
+                    "{e}. Check that the URL points at a Bitrix24 portal (its inbound webhook URL)"
+                ),
+            );
+            false
+        }
+    }
+}
+
+/// The `im` scope: a warning when missing, since only the chat tool needs it.
+async fn check_im(r: &mut Report, client: &Client, task_id: Option<u64>) {
+    const MISSING: &str = "scope im: missing; task_chat_messages_list will fail (the other tools work). Edit the \
+        inbound webhook in Bitrix24 and tick im (Chat and notifications) to enable it";
+    let outcome = match task_id {
+        Some(task) => {
+            let params = ChatMessagesParams {
+                task_id: Id(task),
+                limit: None,
+                before_id: None,
+            };
+            match TaskChat::new(client.clone()).messages(&params).await {
+                Ok(page) => {
+                    r.line("ok", "scope im: confirmed");
+                    r.line(
+                        "ok",
+                        &format!(
+                            "task {task}: chat {} readable ({} recent messages)",
+                            page.chat_id, page.count
+                        ),
+                    );
+                    return;
+                }
+                Err(ChatError::NoChat { .. }) => {
+                    r.line(
+                        "warn",
+                        &format!("task {task} has no chat; checking the im scope without it"),
+                    );
+                    probe_im(client).await
+                }
+                Err(ChatError::Call { error, .. }) => Err(error),
+            }
+        }
+        None => probe_im(client).await,
+    };
+    match outcome {
+        Ok(()) => r.line("ok", "scope im: confirmed"),
+        Err(CallError::Portal(p)) => match p.class() {
+            ErrorClass::InsufficientScope => r.line("warn", MISSING),
+            ErrorClass::BadCredentials | ErrorClass::ExpiredToken | ErrorClass::MethodNotFound => r
+                .line(
+                    "warn",
+                    &format!("scope im: could not check ({}: {})", p.code, p.message),
+                ),
+            // Any other refusal comes after the scope check.
+            _ => r.line("ok", "scope im: confirmed"),
+        },
+        Err(e) => r.line("warn", &format!("scope im: could not check ({e})")),
+    }
+}
+
+/// `im.dialog.messages.get` on a chat nobody is a member of: the scope is checked first.
+async fn probe_im(client: &Client) -> Result<(), CallError> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+    struct Probe {
+        dialog_id: &'static str,
+        limit: u32,
+    }
+    client
+        .call_v1::<_, Value>(
+            crate::chat::method::DIALOG_MESSAGES_GET,
+            &Probe {
+                dialog_id: "chat0",
+                limit: 1,
+            },
+            Effect::Read,
+        )
+        .await
+        .map(|_| ())
+}
