@@ -59,13 +59,23 @@ pub fn run(bins: &Bins, rt: &tokio::runtime::Runtime, _opts: &Opts) -> Vec<Row> 
     peer.send(&text);
     let mut last = started;
     let mut tool_errors = 0;
-    for id in ids {
-        let (answer, at) = peer.wait_for(id);
+    // Answers come back in any order.
+    let mut pending: std::collections::HashSet<u64> = ids.into_iter().collect();
+    while !pending.is_empty() {
+        let (answer, at) = peer.next_message();
+        let Some(id) = answer.get("id").and_then(serde_json::Value::as_u64) else {
+            continue;
+        };
+        if !pending.remove(&id) {
+            continue;
+        }
         last = last.max(at);
-        if answer["result"]["isError"] == serde_json::Value::Bool(true) {
+        if answer.get("error").is_some()
+            || answer["result"]["isError"] == serde_json::Value::Bool(true)
+        {
             tool_errors += 1;
             if tool_errors <= 3 {
-                println!("isError: {}", answer["result"]["content"][0]["text"]);
+                println!("error: {answer}");
             }
         }
     }

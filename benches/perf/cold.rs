@@ -42,7 +42,7 @@ pub fn run(bins: &Bins, sandbox: &Sandbox, opts: &Opts) -> Vec<Row> {
     // Warm the page cache and check both answer with their tools.
     for _ in 0..3 {
         let (_, _, n) = once(ours());
-        assert_eq!(n, 5, "the server must list five tools");
+        assert!(n >= 5, "the server must list its tools, listed {n}");
         let (_, _, n) = once(bare());
         assert_eq!(n, 1, "the floor lists one tool");
     }

@@ -55,17 +55,23 @@ impl Peer {
         id
     }
 
-    /// Reads lines until the response to `id`; returns it and when its line was read.
+    /// The next message the server writes, and when its line was read.
+    pub fn next_message(&mut self) -> (Value, Instant) {
+        self.line.clear();
+        let n = self.out.read_line(&mut self.line).expect("read from server");
+        let at = Instant::now();
+        assert!(n > 0, "the server closed stdout");
+        match serde_json::from_str(&self.line) {
+            Ok(v) => (v, at),
+            Err(e) => panic!("server wrote a non-JSON line ({e}): {}", self.line),
+        }
+    }
+
+    /// Reads lines until the response to `id`, the only request in flight; returns it
+    /// and when its line was read.
     pub fn wait_for(&mut self, id: u64) -> (Value, Instant) {
         loop {
-            self.line.clear();
-            let n = self.out.read_line(&mut self.line).expect("read from server");
-            let at = Instant::now();
-            assert!(n > 0, "the server closed stdout while we waited for response {id}");
-            let v: Value = match serde_json::from_str(&self.line) {
-                Ok(v) => v,
-                Err(e) => panic!("server wrote a non-JSON line ({e}): {}", self.line),
-            };
+            let (v, at) = self.next_message();
             if v.get("id").and_then(Value::as_u64) == Some(id) {
                 if let Some(err) = v.get("error") {
                     panic!("JSON-RPC error for request {id}: {err}");
