@@ -1,6 +1,7 @@
 //! One configuration from flags and environment (clap), validated once at start-up.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::bitrix::{Client, ClientOptions, Endpoint, OAuthConfig, Rate, Refresher, oauth};
 use crate::doctor::DoctorArgs;
-use crate::print_config::{ClientKind, DEFAULT_HTTP_URL, Transport};
+use crate::print_config::{ClientKind, DEFAULT_HTTP_URL};
 use crate::server::ToolSelection;
 
 /// MCP server for Bitrix24 task results (REST 3.0).
@@ -27,6 +28,9 @@ pub struct Cli {
     /// Which tools to offer.
     #[command(flatten)]
     pub tools: ToolArgs,
+    /// How MCP clients connect (stdio or HTTP).
+    #[command(flatten)]
+    pub http: HttpArgs,
     /// Log filter (tracing EnvFilter syntax: error, warn, info, debug, trace). Logs go to stderr.
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
     pub log_level: String,
@@ -109,10 +113,7 @@ pub struct PrintConfigArgs {
     /// The MCP client to configure.
     #[arg(long, value_enum)]
     pub client: ClientKind,
-    /// stdio: the client starts this binary; http: the client connects to a running HTTP server.
-    #[arg(long, value_enum, default_value_t = Transport::Stdio)]
-    pub transport: Transport,
-    /// Endpoint of the running HTTP server (with --transport http).
+    /// Endpoint of the running HTTP server (with the global --transport http).
     #[arg(long, default_value = DEFAULT_HTTP_URL, value_name = "URL")]
     pub url: String,
     /// Name of the server in the client's configuration (short: Claude Code shows tools as mcp__NAME__TOOL).
@@ -410,6 +411,121 @@ fn nonempty(v: &Option<String>) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The transport MCP clients use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// One client on stdin/stdout (the client starts the server).
+    Stdio,
+    /// Streamable HTTP at /mcp plus legacy HTTP+SSE at /sse, for remote and shared use.
+    Http,
+}
+
+/// Transport choice and the HTTP transport's settings.
+#[derive(Clone, Args)]
+pub struct HttpArgs {
+    /// How clients connect: stdio (the client starts the server) or http (/mcp, plus /sse for older clients).
+    #[arg(long, env = "MCP_TRANSPORT", value_enum, default_value_t = Transport::Stdio, global = true)]
+    pub transport: Transport,
+    /// Address the HTTP transport listens on, IP:PORT (port 0 picks a free port). Any non-loopback address requires --auth-token.
+    #[arg(
+        long,
+        env = "MCP_LISTEN",
+        default_value = "127.0.0.1:8000",
+        value_name = "ADDR",
+        global = true
+    )]
+    pub listen: SocketAddr,
+    /// Streamable HTTP without sessions: every POST gets a plain JSON reply, no Mcp-Session-Id.
+    #[arg(long, env = "MCP_STATELESS", global = true)]
+    pub stateless: bool,
+    /// Bearer token HTTP clients must send (Authorization: Bearer TOKEN). Secret: never logged.
+    #[arg(
+        long,
+        env = "MCP_AUTH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        global = true
+    )]
+    pub auth_token: Option<String>,
+    /// Host name (or host:port) clients may use besides localhost, 127.0.0.1 and ::1; repeatable (env: comma-separated).
+    #[arg(
+        long = "allowed-host",
+        env = "MCP_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST",
+        global = true
+    )]
+    pub allowed_hosts: Vec<String>,
+    /// Browser origin allowed besides loopback pages, e.g. https://app.example.com or http://host:* (any port); repeatable (env: comma-separated).
+    #[arg(
+        long = "allowed-origin",
+        env = "MCP_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN",
+        global = true
+    )]
+    pub allowed_origins: Vec<String>,
+}
+
+// Hand-written so the token never reaches a log.
+impl fmt::Debug for HttpArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpArgs")
+            .field("transport", &self.transport)
+            .field("listen", &self.listen)
+            .field("stateless", &self.stateless)
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "***"))
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("allowed_origins", &self.allowed_origins)
+            .finish()
+    }
+}
+
+impl HttpArgs {
+    /// `None` for stdio; for HTTP the validated options. Registers the token for
+    /// redaction. Refuses a non-loopback address without a token.
+    pub fn resolve(&self) -> Result<Option<crate::transport::http::HttpOptions>, String> {
+        if self.transport == Transport::Stdio {
+            return Ok(None);
+        }
+        let token = self
+            .auth_token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        if let Some(token) = &token {
+            crate::redact::register(token);
+        }
+        if token.is_none() && !self.listen.ip().is_loopback() {
+            return Err(format!(
+                "refusing to listen on {} without a token: anyone who can reach that address could act on \
+                 your Bitrix24 portal. Set MCP_AUTH_TOKEN (or --auth-token) to a long random value, e.g. \
+                 `openssl rand -hex 32`, and give it to your clients; or listen on 127.0.0.1",
+                self.listen
+            ));
+        }
+        let clean = |v: &[String]| {
+            v.iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        };
+        let policy = crate::transport::host_origin::HostOriginPolicy::new(
+            &clean(&self.allowed_hosts),
+            &clean(&self.allowed_origins),
+        )?;
+        Ok(Some(crate::transport::http::HttpOptions {
+            listen: self.listen,
+            stateless: self.stateless,
+            auth_token: token,
+            policy,
+            max_body_bytes: crate::transport::http::MAX_BODY_BYTES,
+            drain_timeout: crate::transport::http::DRAIN_TIMEOUT,
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,6 +655,86 @@ mod tests {
             a.oauth_refresh()
                 .unwrap_err()
                 .contains("BITRIX24_OAUTH_URL")
+        );
+    }
+
+    fn http(listen: &str, token: Option<&str>) -> HttpArgs {
+        HttpArgs {
+            transport: Transport::Http,
+            listen: listen.parse().unwrap(),
+            stateless: false,
+            auth_token: token.map(Into::into),
+            allowed_hosts: vec![],
+            allowed_origins: vec![],
+        }
+    }
+
+    #[test]
+    fn non_loopback_listen_needs_a_token() {
+        for addr in ["0.0.0.0:8000", "[::]:8000", "192.0.2.1:8000"] {
+            let e = http(addr, None).resolve().err().unwrap();
+            assert!(e.contains("MCP_AUTH_TOKEN") && e.contains(addr), "{e}");
+            assert!(
+                http(addr, Some("  ")).resolve().is_err(),
+                "blank token is no token"
+            );
+            assert!(
+                http(addr, Some("a-long-random-token-value"))
+                    .resolve()
+                    .unwrap()
+                    .is_some()
+            );
+        }
+        for addr in ["127.0.0.1:0", "[::1]:8000"] {
+            assert!(http(addr, None).resolve().unwrap().is_some(), "{addr}");
+        }
+    }
+
+    #[test]
+    fn stdio_needs_no_http_settings() {
+        let mut a = http("0.0.0.0:1", None);
+        a.transport = Transport::Stdio;
+        assert!(a.resolve().unwrap().is_none());
+    }
+
+    #[test]
+    fn http_args_from_the_command_line() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--transport",
+            "http",
+            "--listen",
+            "127.0.0.1:0",
+            "--allowed-host",
+            "a.example,b.example",
+            "--allowed-host",
+            "c.example:8443",
+            "--allowed-origin",
+            "https://app.example",
+            "--auth-token",
+            "debug-must-hide-this",
+        ])
+        .unwrap();
+        assert_eq!(cli.http.transport, Transport::Http);
+        assert_eq!(
+            cli.http.allowed_hosts,
+            ["a.example", "b.example", "c.example:8443"]
+        );
+        assert!(!format!("{cli:?}").contains("debug-must-hide-this"));
+        let opts = cli.http.resolve().unwrap().unwrap();
+        assert!(!format!("{opts:?}").contains("debug-must-hide-this"));
+        assert!(
+            Cli::try_parse_from([
+                "x",
+                "--transport",
+                "http",
+                "--allowed-origin",
+                "app.example"
+            ])
+            .unwrap()
+            .http
+            .resolve()
+            .is_err()
         );
     }
 }

@@ -8,7 +8,9 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use bitrix24_task_results_mcp::bitrix::Endpoint;
-use bitrix24_task_results_mcp::config::{Cli, Command, PortalChoice, PrintConfigArgs, ToolArgs};
+use bitrix24_task_results_mcp::config::{
+    Cli, Command, HttpArgs, PortalChoice, PrintConfigArgs, ToolArgs,
+};
 use bitrix24_task_results_mcp::redact::{self, RedactingStderr};
 use bitrix24_task_results_mcp::results::TaskResults;
 use bitrix24_task_results_mcp::sandbox::{Sandbox, SandboxOptions};
@@ -38,7 +40,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> ExitCode {
     match cli.command.clone().unwrap_or(Command::Serve) {
-        Command::Serve => serve(cli.portal, cli.tools).await,
+        Command::Serve => serve(cli.portal, cli.tools, cli.http).await,
         Command::Doctor(args) => {
             let report = doctor::run(&cli.portal, &cli.tools.selection(), &args).await;
             print!("{}", report.text());
@@ -48,7 +50,9 @@ async fn run(cli: Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Command::PrintConfig(args) => print_client_config(&cli.portal, &cli.tools, &args),
+        Command::PrintConfig(args) => {
+            print_client_config(&cli.portal, &cli.tools, cli.http.transport, &args)
+        }
     }
 }
 
@@ -56,6 +60,7 @@ async fn run(cli: Cli) -> ExitCode {
 fn print_client_config(
     portal: &bitrix24_task_results_mcp::config::PortalArgs,
     tools: &ToolArgs,
+    transport: bitrix24_task_results_mcp::config::Transport,
     args: &PrintConfigArgs,
 ) -> ExitCode {
     if let Err(e) = tools.selection().resolve() {
@@ -81,7 +86,7 @@ fn print_client_config(
     server_args.extend(tools.as_args());
     let snippet = print_config::render(&print_config::Request {
         client: args.client,
-        transport: args.transport,
+        transport,
         name: &args.name,
         exe: &exe,
         args: server_args,
@@ -93,7 +98,18 @@ fn print_client_config(
     ExitCode::SUCCESS
 }
 
-async fn serve(portal: bitrix24_task_results_mcp::config::PortalArgs, tools: ToolArgs) -> ExitCode {
+async fn serve(
+    portal: bitrix24_task_results_mcp::config::PortalArgs,
+    tools: ToolArgs,
+    http: HttpArgs,
+) -> ExitCode {
+    let http = match http.resolve() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {}", redact::redact(&e));
+            return ExitCode::from(2);
+        }
+    };
     let inventory = match tools.selection().resolve() {
         Ok(i) => i,
         Err(e) => {
@@ -140,6 +156,16 @@ async fn serve(portal: bitrix24_task_results_mcp::config::PortalArgs, tools: Too
 
     let ct = CancellationToken::new();
     tokio::spawn(cancel_on_signal(ct.clone()));
+    if let Some(opts) = http {
+        // One server for every HTTP session: one portal client, one pacing, one pool.
+        return match transport::http::serve(server, opts, ct).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{}", redact::redact(&format!("{e:#}")));
+                ExitCode::FAILURE
+            }
+        };
+    }
     if std::io::stdin().is_terminal() {
         eprintln!(
             "bitrix24-task-results-mcp speaks MCP (JSON-RPC) on stdin/stdout: start it from an MCP client, e.g.\n  \

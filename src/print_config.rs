@@ -27,14 +27,8 @@ pub enum ClientKind {
     ClaudeDesktop,
 }
 
-/// How the client reaches the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Transport {
-    /// The client starts the binary and speaks over its stdin/stdout.
-    Stdio,
-    /// The client connects to a running server's streamable-HTTP endpoint.
-    Http,
-}
+/// How the client reaches the server (the same choice as `--transport`).
+pub use crate::config::Transport;
 
 /// Env var holding the bearer token of the HTTP transport.
 pub const AUTH_TOKEN_VAR: &str = "MCP_AUTH_TOKEN";

@@ -1,3 +1,9 @@
 //! Transports: they only wire a client connection to [`crate::server::TaskResultsServer`].
 
+pub mod auth;
+pub mod health;
+pub mod host_origin;
+pub mod http;
+pub mod inflight;
+pub mod legacy_sse;
 pub mod stdio;

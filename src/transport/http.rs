@@ -1,0 +1,235 @@
+//! MCP over HTTP: rmcp's streamable HTTP service at `/mcp`, the legacy SSE shim at
+//! `/sse` + `/message`, `/healthz`, and a graceful shutdown.
+//!
+//! Every session shares the one [`TaskResultsServer`] handed in (cloned per session), so
+//! the portal client's pacing and connection pool are per process. Each MCP route passes
+//! the Host/Origin check first, then the bearer check; every route has a body size limit.
+
+use std::fmt;
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::routing::get;
+use axum::serve::Listener;
+use rmcp::transport::streamable_http_server::{
+    StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
+
+use super::auth::{self, BearerAuth};
+use super::health;
+use super::host_origin::{self, HostOriginPolicy};
+use super::inflight::{self, InFlight};
+use super::legacy_sse;
+use crate::server::TaskResultsServer;
+
+/// Path of the streamable HTTP endpoint.
+pub const MCP_PATH: &str = "/mcp";
+/// Largest request body accepted on any route. A valid tool call is far smaller (text
+/// is capped at 30,000 characters, at most 6 bytes each once JSON-escaped).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long a shutdown waits for calls in flight before closing their sessions.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connections get to close once sessions are gone.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Everything the HTTP transport needs, validated by `config`.
+#[derive(Clone)]
+pub struct HttpOptions {
+    /// Address to bind; port 0 picks a free one (the bound address is logged).
+    pub listen: SocketAddr,
+    /// Plain JSON replies without `Mcp-Session-Id` sessions.
+    pub stateless: bool,
+    /// Bearer token every MCP route requires; `None` only on loopback addresses.
+    pub auth_token: Option<String>,
+    /// Host and Origin allow-lists.
+    pub policy: HostOriginPolicy,
+    /// Request body limit for every route.
+    pub max_body_bytes: usize,
+    /// Bound on waiting for calls in flight at shutdown.
+    pub drain_timeout: Duration,
+}
+
+// Hand-written so the token never reaches a log.
+impl fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpOptions")
+            .field("listen", &self.listen)
+            .field("stateless", &self.stateless)
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "***"))
+            .field("policy", &self.policy)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("drain_timeout", &self.drain_timeout)
+            .finish()
+    }
+}
+
+/// The whole application. `sessions` ends every MCP session and event stream when
+/// cancelled; `inflight` counts the calls a shutdown waits for.
+pub fn router(
+    server: TaskResultsServer,
+    opts: &HttpOptions,
+    sessions: CancellationToken,
+    inflight: InFlight,
+) -> Router {
+    let config = StreamableHttpServerConfig::default()
+        // The same lists as our own check, so rmcp's copy on /mcp agrees with it.
+        .with_allowed_hosts(opts.policy.rmcp_hosts())
+        .with_allowed_origins(opts.policy.rmcp_origins())
+        .with_legacy_session_mode(!opts.stateless)
+        .with_json_response(opts.stateless)
+        .with_max_request_body_bytes(opts.max_body_bytes)
+        .with_cancellation_token(sessions.child_token());
+    let factory_server = server.clone();
+    let mcp = StreamableHttpService::new(
+        move || Ok(factory_server.clone()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+
+    let protected = Router::new()
+        .route_service(MCP_PATH, mcp)
+        .route_layer(from_fn_with_state(inflight.clone(), inflight::track_posts))
+        .merge(legacy_sse::router(server, inflight, sessions))
+        .route_layer(from_fn_with_state(
+            BearerAuth::new(opts.auth_token.as_deref()),
+            auth::require_bearer,
+        ))
+        // Outermost: a foreign Host or Origin is refused before anything else is looked at.
+        .route_layer(from_fn_with_state(
+            opts.policy.clone(),
+            host_origin::enforce,
+        ));
+
+    Router::new()
+        .merge(protected)
+        .route("/healthz", get(health::healthz))
+        // Content-Length over the limit is refused at once; longer chunked bodies fail
+        // while being read. axum's own default (2 MB) would otherwise apply to extractors.
+        .layer(RequestBodyLimitLayer::new(opts.max_body_bytes))
+        .layer(DefaultBodyLimit::disable())
+}
+
+/// Serves until `shutdown` is cancelled, then: stops accepting, waits up to
+/// `drain_timeout` for calls in flight, closes sessions and event streams, returns.
+pub async fn serve(
+    server: TaskResultsServer,
+    opts: HttpOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let sessions = CancellationToken::new();
+    let inflight = InFlight::default();
+    let app = router(server, &opts, sessions.clone(), inflight.clone());
+
+    tracing::info!(
+        stateless = opts.stateless,
+        auth = if opts.auth_token.is_some() {
+            "bearer token"
+        } else {
+            "none (loopback only)"
+        },
+        "listening on http://{addr}{MCP_PATH} (legacy SSE clients: http://{addr}{})",
+        legacy_sse::SSE_PATH
+    );
+    if !addr.ip().is_loopback() && opts.policy.only_loopback_hosts() {
+        tracing::warn!(
+            "listening on a non-loopback address but only loopback Host names are allowed: \
+             add the name clients use with --allowed-host (MCP_ALLOWED_HOSTS), or they get 403"
+        );
+    }
+
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    let listener = ReportClose {
+        inner: Some(listener),
+        closed: Some(closed_tx),
+    };
+    let stop_accepting = shutdown.clone();
+    let mut serving = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop_accepting.cancelled().await })
+            .into_future(),
+    );
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        finished = &mut serving => {
+            // Only an accept loop failure ends serving without a signal.
+            return match finished {
+                Ok(result) => result.context("the HTTP server stopped"),
+                Err(e) => Err(anyhow::anyhow!("the HTTP server task failed: {e}")),
+            };
+        }
+    }
+
+    // axum drops the listener once it has seen the signal; from then on connects fail.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, closed_rx).await;
+    let busy = inflight.count();
+    tracing::info!(
+        in_flight = busy,
+        "stopped accepting connections; letting calls in flight finish"
+    );
+    if !inflight.drain(opts.drain_timeout).await {
+        tracing::warn!(
+            in_flight = inflight.count(),
+            "calls still running after {:?}; closing their sessions anyway",
+            opts.drain_timeout
+        );
+    }
+    sessions.cancel();
+    match tokio::time::timeout(CLOSE_TIMEOUT, &mut serving).await {
+        Ok(Ok(Ok(()))) => tracing::info!("HTTP server stopped"),
+        Ok(Ok(Err(e))) => tracing::warn!("HTTP server stopped with an error: {e}"),
+        Ok(Err(e)) => tracing::warn!("HTTP server task failed: {e}"),
+        Err(_) => {
+            serving.abort();
+            tracing::warn!("connections still open after {CLOSE_TIMEOUT:?}; closing them");
+        }
+    }
+    Ok(())
+}
+
+/// The TCP listener, reporting when axum drops it (the socket is closed by then).
+struct ReportClose {
+    inner: Option<TcpListener>,
+    closed: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Listener for ReportClose {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    fn accept(&mut self) -> impl Future<Output = (TcpStream, SocketAddr)> + Send {
+        let inner = self
+            .inner
+            .as_mut()
+            .expect("the listener is only taken when dropped");
+        Listener::accept(inner)
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match &self.inner {
+            Some(l) => l.local_addr(),
+            None => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+impl Drop for ReportClose {
+    fn drop(&mut self) {
+        drop(self.inner.take());
+        if let Some(tx) = self.closed.take() {
+            let _ = tx.send(());
+        }
+    }
+}
