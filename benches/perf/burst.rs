@@ -24,7 +24,10 @@ pub fn run(bins: &Bins, rt: &tokio::runtime::Runtime, _opts: &Opts) -> Vec<Row> 
     let measure = format!("paced burst: {WRITES} writes, bucket {RATE:.0}/s burst {BURST}");
     if !supports(bins, &["--rate", "--burst"]) {
         println!("pending: this build has no --rate/--burst (issue 4)");
-        return vec![pending(measure, "≤ 1.1x the minimum, 0 QUERY_LIMIT_EXCEEDED")];
+        return vec![pending(
+            measure,
+            "≤ 1.1x the minimum, 0 QUERY_LIMIT_EXCEEDED",
+        )];
     }
     let sandbox = rt
         .block_on(Sandbox::start(SandboxOptions {
@@ -86,10 +89,7 @@ pub fn run(bins: &Bins, rt: &tokio::runtime::Runtime, _opts: &Opts) -> Vec<Row> 
         .iter()
         .filter(|r| r.path.ends_with("tasks.task.result.add"))
         .count();
-    let refused = requests
-        .iter()
-        .filter(|r| r.status == 503)
-        .count();
+    let refused = requests.iter().filter(|r| r.status == 503).count();
     sandbox.shutdown();
     let ratio = makespan / minimum;
     println!(

@@ -49,7 +49,11 @@ pub fn run(bins: &Bins, sandbox: &Sandbox, opts: &Opts) -> Vec<Row> {
     let (mut t_ours, mut t_bare, mut m_ours, mut m_bare) = (vec![], vec![], vec![], vec![]);
     for i in 0..opts.runs {
         // Alternate which goes first so drift hits both alike.
-        let order = if i % 2 == 0 { [true, false] } else { [false, true] };
+        let order = if i % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
         for is_ours in order {
             if is_ours {
                 let (t, m, _) = once(ours());

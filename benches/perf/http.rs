@@ -172,7 +172,10 @@ pub fn run(bins: &Bins, rt: &tokio::runtime::Runtime, opts: &Opts) -> Vec<Row> {
         "## HTTP throughput: tools/call task_result_list through /mcp, {} sessions, pacing off",
         opts.sessions
     );
-    let measure = format!("tools/call per second over HTTP ({} sessions)", opts.sessions);
+    let measure = format!(
+        "tools/call per second over HTTP ({} sessions)",
+        opts.sessions
+    );
     if !supports(bins, &["--transport", "--listen", "--rate", "--burst"]) {
         println!(
             "pending: this build has no --transport http/--listen (issue 3) or --rate/--burst (issue 4)"

@@ -58,7 +58,10 @@ impl Peer {
     /// The next message the server writes, and when its line was read.
     pub fn next_message(&mut self) -> (Value, Instant) {
         self.line.clear();
-        let n = self.out.read_line(&mut self.line).expect("read from server");
+        let n = self
+            .out
+            .read_line(&mut self.line)
+            .expect("read from server");
         let at = Instant::now();
         assert!(n > 0, "the server closed stdout");
         match serde_json::from_str(&self.line) {
@@ -89,10 +92,19 @@ impl Peer {
         let needle = format!("\"id\":{id},");
         loop {
             self.line.clear();
-            let n = self.out.read_line(&mut self.line).expect("read from server");
+            let n = self
+                .out
+                .read_line(&mut self.line)
+                .expect("read from server");
             let at = Instant::now();
-            assert!(n > 0, "the server closed stdout while we waited for response {id}");
-            if self.line.find("\"id\":").map(|i| &self.line[i..])
+            assert!(
+                n > 0,
+                "the server closed stdout while we waited for response {id}"
+            );
+            if self
+                .line
+                .find("\"id\":")
+                .map(|i| &self.line[i..])
                 .is_some_and(|rest| rest.starts_with(&needle))
             {
                 return at;

@@ -29,7 +29,10 @@ pub fn output<T: JsonSchema>() -> Arc<JsonObject> {
 fn schemars_for<T: JsonSchema>(settings: SchemaSettings) -> Value {
     // The schema already is a JSON value; serialising it again (schemars' keyword
     // ordering) would only cost start-up time, as serde_json's maps are sorted anyway.
-    settings.into_generator().into_root_schema_for::<T>().to_value()
+    settings
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
 }
 
 fn portable(
