@@ -87,8 +87,13 @@ impl Pacer {
     /// Waits for the next slot. When that slot would come after `deadline`, returns at
     /// once with how long the wait would have been, and reserves nothing.
     pub async fn acquire(&self, deadline: Instant) -> Result<(), NoSlot> {
-        let at = self.reserve(Instant::now(), deadline)?;
-        tokio::time::sleep_until(at).await;
+        let now = Instant::now();
+        let at = self.reserve(now, deadline)?;
+        // Only sleep for a real wait: tokio's timer rounds up to the next millisecond
+        // tick, so a sleep until "now" would add up to 1 ms to every call.
+        if at > now {
+            tokio::time::sleep_until(at).await;
+        }
         Ok(())
     }
 

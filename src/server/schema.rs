@@ -27,8 +27,12 @@ pub fn output<T: JsonSchema>() -> Arc<JsonObject> {
 }
 
 fn schemars_for<T: JsonSchema>(settings: SchemaSettings) -> Value {
-    let generator = settings.into_generator();
-    serde_json::to_value(generator.into_root_schema_for::<T>()).unwrap_or(Value::Null)
+    // The schema already is a JSON value; serialising it again (schemars' keyword
+    // ordering) would only cost start-up time, as serde_json's maps are sorted anyway.
+    settings
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
 }
 
 fn portable(
@@ -37,13 +41,12 @@ fn portable(
 ) -> JsonObject {
     settings.inline_subschemas = true;
     settings.meta_schema = None;
-    let raw = make(settings);
-    let defs = raw
-        .get("$defs")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let mut out = match normalise(&raw, &defs, 0) {
+    let mut raw = make(settings);
+    let defs = match raw.as_object_mut().and_then(|o| o.remove("$defs")) {
+        Some(Value::Object(defs)) => defs,
+        _ => Map::new(),
+    };
+    let mut out = match normalise(raw, &defs, 0) {
         Value::Object(o) => o,
         _ => Map::new(),
     };
@@ -66,20 +69,24 @@ const STANDARD_FORMATS: [&str; 8] = [
     "ipv4",
 ];
 
-fn normalise(v: &Value, defs: &Map<String, Value>, depth: usize) -> Value {
+// Takes the tree by value: every node is moved, not cloned (this runs before the first
+// tools/list, so its cost is start-up time).
+fn normalise(v: Value, defs: &Map<String, Value>, depth: usize) -> Value {
     // Parameter types are not recursive; the bound only guards against a mistake.
     if depth > 32 {
         return Value::Object(Map::new());
     }
-    let Value::Object(obj) = v else {
-        return match v {
-            Value::Array(a) => {
-                Value::Array(a.iter().map(|x| normalise(x, defs, depth + 1)).collect())
-            }
-            other => other.clone(),
-        };
+    let mut obj = match v {
+        Value::Object(obj) => obj,
+        Value::Array(a) => {
+            return Value::Array(
+                a.into_iter()
+                    .map(|x| normalise(x, defs, depth + 1))
+                    .collect(),
+            );
+        }
+        other => return other,
     };
-    let mut obj = obj.clone();
     // Inline a $ref, keeping sibling keys such as `description`.
     if let Some(Value::String(r)) = obj.remove("$ref")
         && let Some(Value::Object(def)) = r.strip_prefix("#/$defs/").and_then(|n| defs.get(n))
@@ -90,20 +97,25 @@ fn normalise(v: &Value, defs: &Map<String, Value>, depth: usize) -> Value {
     }
     // `anyOf: [X, {type: null}]` (Option of a complex type) becomes X.
     for key in ["anyOf", "oneOf"] {
-        if let Some(Value::Array(alts)) = obj.get(key).cloned() {
-            let non_null: Vec<&Value> = alts.iter().filter(|a| !is_null_schema(a)).collect();
-            if non_null.len() == 1 && alts.len() == 2 {
-                obj.remove(key);
-                if let Value::Object(inner) = normalise(non_null[0], defs, depth + 1) {
-                    for (k, val) in inner {
-                        obj.entry(k).or_insert(val);
-                    }
+        let Some(Value::Array(alts)) = obj.get(key) else {
+            continue;
+        };
+        let non_null: Vec<usize> = (0..alts.len())
+            .filter(|&i| !is_null_schema(&alts[i]))
+            .collect();
+        if non_null.len() == 1 && alts.len() == 2 {
+            if let Some(Value::Array(mut alts)) = obj.remove(key)
+                && let Value::Object(inner) =
+                    normalise(alts.swap_remove(non_null[0]), defs, depth + 1)
+            {
+                for (k, val) in inner {
+                    obj.entry(k).or_insert(val);
                 }
-            } else if let Some(values) = const_strings(&alts) {
-                obj.remove(key);
-                obj.insert("type".into(), "string".into());
-                obj.insert("enum".into(), Value::Array(values));
             }
+        } else if let Some(values) = const_strings(alts) {
+            obj.remove(key);
+            obj.insert("type".into(), "string".into());
+            obj.insert("enum".into(), Value::Array(values));
         }
     }
     // `type: [T, "null"]` becomes `type: T`.
@@ -115,9 +127,8 @@ fn normalise(v: &Value, defs: &Map<String, Value>, depth: usize) -> Value {
             obj.insert("type".into(), Value::Array(kept));
         }
     }
-    if let Some(Value::Array(values)) = obj.get("enum") {
-        let kept: Vec<Value> = values.iter().filter(|v| !v.is_null()).cloned().collect();
-        obj.insert("enum".into(), Value::Array(kept));
+    if let Some(Value::Array(values)) = obj.get_mut("enum") {
+        values.retain(|v| !v.is_null());
     }
     if obj.get("default").is_some_and(Value::is_null) {
         obj.remove("default");
@@ -138,10 +149,8 @@ fn normalise(v: &Value, defs: &Map<String, Value>, depth: usize) -> Value {
                     // Maps of name -> schema.
                     ("properties" | "patternProperties", Value::Object(props)) => Value::Object(
                         props
-                            .iter()
-                            .map(|(name, schema)| {
-                                (name.clone(), normalise(schema, defs, depth + 1))
-                            })
+                            .into_iter()
+                            .map(|(name, schema)| (name, normalise(schema, defs, depth + 1)))
                             .collect(),
                     ),
                     // A schema, or an array of schemas.
@@ -154,7 +163,7 @@ fn normalise(v: &Value, defs: &Map<String, Value>, depth: usize) -> Value {
                         | "not"
                         | "prefixItems",
                         val,
-                    ) => normalise(&val, defs, depth + 1),
+                    ) => normalise(val, defs, depth + 1),
                     (_, val) => val,
                 };
                 (k, val)

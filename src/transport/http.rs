@@ -217,7 +217,14 @@ impl Listener for ReportClose {
             .inner
             .as_mut()
             .expect("the listener is only taken when dropped");
-        Listener::accept(inner)
+        let accept = Listener::accept(inner);
+        async move {
+            let (io, addr) = accept.await;
+            // Answers go out as several small writes (headers, then SSE events); with
+            // Nagle on, each waits for the client's delayed ACK (~40 ms).
+            let _ = io.set_nodelay(true);
+            (io, addr)
+        }
     }
 
     fn local_addr(&self) -> std::io::Result<SocketAddr> {

@@ -1,0 +1,211 @@
+//! Performance benchmarks: `cargo bench --bench perf` (options after `--`, see `--help`).
+//!
+//! Builds the release server and the bare rmcp floor (`examples/bare_server.rs`), starts
+//! a sandbox portal in this process, and measures side by side, in one run:
+//! cold start and peak memory, per-call overhead over a direct REST POST, HTTP
+//! throughput, and a paced burst against the portal's leaky bucket.
+//! Nothing here runs under `cargo test`: timings are reported, never asserted.
+
+mod burst;
+mod cold;
+mod direct;
+mod http;
+mod overhead;
+mod peer;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use bitrix24_task_results_mcp::sandbox::{Sandbox, SandboxOptions};
+
+/// Settings from the command line.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    /// Cold starts per binary.
+    pub runs: usize,
+    /// Timed tool calls per side in the overhead benchmark.
+    pub calls: usize,
+    /// Concurrent HTTP sessions.
+    pub sessions: usize,
+    /// Seconds of the HTTP throughput measurement.
+    pub seconds: f64,
+    /// Only these sections (cold, call, http, burst); empty = all.
+    pub only: Vec<String>,
+}
+
+impl Opts {
+    fn parse() -> Opts {
+        let mut o = Opts {
+            runs: 30,
+            calls: 2000,
+            sessions: 8,
+            seconds: 5.0,
+            only: Vec::new(),
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            let mut num = |name: &str| -> f64 {
+                args.next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{name} takes a number"))
+            };
+            match a.as_str() {
+                "--runs" => o.runs = num("--runs") as usize,
+                "--calls" => o.calls = num("--calls") as usize,
+                "--sessions" => o.sessions = num("--sessions") as usize,
+                "--seconds" => o.seconds = num("--seconds"),
+                "--only" => o.only.extend(
+                    args.next()
+                        .expect("--only takes cold,call,http,burst")
+                        .split(',')
+                        .map(String::from),
+                ),
+                // cargo bench passes --bench to harness-less benches.
+                "--bench" => {}
+                "--help" | "-h" => {
+                    println!(
+                        "cargo bench --bench perf [-- --runs N] [--calls N] [--sessions N] [--seconds S] [--only cold,call,http,burst]"
+                    );
+                    std::process::exit(0);
+                }
+                other => eprintln!("perf: ignoring unknown argument {other}"),
+            }
+        }
+        o
+    }
+
+    fn wants(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
+    }
+}
+
+/// The two binaries under test.
+pub struct Bins {
+    pub server: PathBuf,
+    pub bare: PathBuf,
+}
+
+/// Builds the floor next to the server (a no-op when it is up to date). The `bench`
+/// profile is the one `cargo bench` just built the server with; it inherits every setting
+/// of `[profile.release]`, so both binaries are what `cargo build --release` ships, and
+/// the server is not linked a second time.
+fn build() -> Bins {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "build",
+            "--profile",
+            "bench",
+            "--quiet",
+            "--bin",
+            "bitrix24-task-results-mcp",
+            "--example",
+            "bare_server",
+        ])
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build --profile bench failed");
+    let server = PathBuf::from(env!("CARGO_BIN_EXE_bitrix24-task-results-mcp"));
+    let bare = server
+        .parent()
+        .expect("target dir")
+        .join("examples")
+        .join("bare_server");
+    assert!(bare.exists(), "{} was not built", bare.display());
+    Bins { server, bare }
+}
+
+/// A command for the server with a clean portal environment.
+pub fn server_command(bins: &Bins, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(&bins.server);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("BITRIX24_") || k.starts_with("MCP_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// One line of the summary table.
+pub struct Row {
+    pub measure: String,
+    pub ours: String,
+    pub reference: String,
+    pub result: String,
+    pub target: String,
+    pub met: Option<bool>,
+}
+
+fn main() {
+    let opts = Opts::parse();
+    let bins = build();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let sandbox: Sandbox = runtime
+        .block_on(Sandbox::start(SandboxOptions::default()))
+        .expect("start the sandbox");
+    let machine = machine();
+    println!("perf: {machine}");
+    println!("perf: server {}", bins.server.display());
+    println!("perf: floor  {}", bins.bare.display());
+    println!("perf: {opts:?}");
+
+    let mut rows = Vec::new();
+    if opts.wants("cold") {
+        rows.extend(cold::run(&bins, &sandbox, &opts));
+    }
+    if opts.wants("call") {
+        rows.extend(overhead::run(&bins, &sandbox, &runtime, &opts));
+    }
+    if opts.wants("http") {
+        rows.extend(http::run(&bins, &runtime, &opts));
+    }
+    if opts.wants("burst") {
+        rows.extend(burst::run(&bins, &runtime, &opts));
+    }
+
+    println!();
+    println!("## Summary ({machine})");
+    println!();
+    println!("| measure | ours | reference | result | target | met |");
+    println!("|---|---|---|---|---|---|");
+    for r in &rows {
+        let met = match r.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "pending",
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            r.measure, r.ours, r.reference, r.result, r.target, met
+        );
+    }
+    sandbox.shutdown();
+}
+
+/// Cores, CPU model and kernel, for the record.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    format!("{cores} cores, {cpu}, Linux {kernel}")
+}
