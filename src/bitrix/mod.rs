@@ -115,7 +115,8 @@ impl Client {
     fn build(endpoint: Endpoint, options: ClientOptions, oauth: Option<Refresher>) -> Self {
         Self {
             inner: Arc::new(Inner {
-                pacer: Pacer::new(options.rate),
+                // The portal's bucket, less a small reserve (see `Rate::with_reserve`).
+                pacer: Pacer::new(options.rate.with_reserve()),
                 gate: OperatingGate::default(),
                 endpoint,
                 options,

@@ -43,6 +43,24 @@ impl Rate {
         Duration::try_from_secs_f64(1.0 / self.per_sec).unwrap_or(Duration::from_secs(3600))
     }
 
+    /// The bucket this side paces by: the portal's, with a small reserve taken off the
+    /// burst (one request in 25, at least one). Requests do not reach the portal in the
+    /// order and at the moments they leave here (the first ones open connections, later
+    /// ones overtake them), so a client that fills the portal's bucket exactly gets a
+    /// refusal or two on every burst; the reserve absorbs that jitter for a makespan
+    /// cost of a few slots.
+    pub fn with_reserve(&self) -> Rate {
+        let reserve = if self.burst > 1 {
+            (self.burst / 25).max(1)
+        } else {
+            0
+        };
+        Rate {
+            per_sec: self.per_sec,
+            burst: self.burst - reserve,
+        }
+    }
+
     /// The shortest time in which `n` requests can all start from an empty bucket.
     pub fn min_makespan(&self, n: u32) -> Duration {
         self.interval() * n.saturating_sub(self.burst.max(1))
@@ -129,6 +147,22 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_reserve_keeps_a_few_slots_of_the_burst() {
+        assert_eq!(Rate::STANDARD.with_reserve().burst, 48);
+        assert_eq!(Rate::ENTERPRISE.with_reserve().burst, 240);
+        let r = |burst| {
+            Rate {
+                per_sec: 1.0,
+                burst,
+            }
+            .with_reserve()
+            .burst
+        };
+        assert_eq!((r(10), r(5), r(2), r(1)), (9, 4, 1, 1));
+        assert_eq!(Rate::STANDARD.with_reserve().per_sec, 2.0);
     }
 
     #[test]

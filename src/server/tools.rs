@@ -1,7 +1,7 @@
 //! The tool inventory: one entry per REST method, with its title, description,
 //! annotations and schemas. Every rule about which tools are offered lives here.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rmcp::model::{Tool, ToolAnnotations};
 
@@ -189,7 +189,53 @@ impl ToolKind {
     }
 }
 
-/// The definitions of `kinds`, built once and shared by every session.
+/// Every tool's definition, built once per process.
+static ALL_DEFINITIONS: OnceLock<Vec<Tool>> = OnceLock::new();
+
+fn all_definitions() -> &'static [Tool] {
+    ALL_DEFINITIONS.get_or_init(|| ToolKind::ALL.iter().map(|k| k.definition()).collect())
+}
+
+/// Starts building the tool definitions on a helper thread. Generating the schemas is
+/// most of the work before the first `tools/list`; done beside process start-up and the
+/// MCP handshake (on the second core), it no longer delays that first answer.
+pub fn prewarm() {
+    let _ = std::thread::Builder::new()
+        .name("tool-schemas".into())
+        .spawn(|| {
+            all_definitions();
+        });
+}
+
+/// The definitions of `kinds`, in their order; shared by every session.
 pub fn definitions(kinds: &[ToolKind]) -> Arc<Vec<Tool>> {
-    Arc::new(kinds.iter().map(|k| k.definition()).collect())
+    let all = all_definitions();
+    Arc::new(
+        kinds
+            .iter()
+            .filter_map(|k| all.iter().find(|t| t.name == k.name()).cloned())
+            .collect(),
+    )
+}
+
+/// The definitions of `kinds`, built on first use: a server is created before the
+/// handshake, and its first `tools/list` comes after it.
+pub struct LazyDefinitions {
+    kinds: Vec<ToolKind>,
+    built: OnceLock<Arc<Vec<Tool>>>,
+}
+
+impl LazyDefinitions {
+    /// Definitions of `kinds`, not built yet.
+    pub fn new(kinds: Vec<ToolKind>) -> Self {
+        Self {
+            kinds,
+            built: OnceLock::new(),
+        }
+    }
+
+    /// The definitions, built on the first call.
+    pub fn get(&self) -> &Arc<Vec<Tool>> {
+        self.built.get_or_init(|| definitions(&self.kinds))
+    }
 }
