@@ -184,7 +184,7 @@ pub struct LimitsArgs {
     /// Requests per second this server sends at most, once the burst is used (overrides the plan's).
     #[arg(long, env = "BITRIX24_RATE", value_name = "PER_SECOND", value_parser = parse_rate)]
     pub rate: Option<f64>,
-    /// The portal's burst: requests it accepts at once after a quiet spell (overrides the plan's). This server keeps one request in 25 of it in reserve.
+    /// The portal's burst: requests it accepts at once after a quiet spell (overrides the plan's). This server keeps a few slots of it in reserve (30 ms of the rate plus one).
     #[arg(long, env = "BITRIX24_BURST", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub burst: Option<u32>,
     /// How long one tool call may wait in all, in seconds: for a rate-limit slot, between retries and for an operating-limit reset. Past it, the call ends with an error saying why.

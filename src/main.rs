@@ -20,8 +20,6 @@ use bitrix24_task_results_mcp::transport;
 use bitrix24_task_results_mcp::{doctor, print_config};
 
 fn main() -> ExitCode {
-    // First thing: the tool schemas build on the second core while we start up.
-    bitrix24_task_results_mcp::server::tools::prewarm();
     let cli = Cli::parse();
     init_logging(&cli.log_level);
     panic_hook::install();

@@ -43,18 +43,17 @@ impl Rate {
         Duration::try_from_secs_f64(1.0 / self.per_sec).unwrap_or(Duration::from_secs(3600))
     }
 
-    /// The bucket this side paces by: the portal's, with a small reserve taken off the
-    /// burst (one request in 25, at least one). Requests do not reach the portal in the
-    /// order and at the moments they leave here (the first ones open connections, later
-    /// ones overtake them), so a client that fills the portal's bucket exactly gets a
-    /// refusal or two on every burst; the reserve absorbs that jitter for a makespan
-    /// cost of a few slots.
+    /// The bucket this side paces by: the portal's, with a few slots of the burst held
+    /// in reserve. Requests do not reach the portal at the moments they leave here (the
+    /// first ones of a burst open connections and are overtaken by later ones), and that
+    /// jitter is a matter of time, not of count: the reserve covers 30 ms of the rate
+    /// plus one request (2 slots at 2/s or 5/s; 7 at 200/s), and never more than half
+    /// the burst. Filling the portal's bucket exactly cost a refused request or two on
+    /// every full burst.
     pub fn with_reserve(&self) -> Rate {
-        let reserve = if self.burst > 1 {
-            (self.burst / 25).max(1)
-        } else {
-            0
-        };
+        const JITTER_S: f64 = 0.030;
+        let wanted = 1 + (self.per_sec * JITTER_S).ceil() as u32;
+        let reserve = wanted.min(self.burst / 2);
         Rate {
             per_sec: self.per_sec,
             burst: self.burst - reserve,
@@ -152,16 +151,10 @@ mod tests {
     #[test]
     fn the_reserve_keeps_a_few_slots_of_the_burst() {
         assert_eq!(Rate::STANDARD.with_reserve().burst, 48);
-        assert_eq!(Rate::ENTERPRISE.with_reserve().burst, 240);
-        let r = |burst| {
-            Rate {
-                per_sec: 1.0,
-                burst,
-            }
-            .with_reserve()
-            .burst
-        };
-        assert_eq!((r(10), r(5), r(2), r(1)), (9, 4, 1, 1));
+        assert_eq!(Rate::ENTERPRISE.with_reserve().burst, 248);
+        let r = |per_sec, burst| Rate { per_sec, burst }.with_reserve().burst;
+        assert_eq!(r(200.0, 50), 43);
+        assert_eq!((r(1.0, 10), r(0.01, 5), r(1.0, 2), r(1.0, 1)), (8, 3, 1, 1));
         assert_eq!(Rate::STANDARD.with_reserve().per_sec, 2.0);
     }
 

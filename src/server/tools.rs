@@ -196,17 +196,6 @@ fn all_definitions() -> &'static [Tool] {
     ALL_DEFINITIONS.get_or_init(|| ToolKind::ALL.iter().map(|k| k.definition()).collect())
 }
 
-/// Starts building the tool definitions on a helper thread. Generating the schemas is
-/// most of the work before the first `tools/list`; done beside process start-up and the
-/// MCP handshake (on the second core), it no longer delays that first answer.
-pub fn prewarm() {
-    let _ = std::thread::Builder::new()
-        .name("tool-schemas".into())
-        .spawn(|| {
-            all_definitions();
-        });
-}
-
 /// The definitions of `kinds`, in their order; shared by every session.
 pub fn definitions(kinds: &[ToolKind]) -> Arc<Vec<Tool>> {
     let all = all_definitions();
