@@ -120,14 +120,6 @@ impl Endpoint {
         &self.auth
     }
 
-    /// Replaces the OAuth access token (after a refresh).
-    pub fn set_access_token(&mut self, token: &str) {
-        redact::register(token);
-        if let Auth::OAuth { access_token } = &mut self.auth {
-            *access_token = token.to_string();
-        }
-    }
-
     /// The portal origin (`https://host[:port]`), safe to print.
     pub fn portal(&self) -> String {
         self.base.origin().ascii_serialization()
