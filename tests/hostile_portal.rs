@@ -7,7 +7,6 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bitrix24_task_results_mcp::bitrix::retry::RetryPolicy;
 use bitrix24_task_results_mcp::sandbox::{Fault, SandboxOptions};
 use common::*;
 use serde_json::{Value, json};
@@ -22,22 +21,6 @@ fn raw(status: u16, content_type: &str, body: &str) -> Fault {
         status,
         content_type: content_type.into(),
         body: body.as_bytes().to_vec(),
-    }
-}
-
-/// How many attempts one call makes against `fault`: a 5xx (the request may have run) is
-/// retried, with the Idempotency-Key that makes a repeated write a replay; the rest is
-/// final. Scripting exactly that many leaves no fault behind for the next call.
-fn attempts(fault: &Fault) -> u32 {
-    let status = match fault {
-        Fault::Raw { status, .. } => *status,
-        Fault::Html => 502,
-        _ => 200,
-    };
-    if status >= 500 {
-        RetryPolicy::default().transient_retries + 1
-    } else {
-        1
     }
 }
 
@@ -158,7 +141,7 @@ async fn malformed_answers_give_clear_errors_and_the_session_keeps_serving() {
         ),
     ];
     for (i, (method, fault, needles)) in cases.into_iter().enumerate() {
-        sandbox.inject(method, fault.clone(), attempts(&fault));
+        sandbox.inject(method, fault.clone(), attempts_to_exhaust(&fault));
         let (tool, args) = if method == LIST {
             ("task_result_list", json!({"taskId": 51}))
         } else {

@@ -5,7 +5,6 @@
 mod common;
 mod raw;
 
-use bitrix24_task_results_mcp::bitrix::retry::RetryPolicy;
 use bitrix24_task_results_mcp::sandbox::{Fault, Sandbox, SandboxOptions};
 use raw::{RawSession, assert_no_panic, assert_stdout_is_jsonrpc};
 use serde_json::json;
@@ -36,13 +35,7 @@ async fn error_paths(s: &mut RawSession, sandbox: &Sandbox) {
         .into_iter()
         .enumerate()
     {
-        // 5xx and dropped connections are retried: script enough to exhaust the retries.
-        let times = match fault {
-            Fault::Html | Fault::InternalErrorV3 | Fault::DropAfterApply => {
-                RetryPolicy::default().transient_retries + 1
-            }
-            _ => 1,
-        };
+        let times = common::attempts_to_exhaust(&fault);
         sandbox.inject("tasks.task.result.add", fault, times);
         s.call(
             json!(10 + n),

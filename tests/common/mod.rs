@@ -188,3 +188,20 @@ pub fn requests_for(
         })
         .collect()
 }
+
+/// How many times to script `fault` so that one tool call meets it on every attempt the
+/// client makes: 5xx answers and dropped connections are retried, everything else is final.
+/// Scripting exactly that many leaves no fault behind for the next call.
+pub fn attempts_to_exhaust(fault: &bitrix24_task_results_mcp::sandbox::Fault) -> u32 {
+    use bitrix24_task_results_mcp::sandbox::Fault;
+    let retried = match fault {
+        Fault::Raw { status, .. } => *status >= 500,
+        Fault::Html | Fault::InternalError | Fault::InternalErrorV3 | Fault::DropAfterApply => true,
+        _ => false,
+    };
+    if retried {
+        bitrix24_task_results_mcp::bitrix::retry::RetryPolicy::default().transient_retries + 1
+    } else {
+        1
+    }
+}
