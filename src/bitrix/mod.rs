@@ -1,6 +1,7 @@
 //! The Bitrix24 REST 3.0 client. It knows URLs, credentials, envelopes, errors and
 //! limits; it knows nothing of MCP.
 
+pub mod caller;
 pub mod endpoint;
 pub mod envelope;
 pub mod error;
@@ -16,6 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub use caller::{BoxFuture, Caller, TokenSource, WebhookCredentials};
 pub use endpoint::{Auth, Endpoint, EndpointError};
 pub use envelope::{Success, TimeInfo};
 pub use error::{CallError, ErrorClass, FieldError, PortalError, TransportError, TransportKind};

@@ -1,0 +1,58 @@
+//! Who a portal call runs as. Credentials travel with each call, so one portal client
+//! (its connection pool, pacing bucket and operating-limit memory, all per portal) can
+//! serve many people: the webhook's owner, the configured OAuth identity, or each person
+//! who signed in to the HTTP server.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use super::CallError;
+
+/// A boxed future, so that [`TokenSource`] stays object safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where one OAuth identity's access token comes from and how it is renewed.
+///
+/// Implemented by the configured identity's refresher and by each signed-in person's
+/// stored grant. One refresh at a time per identity: Bitrix24 rotates refresh tokens, so
+/// two concurrent refreshes would break the grant.
+pub trait TokenSource: Send + Sync + 'static {
+    /// The current access token (if any yet) and its generation.
+    fn current(&self) -> (Option<String>, u64);
+
+    /// Replaces the access token of generation `seen`; returns at once when another call
+    /// already moved the generation on. The HTTP client is the portal client's pool.
+    fn refresh<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        seen: u64,
+    ) -> BoxFuture<'a, Result<(), CallError>>;
+}
+
+/// The credentials of one call.
+#[derive(Clone)]
+pub enum Caller {
+    /// An inbound webhook: the user id and secret go into the URL path.
+    Webhook(Arc<WebhookCredentials>),
+    /// An OAuth identity: its access token goes into the JSON body's `auth`.
+    OAuth(Arc<dyn TokenSource>),
+}
+
+/// The user and secret of an inbound webhook (`/rest/api/{user_id}/{secret}/`).
+pub struct WebhookCredentials {
+    /// The Bitrix24 user the webhook acts as.
+    pub user_id: u64,
+    /// The webhook's secret; registered with [`crate::redact`] when parsed.
+    pub secret: String,
+}
+
+impl fmt::Debug for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Caller::Webhook(w) => f.debug_tuple("Webhook").field(&w.user_id).finish(),
+            Caller::OAuth(_) => f.write_str("OAuth(..)"),
+        }
+    }
+}
