@@ -455,3 +455,66 @@ async fn plan_and_limit_flags_are_validated() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn an_hour_long_block_is_probed_and_lifts_when_the_portal_recovers() {
+    let (sb, s) = spawn_with_sandbox(SandboxOptions::default(), &[FAST]).await;
+    sb.inject(
+        LIST,
+        Fault::OperationTimeLimit {
+            reset_in: Duration::from_secs(3600),
+        },
+        1,
+    );
+    let e = err(&s.call("task_result_list", json!({"taskId": 51})).await);
+    assert!(e.contains("OPERATION_TIME_LIMIT"), "{e}");
+    // The block is honoured (capped at the portal's 10-minute window) ...
+    let e = err(&s.call("task_result_list", json!({"taskId": 51})).await);
+    assert!(e.contains("UTC") && e.contains("every 15 s"), "{e}");
+    assert_eq!(statuses(&requests_for(&sb, LIST)), [429]);
+    // ... but the portal answers again (the fault was one answer): after the probe
+    // interval one call goes through, succeeds, and lifts the block.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    list_ok(&s, 51).await;
+    list_ok(&s, 51).await;
+    assert_eq!(statuses(&requests_for(&sb, LIST)), [429, 200, 200]);
+    s.close().await;
+}
+
+#[tokio::test]
+async fn absurd_reset_times_and_retry_after_end_in_a_bounded_error() {
+    let (sb, s) = spawn_with_sandbox(SandboxOptions::default(), &[FAST]).await;
+    sb.inject(
+        LIST,
+        Fault::Raw {
+            status: 429,
+            content_type: "application/json".into(),
+            body: br#"{"error":"OPERATION_TIME_LIMIT","error_description":"x","operating_reset_at":1000000000000000}"#.to_vec(),
+        },
+        1,
+    );
+    let e = err(&s.call("task_result_list", json!({"taskId": 51})).await);
+    assert!(e.contains("OPERATION_TIME_LIMIT"), "{e}");
+    // The answer names a time within the portal's window, not the year 31 million.
+    assert!(!e.contains("in about 99"), "{e}");
+    sb.inject(
+        ADD,
+        Fault::QueryLimitExceeded {
+            retry_after: Some(999_999_999_999),
+        },
+        1,
+    );
+    let e = err(&s
+        .call("task_result_add", json!({"taskId": 51, "text": "later"}))
+        .await);
+    assert!(e.contains("QUERY_LIMIT_EXCEEDED"), "{e}");
+    // The server keeps serving.
+    ok(&s
+        .call(
+            "task_result_add",
+            json!({"taskId": 51, "text": "still here"}),
+        )
+        .await);
+    assert!(!s.stderr().contains("panicked"), "{}", s.stderr());
+    s.close().await;
+}

@@ -25,7 +25,7 @@ pub use oauth::{OAuthConfig, Refresher};
 pub use pacing::{Pacer, Rate};
 pub use retry::RetryPolicy;
 
-use retry::{OperatingGate, Retrier, Step};
+use retry::{Admit, OperatingGate, Retrier, Step};
 
 use crate::redact;
 
@@ -166,7 +166,10 @@ impl Client {
         v3: bool,
     ) -> Result<Success<T>, CallError> {
         let params = serde_json::to_value(params).map_err(encode_error)?;
-        let deadline = tokio::time::Instant::now() + self.inner.options.call_budget;
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(self.inner.options.call_budget)
+            .unwrap_or(now + retry::MAX_OPERATING_WAIT);
         // REST 3.0 honours Idempotency-Key on writes (v1 ignores it): one key for every
         // attempt of this call turns a repeat of an applied write into a replay.
         let key = (effect == Effect::Write && v3).then(retry::idempotency_key);
@@ -246,14 +249,15 @@ impl Client {
                 Step::Transient(delay) => delay,
                 Step::OperatingReset(at) => {
                     // The gate makes this and every other call of the method wait.
-                    self.inner.gate.block(method, at);
+                    self.inner.gate.block(method, at, Instant::now());
                     if let CallError::Portal(p) = &mut err {
-                        p.operating_reset_at.get_or_insert(at);
+                        // Capped, so the answer says when the method really frees up.
+                        p.operating_reset_at = Some(at);
                     }
                     Duration::ZERO
                 }
             };
-            if tokio::time::Instant::now() + delay > deadline {
+            if !retry::fits(delay, deadline) {
                 return Err(err);
             }
             tracing::info!(method, attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying");
@@ -270,16 +274,25 @@ impl Client {
         deadline: tokio::time::Instant,
     ) -> Result<(), CallError> {
         let budget = self.inner.options.call_budget.as_secs_f64();
-        if let Some(until) = self.inner.gate.blocked_until(method) {
-            let wait = retry::until_unix(until);
-            if tokio::time::Instant::now() + wait > deadline {
-                return Err(CallError::Budget(format!(
-                    "the portal blocks {method} (OPERATION_TIME_LIMIT: it used up its execution-time allowance) \
-                     until {}, longer than one call may wait ({budget:.0} s)",
-                    retry::describe_unix(until)
-                )));
+        match self.inner.gate.admit(method, Instant::now()) {
+            Admit::Open => {}
+            Admit::Probe => tracing::info!(
+                method,
+                "the portal blocked this method (OPERATION_TIME_LIMIT); sending one call to see whether the block lifted"
+            ),
+            Admit::Blocked(until) => {
+                let wait = retry::until_unix(until);
+                if !retry::fits(wait, deadline) {
+                    return Err(CallError::Budget(format!(
+                        "the portal blocks {method} (OPERATION_TIME_LIMIT: it used up its execution-time allowance) \
+                         until {}, longer than one call may wait ({budget:.0} s); one call is let through every {} s \
+                         in case the block lifts sooner",
+                        retry::describe_unix(until),
+                        retry::PROBE_INTERVAL.as_secs()
+                    )));
+                }
+                tokio::time::sleep(wait).await;
             }
-            tokio::time::sleep(wait).await;
         }
         self.inner.pacer.acquire(deadline).await.map_err(|no| {
             let rate = self.inner.pacer.rate();
@@ -408,7 +421,7 @@ impl Client {
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .map(retry::cap_retry_after);
         let replayed = response
             .headers()
             .get("idempotent-replayed")

@@ -9,14 +9,42 @@
 //!   A refused connection never reached the portal and is retried either way.
 //! - Anything else (the other 4xx, undecodable successes) is final.
 //!
-//! Also here: the per-method memory of the operating limit, shared by every call.
+//! Also here: the per-method memory of the operating limit, shared by every call. No wait
+//! is longer than the portal's own 10-minute window ([`MAX_OPERATING_WAIT`]), whatever
+//! an answer claims, and a blocked method lets one probe call through every
+//! [`PROBE_INTERVAL`], so a block that lifts early (clock skew, a portal restart) is seen.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::envelope::TimeInfo;
 use super::error::{CallError, ErrorClass, TransportKind};
+
+/// The portal's operating-limit window: no `operating_reset_at` or `Retry-After` is
+/// honoured beyond it (a larger one is a unit mistake or a hostile answer).
+pub const MAX_OPERATING_WAIT: Duration = Duration::from_secs(600);
+
+/// While a method is blocked, one call is let through at most this often.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// `at` (unix seconds), but no later than [`MAX_OPERATING_WAIT`] from now.
+pub fn cap_reset(at: f64) -> f64 {
+    let latest = unix_now() + MAX_OPERATING_WAIT.as_secs_f64();
+    if at.is_nan() { latest } else { at.min(latest) }
+}
+
+/// A `Retry-After` of `secs` seconds, capped at [`MAX_OPERATING_WAIT`].
+pub fn cap_retry_after(secs: u64) -> Duration {
+    Duration::from_secs(secs.min(MAX_OPERATING_WAIT.as_secs()))
+}
+
+/// Whether waiting `wait` from now still ends by `deadline` (false on overflow).
+pub fn fits(wait: Duration, deadline: tokio::time::Instant) -> bool {
+    tokio::time::Instant::now()
+        .checked_add(wait)
+        .is_some_and(|t| t <= deadline)
+}
 
 /// Bounds and delays of the retry schedule.
 #[derive(Debug, Clone)]
@@ -93,12 +121,13 @@ impl Retrier {
                     }
                     let delay = backoff(&self.policy, self.query_limit);
                     self.query_limit += 1;
-                    Step::QueryLimit(delay.max(p.retry_after.unwrap_or_default()))
+                    let asked = p.retry_after.unwrap_or_default().min(MAX_OPERATING_WAIT);
+                    Step::QueryLimit(delay.max(asked))
                 }
                 ErrorClass::OperationTimeLimit => match p.operating_reset_at.or(last_reset) {
                     Some(at) if self.operating < self.policy.operating_waits => {
                         self.operating += 1;
-                        Step::OperatingReset(at)
+                        Step::OperatingReset(cap_reset(at))
                     }
                     _ => Step::GiveUp,
                 },
@@ -155,6 +184,19 @@ pub struct OperatingGate {
 struct MethodTime {
     last_reset_at: Option<f64>,
     blocked_until: Option<f64>,
+    /// When the last call went to the portal while the method was (or became) blocked.
+    last_probe: Option<Instant>,
+}
+
+/// What the gate says about sending a call of a method now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Admit {
+    /// Not blocked.
+    Open,
+    /// Blocked, but no call has checked for [`PROBE_INTERVAL`]: send this one.
+    Probe,
+    /// Blocked until this unix time, and a probe went out recently.
+    Blocked(f64),
 }
 
 impl OperatingGate {
@@ -178,11 +220,35 @@ impl OperatingGate {
         self.with(method, |m| m.last_reset_at)
     }
 
-    /// Marks the method blocked until `until` (unix seconds).
-    pub fn block(&self, method: &str, until: f64) {
+    /// Marks the method blocked until `until` (unix seconds, capped by [`cap_reset`]);
+    /// the call that met the block counts as a probe made at `now`.
+    pub fn block(&self, method: &str, until: f64, now: Instant) {
+        let until = cap_reset(until);
         self.with(method, |m| {
             m.blocked_until = Some(m.blocked_until.map_or(until, |b| b.max(until)));
+            m.last_probe = Some(now);
         });
+    }
+
+    /// Whether a call of the method may go out at `now`; a [`Admit::Probe`] answer
+    /// counts as the probe, so concurrent calls get [`Admit::Blocked`].
+    pub fn admit(&self, method: &str, now: Instant) -> Admit {
+        let unix = unix_now();
+        self.with(method, |m| match m.blocked_until {
+            Some(until) if until > unix => {
+                let due = m.last_probe.is_none_or(|p| {
+                    now.checked_duration_since(p)
+                        .is_some_and(|d| d >= PROBE_INTERVAL)
+                });
+                if due {
+                    m.last_probe = Some(now);
+                    Admit::Probe
+                } else {
+                    Admit::Blocked(until)
+                }
+            }
+            _ => Admit::Open,
+        })
     }
 
     /// Until when the method is blocked, if that is still in the future.
@@ -200,9 +266,12 @@ pub fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// How long until the unix time `at` (zero when it has passed).
+/// How long until the unix time `at` (zero when it has passed), at most
+/// [`MAX_OPERATING_WAIT`].
 pub fn until_unix(at: f64) -> Duration {
-    Duration::try_from_secs_f64((at - unix_now()).max(0.0)).unwrap_or(Duration::MAX)
+    Duration::try_from_secs_f64((at - unix_now()).max(0.0))
+        .unwrap_or(MAX_OPERATING_WAIT)
+        .min(MAX_OPERATING_WAIT)
 }
 
 /// `12:40:05 UTC (in about 95 s)`: an operating reset is at most ten minutes away, so the
@@ -364,15 +433,64 @@ mod tests {
         assert_eq!(gate.last_reset("tasks.task.result.add"), Some(123.0));
         assert_eq!(gate.blocked_until("tasks.task.result.add"), None);
         let later = unix_now() + 60.0;
-        gate.block("tasks.task.result.add", later);
+        gate.block("tasks.task.result.add", later, Instant::now());
         assert_eq!(gate.blocked_until("tasks.task.result.add"), Some(later));
         assert_eq!(gate.blocked_until("tasks.task.result.list"), None);
         // A past block is no block; a success lifts it.
-        gate.block("m", 1.0);
+        gate.block("m", 1.0, Instant::now());
         assert_eq!(gate.blocked_until("m"), None);
         gate.observe("tasks.task.result.add", &TimeInfo::default());
         assert_eq!(gate.blocked_until("tasks.task.result.add"), None);
         assert_eq!(gate.last_reset("tasks.task.result.add"), Some(123.0));
+    }
+
+    #[test]
+    fn blocks_are_capped_at_the_portals_window_and_probed_every_15_s() {
+        let gate = OperatingGate::default();
+        let t0 = Instant::now();
+        for huge in [3600.0, 1e15, 1e300, f64::INFINITY] {
+            gate.block("m", unix_now() + huge, t0);
+            let until = gate.blocked_until("m").expect("blocked");
+            assert!(until <= unix_now() + 600.0, "{huge}: {until}");
+            assert!(until_unix(until) <= MAX_OPERATING_WAIT);
+        }
+        // The call that met the block was the probe; the next is due 15 s later.
+        assert!(matches!(gate.admit("m", t0), Admit::Blocked(_)));
+        let t14 = t0 + Duration::from_secs(14);
+        assert!(matches!(gate.admit("m", t14), Admit::Blocked(_)));
+        let t15 = t0 + PROBE_INTERVAL;
+        assert_eq!(gate.admit("m", t15), Admit::Probe);
+        // Only one probe per interval, even for concurrent calls.
+        assert!(matches!(gate.admit("m", t15), Admit::Blocked(_)));
+        assert_eq!(gate.admit("m", t15 + PROBE_INTERVAL), Admit::Probe);
+        assert_eq!(gate.admit("other", t0), Admit::Open);
+        // A success lifts the block at once.
+        gate.observe("m", &TimeInfo::default());
+        assert_eq!(gate.admit("m", t15), Admit::Open);
+    }
+
+    #[test]
+    fn waits_never_exceed_the_window_and_never_overflow() {
+        assert_eq!(until_unix(f64::MAX), MAX_OPERATING_WAIT);
+        assert_eq!(until_unix(f64::INFINITY), MAX_OPERATING_WAIT);
+        assert_eq!(until_unix(f64::NAN), Duration::ZERO);
+        assert_eq!(cap_retry_after(999_999_999_999), MAX_OPERATING_WAIT);
+        assert_eq!(cap_retry_after(3), Duration::from_secs(3));
+        let mut r = retrier(true);
+        let mut err = portal(429, "OPERATION_TIME_LIMIT");
+        if let CallError::Portal(p) = &mut err {
+            p.operating_reset_at = Some(1e15);
+        }
+        match r.next(&err, None) {
+            Step::OperatingReset(at) => assert!(at <= unix_now() + 600.0, "{at}"),
+            other => panic!("{other:?}"),
+        }
+        let mut err = portal(503, "QUERY_LIMIT_EXCEEDED");
+        if let CallError::Portal(p) = &mut err {
+            p.retry_after = Some(Duration::MAX);
+        }
+        assert_eq!(r.next(&err, None), Step::QueryLimit(MAX_OPERATING_WAIT));
+        let _ = describe_unix(f64::MAX);
     }
 
     #[test]
