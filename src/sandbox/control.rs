@@ -2,7 +2,7 @@
 //! inspected and scripted over HTTP. These requests are not recorded.
 //!
 //! - `GET /_sandbox/state` → `{"results":[…],"tasks":[…],"messages":[…],"refreshCount":N}`
-//! - `GET /_sandbox/requests` → `[RecordedRequest…]`
+//! - `GET /_sandbox/requests` → `[RecordedRequest…]` (the newest `JOURNAL_CAP`)
 //! - `POST /_sandbox/faults` with `{"method":"tasks.task.result.add","fault":{…},"times":N}`
 //!   (`times` defaults to 1) → `{"ok":true}`
 
@@ -40,7 +40,7 @@ pub(crate) fn handle(shared: &Shared, method: &Method, path: &str, body: &[u8]) 
             Reply::json(200, &snapshot)
         }
         ("GET", "/_sandbox/requests") => {
-            let requests = shared.lock().requests.clone();
+            let requests = shared.lock().requests.to_vec();
             match serde_json::to_value(requests) {
                 Ok(v) => Reply::json(200, &v),
                 Err(e) => error(500, e.to_string()),

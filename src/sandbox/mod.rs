@@ -9,6 +9,7 @@
 mod conn;
 mod control;
 mod faults;
+mod journal;
 mod limits;
 mod methods;
 mod oauth;
@@ -161,7 +162,7 @@ impl Settings {
 /// Everything requests can change.
 pub(crate) struct State {
     pub(crate) world: world::World,
-    pub(crate) requests: Vec<RecordedRequest>,
+    pub(crate) requests: journal::Journal,
     pub(crate) faults: faults::FaultQueue,
     pub(crate) bucket: Option<limits::LeakyBucket>,
     pub(crate) operating: limits::OperatingLedger,
@@ -193,7 +194,7 @@ impl Sandbox {
         );
         let state = State {
             world: world::World::seed(time::now_secs()),
-            requests: Vec::new(),
+            requests: journal::Journal::default(),
             faults: faults::FaultQueue::default(),
             bucket: opts.rate.map(|r| limits::LeakyBucket::new(r, now)),
             operating: limits::OperatingLedger::default(),
@@ -253,9 +254,10 @@ impl Sandbox {
         self.shared.lock().tokens.expire_all(Instant::now());
     }
 
-    /// Every request received so far, in arrival order.
+    /// The requests received so far (the newest [`journal::JOURNAL_CAP`]), in arrival
+    /// order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.shared.lock().requests.clone()
+        self.shared.lock().requests.to_vec()
     }
 
     /// Current task results as full REST items, rights computed for the webhook user.
