@@ -349,3 +349,39 @@ async fn huge_and_endless_bodies_hit_the_cap_and_the_timeout() {
     assert!(!stderr.contains("rawportalsecret"), "{stderr}");
     s.close().await;
 }
+
+#[tokio::test]
+async fn a_redirect_is_followed_once_per_call_and_warned_about_once() {
+    let (sandbox, s) = spawn_with_sandbox(SandboxOptions::default(), &[]).await;
+    // A renamed portal's old address: relative to the method URL, the same method.
+    let moved = Fault::Redirect {
+        location: LIST.into(),
+    };
+    for _ in 0..2 {
+        sandbox.inject(LIST, moved.clone(), 1);
+        ok(&s
+            .call("task_result_list", json!({"taskId": 51, "limit": 5}))
+            .await);
+    }
+    let statuses: Vec<u16> = requests_for(&sandbox, LIST)
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [308, 200, 308, 200]);
+    // A redirect answered with another redirect is not chased.
+    sandbox.inject(LIST, moved, 2);
+    let e = err(&s
+        .call("task_result_list", json!({"taskId": 51, "limit": 5}))
+        .await);
+    assert!(e.contains("redirected twice"), "{e}");
+    assert_eq!(requests_for(&sandbox, LIST).len(), 6);
+    let stderr = s.stderr();
+    assert_eq!(
+        stderr.matches("renamed portal?").count(),
+        1,
+        "one warning per process:\n{stderr}"
+    );
+    assert!(!stderr.contains(&sandbox.webhook_url()), "{stderr}");
+    assert_no_panic_in(&stderr);
+    s.close().await;
+}

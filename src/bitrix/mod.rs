@@ -7,6 +7,7 @@ pub mod envelope;
 pub mod error;
 pub mod oauth;
 pub mod pacing;
+pub mod redirect;
 pub mod retry;
 
 use std::sync::{Arc, OnceLock};
@@ -365,28 +366,18 @@ impl Client {
         key: Option<&str>,
     ) -> Result<RawAnswer, CallError> {
         let first = self.post(url.clone(), body.clone(), key).await?;
-        let status = first.status();
-        if !matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
+        if !redirect::is_redirect(first.status().as_u16()) {
             return self.read(first).await;
         }
         let location = first
             .headers()
             .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|l| url.join(l).ok())
-            .ok_or_else(|| {
-                transport(
-                    TransportKind::Redirect,
-                    format!("the portal answered HTTP {status} without a usable Location header"),
-                )
-            })?;
-        tracing::info!(
-            from = %self.inner.endpoint.portal(),
-            to = %location.origin().ascii_serialization(),
-            "portal redirected (domain change?); re-posting once"
-        );
+            .and_then(|v| v.to_str().ok());
+        let location = redirect::target(&url, location)
+            .map_err(|detail| transport(TransportKind::Redirect, detail))?;
+        redirect::warn_moved(&url, &location);
         let second = self.post(location, body, key).await?;
-        if matches!(second.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
+        if redirect::is_redirect(second.status().as_u16()) {
             return Err(transport(
                 TransportKind::Redirect,
                 "the portal redirected twice; update the portal address in your configuration"

@@ -14,6 +14,7 @@ use super::time;
 /// Serde form (for `POST /_sandbox/faults`) is internally tagged by `kind`, durations in
 /// milliseconds, e.g. `{"kind":"query_limit_exceeded","retry_after":1}`,
 /// `{"kind":"operation_time_limit","reset_in_ms":5000}`, `{"kind":"slow","ms":200}`,
+/// `{"kind":"redirect","location":"https://new.example/rest/…"}`,
 /// `{"kind":"raw","status":502,"content_type":"text/plain","body":"oops"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "FaultRepr", from = "FaultRepr")]
@@ -37,6 +38,9 @@ pub enum Fault {
     Html,
     /// Sleeps, then handles the request normally (the sleep counts as operating time).
     Slow(Duration),
+    /// 308 with this `Location` (as a renamed portal answers its old address); the
+    /// method does not run.
+    Redirect { location: String },
     /// Answers exactly this; the method does not run.
     Raw {
         status: u16,
@@ -64,6 +68,9 @@ enum FaultRepr {
     Html,
     Slow {
         ms: u64,
+    },
+    Redirect {
+        location: String,
     },
     Raw {
         status: u16,
@@ -98,6 +105,7 @@ impl From<Fault> for FaultRepr {
             Fault::DropAfterApply => FaultRepr::DropAfterApply,
             Fault::Html => FaultRepr::Html,
             Fault::Slow(d) => FaultRepr::Slow { ms: millis(d) },
+            Fault::Redirect { location } => FaultRepr::Redirect { location },
             Fault::Raw {
                 status,
                 content_type,
@@ -127,6 +135,7 @@ impl From<FaultRepr> for Fault {
             FaultRepr::DropAfterApply => Fault::DropAfterApply,
             FaultRepr::Html => Fault::Html,
             FaultRepr::Slow { ms } => Fault::Slow(Duration::from_millis(ms)),
+            FaultRepr::Redirect { location } => Fault::Redirect { location },
             FaultRepr::Raw {
                 status,
                 content_type,
@@ -192,6 +201,9 @@ impl Fault {
                 &json!({ "error": { "code": "INTERNAL_SERVER_ERROR", "message": "Internal server error" } }),
             ),
             Fault::Html => Reply::raw(502, "text/html", HTML_502.as_bytes().to_vec()),
+            Fault::Redirect { location } => {
+                Reply::raw(308, "text/plain", Vec::new()).with_header("Location", location.clone())
+            }
             Fault::Raw {
                 status,
                 content_type,
