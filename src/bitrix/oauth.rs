@@ -25,6 +25,21 @@ use serde_json::Value;
 use super::error::CallError;
 use crate::redact;
 
+/// Whether `url` may receive the client secret: `https`, or `http` to a loopback host
+/// (the sandbox and tests).
+fn is_safe_oauth_server(url: &Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => match url.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
 /// Where refreshes go when neither an override nor a `server_endpoint` says otherwise.
 pub const DEFAULT_OAUTH_SERVER: &str = "https://oauth.bitrix.info";
 
@@ -271,7 +286,17 @@ impl Refresher {
                 .server_endpoint
                 .as_deref()
                 .and_then(|s| Url::parse(s).ok())
-                .filter(|u| matches!(u.scheme(), "https" | "http"))
+                .filter(|u| {
+                    // The client secret travels in the body: never in clear to a remote host.
+                    let safe = is_safe_oauth_server(u);
+                    if !safe {
+                        tracing::warn!(
+                            server = %u.origin().ascii_serialization(),
+                            "ignoring the token answer's server_endpoint: not https; using {DEFAULT_OAUTH_SERVER}"
+                        );
+                    }
+                    safe
+                })
                 .unwrap_or_else(|| Url::parse(DEFAULT_OAUTH_SERVER).expect("a valid constant")),
         };
         base.join("/oauth/token/").map_err(|e| CallError::OAuth {
@@ -559,6 +584,47 @@ mod tests {
             r.token_url(&state).unwrap().as_str(),
             "http://127.0.0.1:9/oauth/token/"
         );
+    }
+
+    #[test]
+    fn server_endpoint_is_used_only_over_https_or_loopback() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Refresher::load(config(dir.path(), Some("refresh-0"))).unwrap();
+        let mut state = r.state.try_lock().unwrap();
+        for (endpoint, expected) in [
+            (
+                "https://oauth.bitrix24.tech/rest/",
+                "https://oauth.bitrix24.tech/oauth/token/",
+            ),
+            (
+                "http://127.0.0.1:9/rest/",
+                "http://127.0.0.1:9/oauth/token/",
+            ),
+            ("http://[::1]:9/rest/", "http://[::1]:9/oauth/token/"),
+            (
+                "http://localhost:9/rest/",
+                "http://localhost:9/oauth/token/",
+            ),
+            (
+                "http://oauth.evil.example/rest/",
+                "https://oauth.bitrix.info/oauth/token/",
+            ),
+            (
+                "http://10.0.0.1/rest/",
+                "https://oauth.bitrix.info/oauth/token/",
+            ),
+            (
+                "ftp://127.0.0.1/rest/",
+                "https://oauth.bitrix.info/oauth/token/",
+            ),
+        ] {
+            state.server_endpoint = Some(endpoint.into());
+            assert_eq!(
+                r.token_url(&state).unwrap().as_str(),
+                expected,
+                "{endpoint}"
+            );
+        }
     }
 
     #[test]
