@@ -188,7 +188,7 @@ impl Client {
             if let Err(e) = self.wait_for_turn(method, deadline).await {
                 return Err(last.unwrap_or(e));
             }
-            let (token, generation) = self.access_token().await?;
+            let (token, generation) = self.access_token(deadline).await?;
             let body = self.body(&params, token.as_deref())?;
             let started = Instant::now();
             let answer = self.send(url.clone(), body, key.as_deref()).await;
@@ -234,7 +234,9 @@ impl Client {
                             method,
                             "the access token expired or was revoked; refreshing it"
                         );
-                        oauth.refresh(self.http(), generation).await?;
+                        oauth
+                            .refresh_within(self.http(), generation, deadline)
+                            .await?;
                         last = Some(err);
                         continue;
                     }
@@ -309,13 +311,18 @@ impl Client {
 
     /// The OAuth access token to send (refreshing first when there is none yet) and its
     /// generation; `None` for webhooks.
-    async fn access_token(&self) -> Result<(Option<String>, u64), CallError> {
+    async fn access_token(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Option<String>, u64), CallError> {
         if let Some(oauth) = &self.inner.oauth {
             let (token, generation) = oauth.current();
             if token.is_some() {
                 return Ok((token, generation));
             }
-            oauth.refresh(self.http(), generation).await?;
+            oauth
+                .refresh_within(self.http(), generation, deadline)
+                .await?;
             return Ok(oauth.current());
         }
         Ok(match self.inner.endpoint.auth() {

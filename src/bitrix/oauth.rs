@@ -228,6 +228,25 @@ impl Refresher {
         (c.access.clone(), c.generation)
     }
 
+    /// [`Refresher::refresh`], given up (as a `Budget` error) at `deadline`, the end of
+    /// the calling request's budget. The token file is written on the blocking pool,
+    /// which finishes the write even when the caller gives up.
+    pub async fn refresh_within(
+        &self,
+        http: &reqwest::Client,
+        seen: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), CallError> {
+        match tokio::time::timeout_at(deadline, self.refresh(http, seen)).await {
+            Ok(done) => done,
+            Err(_) => Err(CallError::Budget(
+                "refreshing the OAuth access token took longer than the call may wait; \
+                 the OAuth server is slow or unreachable: try again"
+                    .into(),
+            )),
+        }
+    }
+
     /// Replaces the access token of generation `seen`. When another call already did
     /// (the generation moved on), returns at once: one refresh serves every caller.
     pub async fn refresh(&self, http: &reqwest::Client, seen: u64) -> Result<(), CallError> {
@@ -261,7 +280,19 @@ impl Refresher {
             server_endpoint: state.server_endpoint.clone(),
             seeded_by: state.seeded_by.clone(),
         };
-        match write_token_file(&self.token_file, &stored) {
+        // Calls not waiting for this refresh use the new token at once; the lock stays
+        // held over the file write only so that two refreshes cannot store their pairs
+        // out of order (the write itself runs off the async runtime).
+        {
+            let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+            current.access = Some(answer.access_token);
+            current.generation += 1;
+        }
+        let path = self.token_file.clone();
+        let written = tokio::task::spawn_blocking(move || write_token_file(&path, &stored))
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(e)));
+        match written {
             Ok(()) => tracing::info!(
                 file = %self.token_file.display(),
                 "OAuth access token refreshed; the new pair is stored in the token file"
@@ -273,9 +304,7 @@ impl Refresher {
                  or set BITRIX24_TOKEN_FILE"
             ),
         }
-        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        current.access = Some(answer.access_token);
-        current.generation += 1;
+        drop(state);
         Ok(())
     }
 
@@ -438,33 +467,24 @@ fn write_token_file(path: &Path, tokens: &StoredTokens) -> io::Result<()> {
         }
         builder.create(dir)?;
     }
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(name);
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => PathBuf::from("."),
+    };
     let json = serde_json::to_vec_pretty(tokens).map_err(io::Error::other)?;
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    // A fresh, uniquely named 0600 file in the same directory, renamed over the old one:
+    // a reader sees the old pair or the new, never half of one.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".token-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)?;
+    tmp.write_all(&json)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    // The rename is durable only once the directory entry is.
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let written = (|| {
-        let mut file = options.open(&tmp)?;
-        // A leftover temporary file keeps its old mode; make sure of 0600.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(fs::Permissions::from_mode(0o600))?;
-        }
-        file.write_all(&json)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written
+    fs::File::open(&dir)?.sync_all()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -584,6 +604,53 @@ mod tests {
             r.token_url(&state).unwrap().as_str(),
             "http://127.0.0.1:9/oauth/token/"
         );
+    }
+
+    #[tokio::test]
+    async fn a_refresh_that_hangs_is_bounded_by_the_call_budget() {
+        // Connections are accepted by the kernel's backlog and never answered.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path(), Some("refresh-0"));
+        let base = format!("http://{}/", listener.local_addr().unwrap());
+        cfg.oauth_url = Some(Url::parse(&base).unwrap());
+        let r = Refresher::load(cfg).unwrap();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(300);
+        let (_, seen) = r.current();
+        let e = r.refresh_within(&http, seen, deadline).await.unwrap_err();
+        assert!(
+            matches!(&e, CallError::Budget(m) if m.contains("OAuth")),
+            "{e}"
+        );
+        // Nothing was half-written.
+        assert!(!r.token_file().exists());
+    }
+
+    #[test]
+    fn token_file_writes_leave_no_temporary_files_and_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("token.json");
+        for n in 0..3 {
+            write_token_file(&path, &stored(&format!("r{n}"), None)).unwrap();
+        }
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from("token.json")]);
+        assert!(
+            String::from_utf8(fs::read(&path).unwrap())
+                .unwrap()
+                .contains("\"r2\"")
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
     }
 
     #[test]
