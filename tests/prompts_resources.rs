@@ -173,6 +173,12 @@ async fn exercise(c: &Client, sandbox: &Sandbox) {
             .await
             .unwrap_err();
         assert_eq!(e.code.0, -32002, "{}", e.message);
+        let secret = sandbox.webhook_url();
+        let secret = secret.trim_end_matches('/').rsplit('/').next().unwrap();
+        assert!(
+            !format!("{e:?}").contains(secret),
+            "no webhook secret in errors"
+        );
         assert!(
             e.message.contains(&format!("task {task}"))
                 && e.message

@@ -292,6 +292,8 @@ impl ServerHandler for TaskResultsServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::ReadResourceResponse, McpError> {
-        Ok(resources::read(&self.results, &request.uri).await?.into())
+        Ok(resources::read_guarded(&self.results, &request.uri)
+            .await?
+            .into())
     }
 }

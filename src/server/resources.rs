@@ -15,6 +15,7 @@ use super::bounded;
 use super::errors;
 use super::tools::ToolKind;
 use crate::bitrix::{CallError, ErrorClass};
+use crate::redact::redact;
 use crate::results::{
     Direction, Id, Limit, ListParams, MAX_LIMIT, Offset, OrderField, TaskResult, TaskResults,
     method,
@@ -96,6 +97,33 @@ pub async fn read_all(
         largest = largest.max(count);
     }
     Ok((all, false))
+}
+
+/// [`read`], with a panic answered as -32603 naming it a bug (see `guard.rs` for why a
+/// request must never be left unanswered).
+pub async fn read_guarded(
+    results: &TaskResults,
+    uri: &str,
+) -> Result<ReadResourceResult, McpError> {
+    use futures::FutureExt;
+    // Unwind safety: as for tool calls, the read owns its state; the shared pool and the
+    // redactor's lock stay consistent when a task unwinds.
+    match std::panic::AssertUnwindSafe(read(results, uri))
+        .catch_unwind()
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(payload) => Err(McpError::internal_error(
+            redact(&format!(
+                "{} while reading {} (a bug): {}. Try again; if it happens again, report it.",
+                super::guard::INTERNAL_ERROR,
+                uri.chars().take(200).collect::<String>(),
+                crate::panic_hook::payload_text(payload.as_ref())
+            ))
+            .into_owned(),
+            None,
+        )),
+    }
 }
 
 /// Reads the resource at `uri`: -32602 for a malformed URI, -32002 for a task that is
@@ -196,12 +224,13 @@ fn read_failed(results: &TaskResults, uri: &str, task_id: u64, err: &CallError) 
         };
         if denied_or_unknown {
             return McpError::resource_not_found(
-                format!(
+                redact(&format!(
                     "cannot read the results of task {task_id}: the portal denied access to the task or it does \
                      not exist (Bitrix24 {}, HTTP {}). Check the task id (a task id, not a result id), or use \
                      the credentials of a member of the task.",
                     p.code, p.status
-                ),
+                ))
+                .into_owned(),
                 Some(json!({ "uri": uri, "taskId": task_id, "code": p.code })),
             );
         }
