@@ -90,6 +90,8 @@ async fn initialize_at_each_protocol_generation() {
             "bitrix24-task-results-mcp"
         );
         assert!(r["result"]["capabilities"]["tools"].is_object(), "{r}");
+        assert!(r["result"]["capabilities"]["prompts"].is_object(), "{r}");
+        assert!(r["result"]["capabilities"]["resources"].is_object(), "{r}");
         raw.send(json!({"jsonrpc":"2.0","id":2,"method":"ping"}))
             .await;
         assert_eq!(raw.response(json!(2)).await["result"], json!({}));
@@ -105,9 +107,18 @@ async fn initialize_at_each_protocol_generation() {
         raw.send(json!({"jsonrpc":"2.0","id":4,"method":"no/such/method"}))
             .await;
         assert_eq!(raw.response(json!(4)).await["error"]["code"], -32601);
+        // Resources are announced (the task-results template), with no fixed resources.
         raw.send(json!({"jsonrpc":"2.0","id":5,"method":"resources/list"}))
             .await;
-        assert_eq!(raw.response(json!(5)).await["error"]["code"], -32601);
+        assert_eq!(
+            raw.response(json!(5)).await["result"]["resources"],
+            json!([])
+        );
+        // A capability that is not announced answers "method not found".
+        raw.send(json!({"jsonrpc":"2.0","id":6,"method":"completion/complete","params":{
+            "ref":{"type":"ref/prompt","name":"record_result"},"argument":{"name":"taskId","value":"5"}}}))
+            .await;
+        assert_eq!(raw.response(json!(6)).await["error"]["code"], -32601);
     }
 }
 

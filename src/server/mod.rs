@@ -5,14 +5,17 @@ pub mod bounded;
 pub mod errors;
 pub mod guard;
 pub mod inventory;
+pub mod prompts;
+pub mod resources;
 pub mod schema;
 pub mod tools;
 
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ContentBlock, Implementation, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResult, ContentBlock, GetPromptRequestParams, Implementation,
+    ListPromptsResult, ListResourceTemplatesResult, ListToolsResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -41,14 +44,17 @@ pub struct TaskResultsServer {
     results: TaskResults,
     tools: Arc<tools::LazyDefinitions>,
     enabled: Arc<Vec<ToolKind>>,
+    prompts: Arc<Vec<prompts::PromptKind>>,
     read_only: bool,
 }
 
 impl TaskResultsServer {
     /// A server offering `enabled` tools over `results`, writes allowed.
     pub fn new(results: TaskResults, enabled: Vec<ToolKind>) -> Self {
+        let offered = prompts::offered(|name| enabled.iter().any(|k| k.name() == name));
         Self {
             tools: Arc::new(tools::LazyDefinitions::new(enabled.clone())),
+            prompts: Arc::new(offered),
             enabled: Arc::new(enabled),
             read_only: false,
             results,
@@ -192,7 +198,14 @@ fn fit_answer(kind: ToolKind, json: &mut serde_json::Value) {
 
 impl ServerHandler for TaskResultsServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        let mut capabilities = ServerCapabilities::builder().enable_tools().build();
+        // rmcp answers -32601 for capability methods not announced here; announce only
+        // what is offered (the resource template always is).
+        if !self.prompts.is_empty() {
+            capabilities.prompts = Some(Default::default());
+        }
+        capabilities.resources = Some(Default::default());
+        ServerConfig::new(capabilities)
             .with_server_info(
                 Implementation::new(SERVER_NAME, env!("CARGO_PKG_VERSION"))
                     .with_title("Bitrix24 task results"),
@@ -236,5 +249,51 @@ impl ServerHandler for TaskResultsServer {
         };
         let call = self.call(kind, request.arguments.unwrap_or_default());
         Ok(guard::guarded(kind, call).await.into())
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        if self.prompts.is_empty() {
+            return Err(McpError::method_not_found::<
+                rmcp::model::ListPromptsRequestMethod,
+            >());
+        }
+        Ok(ListPromptsResult::with_all_items(
+            self.prompts.iter().map(|p| p.definition()).collect(),
+        ))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::GetPromptResponse, McpError> {
+        let kind = prompts::PromptKind::from_name(&request.name)
+            .filter(|k| self.prompts.contains(k))
+            .ok_or_else(|| prompts::unknown_prompt(&request.name))?;
+        Ok(kind.render(request.arguments.as_ref())?.into())
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        Ok(ListResourceTemplatesResult::with_all_items(vec![
+            resources::template(),
+        ]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ReadResourceResponse, McpError> {
+        Ok(resources::read_guarded(&self.results, &request.uri)
+            .await?
+            .into())
     }
 }
