@@ -34,8 +34,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await?;
     let endpoint = Endpoint::webhook(&sandbox.webhook_url())?;
+    let caller = endpoint.caller;
     let client = Client::new(
-        endpoint,
+        endpoint.portal,
         ClientOptions {
             rate,
             call_budget: Duration::from_secs(600),
@@ -47,10 +48,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let calls = (0..writes).map(|i| {
         let client = client.clone();
+        let caller = caller.clone();
         tokio::spawn(async move {
             let body = json!({"fields": {"taskId": 51, "text": format!("paced write {i}")}});
             client
-                .call::<_, Value>("tasks.task.result.add", &body, Effect::Write)
+                .call::<_, Value>(&caller, "tasks.task.result.add", &body, Effect::Write)
                 .await
                 .map(|_| ())
         })

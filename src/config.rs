@@ -3,11 +3,14 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::bitrix::{Client, ClientOptions, Endpoint, OAuthConfig, Rate, Refresher, oauth};
+use crate::bitrix::{
+    Caller, Client, ClientOptions, Endpoint, OAuthConfig, Rate, Refresher, StaticToken, oauth,
+};
 use crate::doctor::DoctorArgs;
 use crate::print_config::{ClientKind, DEFAULT_HTTP_URL};
 use crate::server::ToolSelection;
@@ -322,7 +325,8 @@ impl PortalArgs {
             (None, Some(portal), Some(token)) => Endpoint::oauth(&portal, &token)
                 .map(PortalChoice::Portal)
                 .map_err(|e| e.0),
-            (None, Some(portal), None) if self.oauth.refresh_configured() => Endpoint::oauth_refreshable(&portal)
+            // The refresher that supplies the token is attached by `connect`.
+            (None, Some(portal), None) if self.oauth.refresh_configured() => Endpoint::oauth_with(&portal, Arc::new(StaticToken::new("")))
                 .map(PortalChoice::Portal)
                 .map_err(|e| e.0),
             (None, Some(_), None) => Err("BITRIX24_PORTAL_URL is set but BITRIX24_ACCESS_TOKEN is not; OAuth needs both \
@@ -392,8 +396,9 @@ impl PortalArgs {
         }))
     }
 
-    /// The portal client for `endpoint`: pacing, budget and (with OAuth) token refresh.
-    pub fn client(&self, endpoint: Endpoint) -> Result<Client, String> {
+    /// The portal client for `endpoint` (pacing, budget) and the configured caller (with
+    /// OAuth refresh settings, the refresher that keeps its token fresh).
+    pub fn connect(&self, mut endpoint: Endpoint) -> Result<(Client, Caller), String> {
         let options = self.client_options();
         tracing::info!(
             rate_per_sec = options.rate.per_sec,
@@ -401,14 +406,12 @@ impl PortalArgs {
             call_budget_s = options.call_budget.as_secs(),
             "pacing portal calls"
         );
-        Ok(match self.oauth_refresh()? {
-            Some(config) => {
-                let refresher = Refresher::load(config)?;
-                tracing::info!(token_file = %refresher.token_file().display(), "OAuth token refresh enabled");
-                Client::with_oauth_refresh(endpoint, options, refresher)
-            }
-            None => Client::new(endpoint, options),
-        })
+        if let Some(config) = self.oauth_refresh()? {
+            let refresher = Refresher::load(config)?;
+            tracing::info!(token_file = %refresher.token_file().display(), "OAuth token refresh enabled");
+            endpoint.caller = Caller::OAuth(Arc::new(refresher));
+        }
+        Ok((Client::new(endpoint.portal, options), endpoint.caller))
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::bitrix::{CallError, Client, Effect, Endpoint, ErrorClass};
+use crate::bitrix::{CallError, Caller, Client, Effect, Endpoint, ErrorClass};
 use crate::chat::{ChatError, ChatMessagesParams, TaskChat};
 use crate::config::{PortalArgs, PortalChoice};
 use crate::redact;
@@ -144,8 +144,8 @@ pub async fn run(portal: &PortalArgs, tools: &ToolSelection, args: &DoctorArgs) 
             }
         },
     };
-    let client = match portal.client(endpoint) {
-        Ok(client) => client,
+    let (client, caller) = match portal.connect(endpoint) {
+        Ok(pair) => pair,
         Err(e) => {
             r.line("FAIL", &e);
             r.heading("result: NOT usable (exit 1)");
@@ -153,9 +153,9 @@ pub async fn run(portal: &PortalArgs, tools: &ToolSelection, args: &DoctorArgs) 
         }
     };
     r.heading("portal");
-    let tasks_ok = check_tasks(&mut r, &client, args.task_id).await;
+    let tasks_ok = check_tasks(&mut r, &client, &caller, args.task_id).await;
     if tasks_ok {
-        check_im(&mut r, &client, args.task_id).await;
+        check_im(&mut r, &client, &caller, args.task_id).await;
     }
     r.usable = config_ok && tasks_ok;
     r.heading(if r.usable {
@@ -215,7 +215,12 @@ struct ProbePage {
 }
 
 /// One cheap read of the result list; true when the task-result tools can work.
-async fn check_tasks(r: &mut Report, client: &Client, task_id: Option<u64>) -> bool {
+async fn check_tasks(
+    r: &mut Report,
+    client: &Client,
+    caller: &Caller,
+    task_id: Option<u64>,
+) -> bool {
     let probe_task = task_id.unwrap_or(1);
     let body = ProbeList {
         filter: [("taskId", probe_task)],
@@ -227,12 +232,12 @@ async fn check_tasks(r: &mut Report, client: &Client, task_id: Option<u64>) -> b
     };
     let started = Instant::now();
     let outcome = client
-        .call::<_, Value>(method::LIST, &body, Effect::Read)
+        .call::<_, Value>(caller, method::LIST, &body, Effect::Read)
         .await;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let reached = format!(
         "reached {}: {} answered in {ms:.0} ms (round trip)",
-        client.endpoint().portal(),
+        client.portal().origin(),
         method::LIST
     );
     match outcome {
@@ -320,7 +325,7 @@ async fn check_tasks(r: &mut Report, client: &Client, task_id: Option<u64>) -> b
                 "FAIL",
                 &format!(
                     "cannot reach {}: {}. Check the portal address and this machine's network or proxy",
-                    client.endpoint().portal(),
+                    client.portal().origin(),
                     t.detail
                 ),
             );
@@ -339,7 +344,7 @@ async fn check_tasks(r: &mut Report, client: &Client, task_id: Option<u64>) -> b
 }
 
 /// The `im` scope: a warning when missing, since only the chat tool needs it.
-async fn check_im(r: &mut Report, client: &Client, task_id: Option<u64>) {
+async fn check_im(r: &mut Report, client: &Client, caller: &Caller, task_id: Option<u64>) {
     const MISSING: &str = "scope im: missing; task_chat_messages_list will fail (the other tools work). Edit the \
         inbound webhook in Bitrix24 and tick im (Chat and notifications) to enable it";
     let outcome = match task_id {
@@ -349,7 +354,7 @@ async fn check_im(r: &mut Report, client: &Client, task_id: Option<u64>) {
                 limit: None,
                 before_id: None,
             };
-            match TaskChat::new(client.clone()).messages(&params).await {
+            match TaskChat::new(client, caller).messages(&params).await {
                 Ok(page) => {
                     r.line("ok", "scope im: confirmed");
                     r.line(
@@ -366,12 +371,12 @@ async fn check_im(r: &mut Report, client: &Client, task_id: Option<u64>) {
                         "warn",
                         &format!("task {task} has no chat; checking the im scope without it"),
                     );
-                    probe_im(client).await
+                    probe_im(client, caller).await
                 }
                 Err(ChatError::Call { error, .. }) => Err(error),
             }
         }
-        None => probe_im(client).await,
+        None => probe_im(client, caller).await,
     };
     match outcome {
         Ok(()) => r.line("ok", "scope im: confirmed"),
@@ -390,7 +395,7 @@ async fn check_im(r: &mut Report, client: &Client, task_id: Option<u64>) {
 }
 
 /// `im.dialog.messages.get` on a chat nobody is a member of: the scope is checked first.
-async fn probe_im(client: &Client) -> Result<(), CallError> {
+async fn probe_im(client: &Client, caller: &Caller) -> Result<(), CallError> {
     #[derive(Serialize)]
     #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
     struct Probe {
@@ -399,6 +404,7 @@ async fn probe_im(client: &Client) -> Result<(), CallError> {
     }
     client
         .call_v1::<_, Value>(
+            caller,
             crate::chat::method::DIALOG_MESSAGES_GET,
             &Probe {
                 dialog_id: "chat0",

@@ -14,4 +14,5 @@ pub mod redact;
 pub mod results;
 pub mod sandbox;
 pub mod server;
+pub mod tools;
 pub mod transport;

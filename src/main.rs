@@ -13,7 +13,6 @@ use bitrix24_task_results_mcp::config::{
 };
 use bitrix24_task_results_mcp::panic_hook;
 use bitrix24_task_results_mcp::redact::{self, RedactingStderr};
-use bitrix24_task_results_mcp::results::TaskResults;
 use bitrix24_task_results_mcp::sandbox::{Sandbox, SandboxOptions};
 use bitrix24_task_results_mcp::server::TaskResultsServer;
 use bitrix24_task_results_mcp::transport;
@@ -143,8 +142,8 @@ async fn serve(
         },
     };
     tracing::info!(portal = %endpoint.describe(), version = env!("CARGO_PKG_VERSION"), "bitrix24-task-results-mcp starting");
-    let client = match portal.client(endpoint) {
-        Ok(c) => c,
+    let (client, caller) = match portal.connect(endpoint) {
+        Ok(pair) => pair,
         Err(e) => {
             eprintln!("error: {}", redact::redact(&e));
             return ExitCode::from(2);
@@ -153,7 +152,7 @@ async fn serve(
     if inventory.read_only() {
         tracing::info!("read-only mode: write tools are hidden and refused");
     }
-    let server = TaskResultsServer::with_inventory(TaskResults::new(client), &inventory);
+    let server = TaskResultsServer::new(client, caller, inventory);
 
     let ct = CancellationToken::new();
     tokio::spawn(cancel_on_signal(ct.clone()));

@@ -7,7 +7,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::bitrix::envelope::{lenient_id, lenient_opt_id};
-use crate::bitrix::{CallError, Client, Effect};
+use crate::bitrix::{CallError, Caller, Client, Effect};
 
 /// Longest result text accepted, in characters. Bitrix24 documents no limit; this bound
 /// protects the portal and the model's context (a third-party server states 30,000).
@@ -321,12 +321,6 @@ pub struct TaskResult {
         skip_serializing_if = "Option::is_none"
     )]
     pub message_id: Option<u64>,
-    /// Present and true when `text` was cut to keep the answer within its size bound.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text_truncated: Option<bool>,
-    /// Length of the full text in characters, present when `text` was cut.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text_length: Option<usize>,
 }
 
 fn lenient_ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
@@ -339,14 +333,14 @@ fn lenient_ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
         .collect())
 }
 
-/// Output of `task_result_list`.
+/// A page of a task's results; `R` lets the MCP layer mark cut texts.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ResultPage {
+pub struct ResultPage<R = TaskResult> {
     /// The task listed.
     pub task_id: u64,
     /// The results on this page.
-    pub items: Vec<TaskResult>,
+    pub items: Vec<R>,
     /// Number of items on this page.
     pub count: usize,
     /// Offset this page starts at.
@@ -356,9 +350,20 @@ pub struct ResultPage {
     /// Present when the page was full: pass it as `offset` to get the next page. Absent means this is the last page (REST 3.0 gives no total).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_offset: Option<u32>,
-    /// Present when texts were cut to fit the answer bound: says how to read them in full.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+}
+
+impl<R> ResultPage<R> {
+    /// The same page with every item turned into `S`.
+    pub fn map<S>(self, f: impl FnMut(R) -> S) -> ResultPage<S> {
+        ResultPage {
+            task_id: self.task_id,
+            items: self.items.into_iter().map(f).collect(),
+            count: self.count,
+            offset: self.offset,
+            limit: self.limit,
+            next_offset: self.next_offset,
+        }
+    }
 }
 
 /// Output of `task_result_delete`.
@@ -509,21 +514,17 @@ impl ListParams {
     }
 }
 
-/// The five task-result operations over a portal client.
-#[derive(Clone)]
-pub struct TaskResults {
-    client: Client,
+/// The five task-result operations, run on a portal as one caller.
+#[derive(Clone, Copy)]
+pub struct TaskResults<'a> {
+    client: &'a Client,
+    caller: &'a Caller,
 }
 
-impl TaskResults {
-    /// Operations over `client`.
-    pub fn new(client: Client) -> Self {
-        Self { client }
-    }
-
-    /// The underlying client.
-    pub fn client(&self) -> &Client {
-        &self.client
+impl<'a> TaskResults<'a> {
+    /// Operations on `client`'s portal as `caller`.
+    pub fn new(client: &'a Client, caller: &'a Caller) -> Self {
+        Self { client, caller }
     }
 
     /// `tasks.task.result.add`
@@ -536,7 +537,7 @@ impl TaskResults {
         };
         let ok = self
             .client
-            .call::<_, ItemResult>(method::ADD, &body, Effect::Write)
+            .call::<_, ItemResult>(self.caller, method::ADD, &body, Effect::Write)
             .await?;
         Ok(ok.result.item)
     }
@@ -550,7 +551,7 @@ impl TaskResults {
         };
         let ok = self
             .client
-            .call::<_, ItemResult>(method::ADD_FROM_CHAT, &body, Effect::Write)
+            .call::<_, ItemResult>(self.caller, method::ADD_FROM_CHAT, &body, Effect::Write)
             .await?;
         Ok(ok.result.item)
     }
@@ -563,7 +564,7 @@ impl TaskResults {
         };
         let ok = self
             .client
-            .call::<_, ItemResult>(method::UPDATE, &body, Effect::Write)
+            .call::<_, ItemResult>(self.caller, method::UPDATE, &body, Effect::Write)
             .await?;
         Ok(ok.result.item)
     }
@@ -573,7 +574,7 @@ impl TaskResults {
         let (body, limit, offset) = p.body();
         let ok = self
             .client
-            .call::<_, ItemsResult>(method::LIST, &body, Effect::Read)
+            .call::<_, ItemsResult>(self.caller, method::LIST, &body, Effect::Read)
             .await?;
         let items = ok.result.items;
         let count = items.len();
@@ -584,7 +585,6 @@ impl TaskResults {
             count,
             offset,
             limit,
-            note: None,
         })
     }
 
@@ -592,7 +592,12 @@ impl TaskResults {
     pub async fn delete(&self, p: &DeleteParams) -> Result<Deleted, CallError> {
         let ok = self
             .client
-            .call::<_, BoolResult>(method::DELETE, &IdBody { id: p.id.0 }, Effect::Write)
+            .call::<_, BoolResult>(
+                self.caller,
+                method::DELETE,
+                &IdBody { id: p.id.0 },
+                Effect::Write,
+            )
             .await?;
         if !ok.result.result {
             return Err(CallError::Decode {

@@ -4,7 +4,7 @@
 mod common;
 
 use bitrix24_task_results_mcp::sandbox::SandboxOptions;
-use bitrix24_task_results_mcp::server::bounded::MAX_ANSWER_BYTES;
+use bitrix24_task_results_mcp::tools::shown::MAX_ANSWER_BYTES;
 use common::*;
 use serde_json::{Value, json};
 

@@ -5,7 +5,7 @@
 mod common;
 mod raw;
 
-use bitrix24_task_results_mcp::server::ToolKind;
+use bitrix24_task_results_mcp::tools::REGISTRY;
 use raw::{RawSession, assert_no_panic, assert_stdout_is_jsonrpc, count_id_less};
 use serde_json::{Value, json};
 
@@ -196,7 +196,7 @@ async fn thousands_of_messages_in_one_burst_are_all_answered() {
             0 => assert_eq!(r["result"], json!({}), "{r}"),
             1 => assert_eq!(
                 r["result"]["tools"].as_array().map(Vec::len),
-                Some(ToolKind::ALL.len()),
+                Some(REGISTRY.len()),
                 "{r}"
             ),
             2 => assert_eq!(r["result"]["isError"], true, "{r}"),

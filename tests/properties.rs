@@ -1,7 +1,7 @@
 //! Property tests: tool arguments of every shape and arbitrary portal answers never make
 //! the server panic; invalid arguments are refused before anything reaches the portal.
 //!
-//! Tool calls run in-process (`TaskResultsServer::call`) against an in-process sandbox
+//! Tool calls run in-process (`TaskResultsServer::call_named`) against an in-process sandbox
 //! over real HTTP, so `sandbox.requests()` shows exactly what reached the "portal". A
 //! panic anywhere in a call fails the property. Case counts are modest to keep the suite
 //! fast; the fuzz targets (fuzz/) search the same ground for longer.
@@ -10,11 +10,12 @@ use bitrix24_task_results_mcp::bitrix::envelope::decode;
 use bitrix24_task_results_mcp::bitrix::{CallError, Client, ClientOptions, Endpoint};
 use bitrix24_task_results_mcp::chat::ChatMessagesParams;
 use bitrix24_task_results_mcp::results::{
-    AddFromChatParams, AddParams, DeleteParams, ListParams, TaskResult, TaskResults, UpdateParams,
+    AddFromChatParams, AddParams, DeleteParams, ListParams, TaskResult, UpdateParams,
 };
 use bitrix24_task_results_mcp::sandbox::{Sandbox, SandboxOptions};
 use bitrix24_task_results_mcp::server::guard::INTERNAL_ERROR;
-use bitrix24_task_results_mcp::server::{TaskResultsServer, ToolKind, errors};
+use bitrix24_task_results_mcp::server::{Inventory, TaskResultsServer};
+use bitrix24_task_results_mcp::tools::{REGISTRY, errors};
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
@@ -40,8 +41,8 @@ impl Rig {
             .block_on(Sandbox::start(SandboxOptions::default()))
             .unwrap();
         let endpoint = Endpoint::webhook(&sandbox.webhook_url()).unwrap();
-        let client = Client::new(endpoint, ClientOptions::default());
-        let server = TaskResultsServer::new(TaskResults::new(client), ToolKind::ALL.to_vec());
+        let client = Client::new(endpoint.portal, ClientOptions::default());
+        let server = TaskResultsServer::new(client, endpoint.caller, Inventory::default());
         Rig {
             rt,
             sandbox,
@@ -50,9 +51,12 @@ impl Rig {
     }
 
     /// Calls `kind` with `args` and returns (isError, text, requests that reached the portal).
-    fn call(&self, kind: ToolKind, args: Map<String, Value>) -> (bool, String, usize) {
+    fn call(&self, kind: &'static str, args: Map<String, Value>) -> (bool, String, usize) {
         let before = self.sandbox.requests().len();
-        let result = self.rt.block_on(self.server.call(kind, args));
+        let result = self
+            .rt
+            .block_on(self.server.call_named(kind, args))
+            .unwrap();
         let after = self.sandbox.requests().len();
         let text = result
             .content
@@ -64,20 +68,25 @@ impl Rig {
     }
 }
 
-fn kinds() -> impl Strategy<Value = ToolKind> {
-    prop::sample::select(ToolKind::ALL.to_vec())
+fn kinds() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(REGISTRY.iter().map(|t| t.name()).collect::<Vec<_>>())
+}
+
+fn read_only(name: &str) -> bool {
+    bitrix24_task_results_mcp::tools::find(name).is_some_and(|t| t.read_only())
 }
 
 /// Whether the arguments are valid for `kind`, by the same typed parameters the server uses.
-fn valid(kind: ToolKind, args: &Map<String, Value>) -> bool {
+fn valid(kind: &'static str, args: &Map<String, Value>) -> bool {
     let v = Value::Object(args.clone());
     match kind {
-        ToolKind::Add => serde_json::from_value::<AddParams>(v).is_ok(),
-        ToolKind::AddFromChat => serde_json::from_value::<AddFromChatParams>(v).is_ok(),
-        ToolKind::Update => serde_json::from_value::<UpdateParams>(v).is_ok(),
-        ToolKind::List => serde_json::from_value::<ListParams>(v).is_ok(),
-        ToolKind::Delete => serde_json::from_value::<DeleteParams>(v).is_ok(),
-        ToolKind::ChatMessages => serde_json::from_value::<ChatMessagesParams>(v).is_ok(),
+        "task_result_add" => serde_json::from_value::<AddParams>(v).is_ok(),
+        "task_result_add_from_chat" => serde_json::from_value::<AddFromChatParams>(v).is_ok(),
+        "task_result_update" => serde_json::from_value::<UpdateParams>(v).is_ok(),
+        "task_result_list" => serde_json::from_value::<ListParams>(v).is_ok(),
+        "task_result_delete" => serde_json::from_value::<DeleteParams>(v).is_ok(),
+        "task_chat_messages_list" => serde_json::from_value::<ChatMessagesParams>(v).is_ok(),
+        other => panic!("no parameters known for {other}"),
     }
 }
 
@@ -206,7 +215,7 @@ proptest! {
             if should_pass {
                 // A write is sent once; a read may take more than one REST call (the chat
                 // tool looks the chat up first).
-                if kind.read_only() {
+                if read_only(kind) {
                     prop_assert!(reached >= 1, "a valid call reaches the portal: {}", text);
                 } else {
                     prop_assert_eq!(reached, 1, "a valid write reaches the portal once: {}", text);
@@ -214,7 +223,7 @@ proptest! {
                 prop_assert!(!text.starts_with("Invalid arguments"), "{}", text);
             } else {
                 prop_assert!(is_error, "invalid arguments {:?} gave success: {}", args, text);
-                prop_assert!(text.starts_with(&format!("Invalid arguments for {}", kind.name())), "{}", text);
+                prop_assert!(text.starts_with(&format!("Invalid arguments for {}", kind)), "{}", text);
                 prop_assert!(text.contains("Nothing was sent to Bitrix24"), "{}", text);
                 prop_assert_eq!(reached, 0, "invalid arguments reached the portal: {:?}", args);
             }
@@ -223,7 +232,7 @@ proptest! {
 }
 
 /// Arguments broken in one known way, with the field that must be named.
-fn broken_arguments() -> impl Strategy<Value = (ToolKind, Map<String, Value>, &'static str)> {
+fn broken_arguments() -> impl Strategy<Value = (&'static str, Map<String, Value>, &'static str)> {
     let bad_id = prop_oneof![
         Just(json!(0)),
         Just(json!(-1)),
@@ -259,52 +268,56 @@ fn broken_arguments() -> impl Strategy<Value = (ToolKind, Map<String, Value>, &'
     ];
     prop_oneof![
         bad_id.clone().prop_map(|id| (
-            ToolKind::Add,
+            "task_result_add",
             obj(json!({"taskId": id, "text": "ok"})),
             "taskId"
         )),
         bad_text.clone().prop_map(|t| (
-            ToolKind::Add,
+            "task_result_add",
             obj(json!({"taskId": 51, "text": t})),
             "text"
         )),
         bad_id.clone().prop_map(|id| (
-            ToolKind::AddFromChat,
+            "task_result_add_from_chat",
             obj(json!({"messageId": id})),
             "messageId"
         )),
         bad_id.clone().prop_map(|id| (
-            ToolKind::Update,
+            "task_result_update",
             obj(json!({"id": id, "text": "ok"})),
             "id"
         )),
-        bad_text.prop_map(|t| (ToolKind::Update, obj(json!({"id": 17, "text": t})), "text")),
+        bad_text.prop_map(|t| (
+            "task_result_update",
+            obj(json!({"id": 17, "text": t})),
+            "text"
+        )),
         bad_id
             .clone()
-            .prop_map(|id| (ToolKind::Delete, obj(json!({"id": id})), "id")),
+            .prop_map(|id| ("task_result_delete", obj(json!({"id": id})), "id")),
         bad_id
             .clone()
-            .prop_map(|id| (ToolKind::List, obj(json!({"taskId": id})), "taskId")),
+            .prop_map(|id| ("task_result_list", obj(json!({"taskId": id})), "taskId")),
         // null is "absent" for an optional field, so it is not broken there.
         bad_id
             .prop_filter("null means absent", |id| !id.is_null())
             .prop_map(|id| (
-                ToolKind::List,
+                "task_result_list",
                 obj(json!({"taskId": 51, "authorId": id})),
                 "authorId"
             )),
         bad_limit.prop_map(|l| (
-            ToolKind::List,
+            "task_result_list",
             obj(json!({"taskId": 51, "limit": l})),
             "limit"
         )),
         Just((
-            ToolKind::List,
+            "task_result_list",
             obj(json!({"taskId": 51, "offset": -1})),
             "offset"
         )),
         Just((
-            ToolKind::List,
+            "task_result_list",
             obj(json!({"taskId": 51, "status": "OPENED"})),
             "status"
         )),
@@ -324,14 +337,15 @@ fn obj(v: Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap()
 }
 
-fn valid_args(kind: ToolKind) -> Map<String, Value> {
+fn valid_args(kind: &'static str) -> Map<String, Value> {
     obj(match kind {
-        ToolKind::Add => json!({"taskId": 51, "text": "done"}),
-        ToolKind::AddFromChat => json!({"messageId": 900}),
-        ToolKind::Update => json!({"id": 17, "text": "done"}),
-        ToolKind::List => json!({"taskId": 51}),
-        ToolKind::Delete => json!({"id": 17}),
-        ToolKind::ChatMessages => json!({"taskId": 51}),
+        "task_result_add" => json!({"taskId": 51, "text": "done"}),
+        "task_result_add_from_chat" => json!({"messageId": 900}),
+        "task_result_update" => json!({"id": 17, "text": "done"}),
+        "task_result_list" => json!({"taskId": 51}),
+        "task_result_delete" => json!({"id": 17}),
+        "task_chat_messages_list" => json!({"taskId": 51}),
+        other => panic!("no arguments known for {other}"),
     })
 }
 
@@ -357,7 +371,7 @@ proptest! {
 
 /// Valid arguments in the shapes models send: numeric strings, padded, float-typed ids,
 /// upper-case enums, text at both length bounds and in any script.
-fn valid_variants() -> impl Strategy<Value = (ToolKind, Map<String, Value>)> {
+fn valid_variants() -> impl Strategy<Value = (&'static str, Map<String, Value>)> {
     let id = prop_oneof![
         (1u64..1_000_000).prop_map(Value::from),
         (1u64..1_000_000).prop_map(|n| json!(n.to_string())),
@@ -372,14 +386,14 @@ fn valid_variants() -> impl Strategy<Value = (ToolKind, Map<String, Value>)> {
     ]
     .prop_filter("not blank", |t| !t.trim().is_empty());
     prop_oneof![
-        (id.clone(), text.clone()).prop_map(|(i, t)| (ToolKind::Add, obj(json!({"taskId": i, "text": t})))),
-        id.clone().prop_map(|i| (ToolKind::AddFromChat, obj(json!({"messageId": i})))),
-        (id.clone(), text).prop_map(|(i, t)| (ToolKind::Update, obj(json!({"id": i, "text": t})))),
-        id.clone().prop_map(|i| (ToolKind::Delete, obj(json!({"id": i})))),
-        (id.clone(), 1u32..=50, id.clone()).prop_map(|(t, l, b)| (ToolKind::ChatMessages, obj(json!({"taskId": t, "limit": l, "beforeId": b})))),
+        (id.clone(), text.clone()).prop_map(|(i, t)| ("task_result_add", obj(json!({"taskId": i, "text": t})))),
+        id.clone().prop_map(|i| ("task_result_add_from_chat", obj(json!({"messageId": i})))),
+        (id.clone(), text).prop_map(|(i, t)| ("task_result_update", obj(json!({"id": i, "text": t})))),
+        id.clone().prop_map(|i| ("task_result_delete", obj(json!({"id": i})))),
+        (id.clone(), 1u32..=50, id.clone()).prop_map(|(t, l, b)| ("task_chat_messages_list", obj(json!({"taskId": t, "limit": l, "beforeId": b})))),
         (id.clone(), prop::sample::select(vec!["open", "CLOSED", "Open"]), id, prop::sample::select(vec!["id", "createdAt", "messageId"]),
             prop::sample::select(vec!["asc", "DESC"]), 1u32..=50, prop_oneof![(0u32..1000).prop_map(Value::from), (0u32..1000).prop_map(|n| json!(n.to_string()))])
-            .prop_map(|(t, st, a, ob, od, l, o)| (ToolKind::List, obj(json!({"taskId": t, "status": st, "authorId": a, "orderBy": ob, "orderDirection": od, "limit": l, "offset": o})))),
+            .prop_map(|(t, st, a, ob, od, l, o)| ("task_result_list", obj(json!({"taskId": t, "status": st, "authorId": a, "orderBy": ob, "orderDirection": od, "limit": l, "offset": o})))),
     ]
 }
 
@@ -393,7 +407,7 @@ proptest! {
         let rig = RIG.get_or_init(Rig::new);
         prop_assert!(valid(kind, &args), "{:?}", args);
         let (_, text, reached) = rig.call(kind, args.clone());
-        if kind.read_only() {
+        if read_only(kind) {
             prop_assert!(reached >= 1, "{:?}: {}", args, text);
         } else {
             prop_assert_eq!(reached, 1, "{:?}: {}", args, text);
@@ -436,9 +450,9 @@ fn check_decode(status: u16, body: &[u8]) -> Result<(), TestCaseError> {
                 let _ = p.class();
                 let _ = p.fields();
                 // The error text every tool would show must build too.
-                for kind in ToolKind::ALL {
+                for tool in REGISTRY {
                     let r = errors::call_failed(
-                        kind,
+                        *tool,
                         "m",
                         "https://p.example",
                         &CallError::Portal(p.clone()),

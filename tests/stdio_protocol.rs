@@ -102,7 +102,7 @@ async fn initialize_at_each_protocol_generation() {
                 .as_array()
                 .unwrap()
                 .len(),
-            bitrix24_task_results_mcp::server::ToolKind::ALL.len()
+            bitrix24_task_results_mcp::tools::REGISTRY.len()
         );
         raw.send(json!({"jsonrpc":"2.0","id":4,"method":"no/such/method"}))
             .await;
@@ -147,7 +147,7 @@ async fn discover_flow_of_2026_07_28() {
     let r = raw.response(json!(2)).await;
     assert_eq!(
         r["result"]["tools"].as_array().map(Vec::len),
-        Some(bitrix24_task_results_mcp::server::ToolKind::ALL.len()),
+        Some(bitrix24_task_results_mcp::tools::REGISTRY.len()),
         "{r}"
     );
     raw.send(json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"_meta": meta, "name":"task_result_list","arguments":{"taskId":51}}})).await;

@@ -3,7 +3,7 @@
 mod common;
 
 use bitrix24_task_results_mcp::sandbox::SandboxOptions;
-use bitrix24_task_results_mcp::server::schema;
+use bitrix24_task_results_mcp::tools::schema;
 use common::*;
 use serde_json::{Value, json};
 

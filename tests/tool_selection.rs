@@ -3,7 +3,7 @@
 mod common;
 
 use bitrix24_task_results_mcp::sandbox::SandboxOptions;
-use bitrix24_task_results_mcp::server::ToolKind;
+use bitrix24_task_results_mcp::tools::REGISTRY;
 use common::*;
 use rmcp::model::CallToolRequestParams;
 use serde_json::json;
@@ -43,10 +43,10 @@ async fn read_only_hides_and_blocks_every_write_tool() {
     )
     .await;
     let names = tool_names(&s).await;
-    let expected: Vec<&str> = ToolKind::ALL
+    let expected: Vec<&str> = REGISTRY
         .iter()
-        .filter(|k| k.read_only())
-        .map(|k| k.name())
+        .filter(|t| t.read_only())
+        .map(|t| t.name())
         .collect();
     assert_eq!(names, expected);
     let tools = s.client.list_all_tools().await.unwrap();
@@ -134,8 +134,8 @@ async fn unknown_tool_names_stop_start_up_with_the_valid_names() {
         assert!(out.stdout.is_empty(), "stdout is the JSON-RPC channel");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("unknown tool"), "{stderr}");
-        for k in ToolKind::ALL {
-            assert!(stderr.contains(k.name()), "{stderr}");
+        for t in REGISTRY {
+            assert!(stderr.contains(t.name()), "{stderr}");
         }
     }
     // A selection that leaves nothing is refused too.

@@ -29,6 +29,59 @@ pub trait TokenSource: Send + Sync + 'static {
         http: &'a reqwest::Client,
         seen: u64,
     ) -> BoxFuture<'a, Result<(), CallError>>;
+
+    /// Whether [`TokenSource::refresh`] can ever succeed; a fixed token cannot be renewed,
+    /// so an expired one is reported as it is.
+    fn refreshable(&self) -> bool {
+        true
+    }
+}
+
+/// [`TokenSource::refresh`], given up (as a `Budget` error) at `deadline`, the end of
+/// the calling request's budget. A source that writes files does so on the blocking
+/// pool, which finishes the write even when the caller gives up.
+pub async fn refresh_within(
+    source: &dyn TokenSource,
+    http: &reqwest::Client,
+    seen: u64,
+    deadline: tokio::time::Instant,
+) -> Result<(), CallError> {
+    match tokio::time::timeout_at(deadline, source.refresh(http, seen)).await {
+        Ok(done) => done,
+        Err(_) => Err(CallError::Budget(
+            "refreshing the OAuth access token took longer than the call may wait; \
+             the OAuth server is slow or unreachable: try again"
+                .into(),
+        )),
+    }
+}
+
+/// An access token given as it is (`BITRIX24_ACCESS_TOKEN` without refresh settings).
+pub struct StaticToken(String);
+
+impl StaticToken {
+    /// A source that always answers `token`.
+    pub fn new(token: &str) -> Self {
+        Self(token.to_string())
+    }
+}
+
+impl TokenSource for StaticToken {
+    fn current(&self) -> (Option<String>, u64) {
+        (Some(self.0.clone()), 0)
+    }
+
+    fn refresh<'a>(
+        &'a self,
+        _http: &'a reqwest::Client,
+        _seen: u64,
+    ) -> BoxFuture<'a, Result<(), CallError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn refreshable(&self) -> bool {
+        false
+    }
 }
 
 /// The credentials of one call.

@@ -4,25 +4,27 @@
 //! OAuth puts the access token in the JSON body's `auth` field. Either way the secret is
 //! registered with [`crate::redact`] as soon as it is parsed.
 
+use std::sync::Arc;
+
 use reqwest::Url;
 
+use super::caller::{Caller, StaticToken, TokenSource, WebhookCredentials};
 use crate::redact;
 
-/// How calls are authenticated.
+/// A portal's REST address, without credentials: shared by every caller of the portal.
 #[derive(Clone)]
-pub enum Auth {
-    /// The secret is part of the URL path.
-    Webhook { user_id: u64 },
-    /// The access token goes into the JSON body as `auth`.
-    OAuth { access_token: String },
+pub struct Portal {
+    /// The portal origin with path `/rest/`.
+    base: Url,
 }
 
-/// The REST 3.0 base URL of a portal plus its credentials.
+/// A configured portal plus the identity its calls run as when a request brings none.
 #[derive(Clone)]
 pub struct Endpoint {
-    /// Ends with `/`; a method name is appended to it.
-    base: Url,
-    auth: Auth,
+    /// Where calls go.
+    pub portal: Portal,
+    /// Who calls by default.
+    pub caller: Caller,
 }
 
 /// A configuration value that cannot be used; the message never contains the secret.
@@ -30,10 +32,67 @@ pub struct Endpoint {
 #[error("{0}")]
 pub struct EndpointError(pub String);
 
+impl Portal {
+    /// The portal at `portal_url` (any path is dropped), e.g. `https://example.bitrix24.com`.
+    pub fn parse(portal_url: &str) -> Result<Self, EndpointError> {
+        const SHAPE: &str = "expected the portal address, e.g. https://example.bitrix24.com";
+        let base = parse_http_url(portal_url.trim(), "BITRIX24_PORTAL_URL", SHAPE)?;
+        Ok(Self::at(base))
+    }
+
+    fn at(mut base: Url) -> Self {
+        base.set_path("/rest/");
+        base.set_query(None);
+        base.set_fragment(None);
+        Self { base }
+    }
+
+    /// The URL of one REST 3.0 method for `caller`: a webhook's user and secret are path
+    /// segments, an OAuth token travels in the body instead.
+    pub fn method_url(&self, caller: &Caller, method: &str) -> Url {
+        self.url(caller, "api/", method)
+    }
+
+    /// The URL of a method of the older REST generation (`/rest/` without `/api/`),
+    /// for the few methods REST 3.0 does not have yet (`im.*`).
+    pub fn v1_method_url(&self, caller: &Caller, method: &str) -> Url {
+        self.url(caller, "", method)
+    }
+
+    fn url(&self, caller: &Caller, generation: &str, method: &str) -> Url {
+        let mut url = self.base.clone();
+        let path = match caller {
+            Caller::Webhook(w) => format!("/rest/{generation}{}/{}/{method}", w.user_id, w.secret),
+            Caller::OAuth(_) => format!("/rest/{generation}{method}"),
+        };
+        url.set_path(&path);
+        url
+    }
+
+    /// The portal origin (`https://host[:port]`), safe to print.
+    pub fn origin(&self) -> String {
+        self.base.origin().ascii_serialization()
+    }
+
+    /// Whether the portal is on this machine (plain HTTP is only expected there).
+    pub fn is_loopback(&self) -> bool {
+        match self.base.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            None => false,
+        }
+    }
+
+    /// Whether calls travel over TLS.
+    pub fn is_https(&self) -> bool {
+        self.base.scheme() == "https"
+    }
+}
+
 impl Endpoint {
     /// Parses an inbound webhook URL: `https://PORTAL/rest/USER/SECRET/` or
-    /// `https://PORTAL/rest/api/USER/SECRET/` (trailing slash optional), and normalises
-    /// it to the REST 3.0 form.
+    /// `https://PORTAL/rest/api/USER/SECRET/` (trailing slash optional).
     pub fn webhook(url: &str) -> Result<Self, EndpointError> {
         const SHAPE: &str = "expected https://PORTAL/rest/USER_ID/SECRET/ (as Bitrix24 shows it under Developer resources > Inbound webhook)";
         let url = url.trim();
@@ -61,93 +120,59 @@ impl Endpoint {
                 "BITRIX24_WEBHOOK_URL: the user id segment must be a positive number; {SHAPE}"
             ))
         })?;
-        let mut base = parsed.clone();
-        base.set_path(&format!("/rest/api/{user_id}/{secret}/"));
-        base.set_query(None);
-        base.set_fragment(None);
         Ok(Self {
-            base,
-            auth: Auth::Webhook { user_id },
+            portal: Portal::at(parsed.clone()),
+            caller: Caller::Webhook(Arc::new(WebhookCredentials {
+                user_id,
+                secret: (*secret).to_string(),
+            })),
         })
     }
 
-    /// An OAuth endpoint: the portal's address plus an access token.
+    /// An OAuth endpoint: the portal's address plus an access token that cannot be renewed.
     pub fn oauth(portal_url: &str, access_token: &str) -> Result<Self, EndpointError> {
         let access_token = access_token.trim();
         if access_token.is_empty() {
             return Err(EndpointError("BITRIX24_ACCESS_TOKEN is empty".into()));
         }
         redact::register(access_token);
-        Self::oauth_with(portal_url, access_token.to_string())
+        Self::oauth_with(portal_url, Arc::new(StaticToken::new(access_token)))
     }
 
-    /// An OAuth endpoint without a token of its own: the client's
-    /// [`super::oauth::Refresher`] supplies (and renews) it.
-    pub fn oauth_refreshable(portal_url: &str) -> Result<Self, EndpointError> {
-        Self::oauth_with(portal_url, String::new())
-    }
-
-    fn oauth_with(portal_url: &str, access_token: String) -> Result<Self, EndpointError> {
-        const SHAPE: &str = "expected the portal address, e.g. https://example.bitrix24.com";
-        let mut base = parse_http_url(portal_url.trim(), "BITRIX24_PORTAL_URL", SHAPE)?;
-        base.set_path("/rest/api/");
-        base.set_query(None);
-        base.set_fragment(None);
+    /// An OAuth endpoint whose token `source` supplies and renews.
+    pub fn oauth_with(
+        portal_url: &str,
+        source: Arc<dyn TokenSource>,
+    ) -> Result<Self, EndpointError> {
         Ok(Self {
-            base,
-            auth: Auth::OAuth { access_token },
+            portal: Portal::parse(portal_url)?,
+            caller: Caller::OAuth(source),
         })
     }
 
-    /// The URL of one REST 3.0 method.
-    pub fn method_url(&self, method: &str) -> Url {
-        let mut url = self.base.clone();
-        url.set_path(&format!("{}{method}", self.base.path()));
-        url
-    }
-
-    /// The URL of a method of the older REST generation (`/rest/` without `/api/`),
-    /// for the few methods REST 3.0 does not have yet (`im.*`).
-    pub fn v1_method_url(&self, method: &str) -> Url {
-        let mut url = self.base.clone();
-        let path = self.base.path().replacen("/rest/api/", "/rest/", 1);
-        url.set_path(&format!("{path}{method}"));
-        url
-    }
-
-    /// Credentials as configured.
-    pub fn auth(&self) -> &Auth {
-        &self.auth
-    }
-
-    /// The portal origin (`https://host[:port]`), safe to print.
+    /// The portal origin, safe to print.
     pub fn portal(&self) -> String {
-        self.base.origin().ascii_serialization()
+        self.portal.origin()
     }
 
     /// A description safe to print: origin, mode and, for webhooks, the user id.
     pub fn describe(&self) -> String {
-        match &self.auth {
-            Auth::Webhook { user_id } => {
-                format!("{} (inbound webhook of user {user_id})", self.portal())
+        match &self.caller {
+            Caller::Webhook(w) => {
+                format!("{} (inbound webhook of user {})", self.portal(), w.user_id)
             }
-            Auth::OAuth { .. } => format!("{} (OAuth access token)", self.portal()),
+            Caller::OAuth(_) => format!("{} (OAuth access token)", self.portal()),
         }
     }
 
-    /// Whether the portal is on this machine (plain HTTP is only expected there).
+    /// Whether the portal is on this machine.
     pub fn is_loopback(&self) -> bool {
-        match self.base.host() {
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-            None => false,
-        }
+        self.portal.is_loopback()
     }
 
     /// Whether calls travel over TLS.
     pub fn is_https(&self) -> bool {
-        self.base.scheme() == "https"
+        self.portal.is_https()
     }
 }
 
@@ -170,7 +195,7 @@ mod tests {
     use super::*;
 
     fn url(e: &Endpoint, m: &str) -> String {
-        e.method_url(m).to_string()
+        e.portal.method_url(&e.caller, m).to_string()
     }
 
     #[test]
@@ -196,7 +221,7 @@ mod tests {
                 "https://p.example/rest/api/7/abcdef123456/tasks.task.result.list",
                 "{input}"
             );
-            assert!(matches!(e.auth(), Auth::Webhook { user_id: 7 }));
+            assert!(matches!(&e.caller, Caller::Webhook(w) if w.user_id == 7));
         }
     }
 
@@ -204,7 +229,9 @@ mod tests {
     fn v1_url_for_im_methods() {
         let e = Endpoint::webhook("https://p.example/rest/api/7/abcdef123456/").unwrap();
         assert_eq!(
-            e.v1_method_url("im.dialog.messages.get").to_string(),
+            e.portal
+                .v1_method_url(&e.caller, "im.dialog.messages.get")
+                .to_string(),
             "https://p.example/rest/7/abcdef123456/im.dialog.messages.get"
         );
     }

@@ -117,6 +117,11 @@ impl PortalError {
         }
         out
     }
+
+    /// Whether a validation entry names `field` (any case).
+    pub fn has_field(&self, field: &str) -> bool {
+        self.fields().iter().any(|f| f.eq_ignore_ascii_case(field))
+    }
 }
 
 /// Why a call did not produce a decoded result.

@@ -18,8 +18,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-pub use caller::{BoxFuture, Caller, TokenSource, WebhookCredentials};
-pub use endpoint::{Auth, Endpoint, EndpointError};
+pub use caller::{BoxFuture, Caller, StaticToken, TokenSource, WebhookCredentials};
+pub use endpoint::{Endpoint, EndpointError, Portal};
 pub use envelope::{Success, TimeInfo};
 pub use error::{CallError, ErrorClass, FieldError, PortalError, TransportError, TransportKind};
 pub use oauth::{OAuthConfig, Refresher};
@@ -73,22 +73,22 @@ impl Default for ClientOptions {
     }
 }
 
-/// A portal client; cheap to clone, one connection pool per process.
+/// A portal client; cheap to clone, one connection pool per process. It carries no
+/// identity: every call names its [`Caller`], while the pool, the pacing bucket and the
+/// operating-limit memory stay shared by everyone calling the portal.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    endpoint: Endpoint,
+    portal: Portal,
     options: ClientOptions,
     /// Built on first use: start-up (and the first `tools/list`) need no TLS roots.
     http: OnceLock<reqwest::Client>,
     /// One bucket for every session of the process: the portal counts per IP.
     pacer: Pacer,
     gate: OperatingGate,
-    /// With OAuth refresh configured, the current access token lives here.
-    oauth: Option<Refresher>,
 }
 
 /// One raw HTTP answer.
@@ -101,65 +101,57 @@ struct RawAnswer {
 }
 
 impl Client {
-    /// A client for `endpoint`.
-    pub fn new(endpoint: Endpoint, options: ClientOptions) -> Self {
-        Self::build(endpoint, options, None)
-    }
-
-    /// A client for an OAuth `endpoint` whose access token `refresher` keeps fresh.
-    pub fn with_oauth_refresh(
-        endpoint: Endpoint,
-        options: ClientOptions,
-        refresher: Refresher,
-    ) -> Self {
-        Self::build(endpoint, options, Some(refresher))
-    }
-
-    fn build(endpoint: Endpoint, options: ClientOptions, oauth: Option<Refresher>) -> Self {
+    /// A client for `portal`.
+    pub fn new(portal: Portal, options: ClientOptions) -> Self {
         Self {
             inner: Arc::new(Inner {
                 // The portal's bucket, less a small reserve (see `Rate::with_reserve`).
                 pacer: Pacer::new(options.rate.with_reserve()),
                 gate: OperatingGate::default(),
-                endpoint,
+                portal,
                 options,
                 http: OnceLock::new(),
-                oauth,
             }),
         }
     }
 
-    /// The configured endpoint.
-    pub fn endpoint(&self) -> &Endpoint {
-        &self.inner.endpoint
+    /// The portal this client calls.
+    pub fn portal(&self) -> &Portal {
+        &self.inner.portal
     }
 
-    /// Calls a REST 3.0 method with `params` as the JSON body and decodes `result` as `T`.
+    /// Calls a REST 3.0 method as `caller` with `params` as the JSON body and decodes
+    /// `result` as `T`.
     pub async fn call<P: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
+        caller: &Caller,
         method: &str,
         params: &P,
         effect: Effect,
     ) -> Result<Success<T>, CallError> {
-        let url = self.inner.endpoint.method_url(method);
-        self.call_url(method, url, params, effect, true).await
+        let url = self.inner.portal.method_url(caller, method);
+        self.call_url(caller, method, url, params, effect, true)
+            .await
     }
 
     /// Calls a method of the older REST generation (for `im.*`, which REST 3.0 lacks).
     pub async fn call_v1<P: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
+        caller: &Caller,
         method: &str,
         params: &P,
         effect: Effect,
     ) -> Result<Success<T>, CallError> {
-        let url = self.inner.endpoint.v1_method_url(method);
-        self.call_url(method, url, params, effect, false).await
+        let url = self.inner.portal.v1_method_url(caller, method);
+        self.call_url(caller, method, url, params, effect, false)
+            .await
     }
 
     /// Paces, sends, retries (module `retry`) and refreshes the OAuth token (module
     /// `oauth`) until the call succeeds, fails for good, or its budget runs out.
     async fn call_url<P: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
+        caller: &Caller,
         method: &str,
         url: Url,
         params: &P,
@@ -188,7 +180,7 @@ impl Client {
             if let Err(e) = self.wait_for_turn(method, deadline).await {
                 return Err(last.unwrap_or(e));
             }
-            let (token, generation) = self.access_token(deadline).await?;
+            let (token, generation) = self.access_token(caller, deadline).await?;
             let body = self.body(&params, token.as_deref())?;
             let started = Instant::now();
             let answer = self.send(url.clone(), body, key.as_deref()).await;
@@ -227,15 +219,14 @@ impl Client {
                 .portal()
                 .is_some_and(|p| p.class() == ErrorClass::ExpiredToken)
             {
-                match &self.inner.oauth {
-                    Some(oauth) if !refreshed => {
+                match caller {
+                    Caller::OAuth(source) if source.refreshable() && !refreshed => {
                         refreshed = true;
                         tracing::info!(
                             method,
                             "the access token expired or was revoked; refreshing it"
                         );
-                        oauth
-                            .refresh_within(self.http(), generation, deadline)
+                        caller::refresh_within(source.as_ref(), self.http(), generation, deadline)
                             .await?;
                         last = Some(err);
                         continue;
@@ -313,22 +304,18 @@ impl Client {
     /// generation; `None` for webhooks.
     async fn access_token(
         &self,
+        caller: &Caller,
         deadline: tokio::time::Instant,
     ) -> Result<(Option<String>, u64), CallError> {
-        if let Some(oauth) = &self.inner.oauth {
-            let (token, generation) = oauth.current();
-            if token.is_some() {
-                return Ok((token, generation));
-            }
-            oauth
-                .refresh_within(self.http(), generation, deadline)
-                .await?;
-            return Ok(oauth.current());
+        let Caller::OAuth(source) = caller else {
+            return Ok((None, 0));
+        };
+        let (token, generation) = source.current();
+        if token.is_some() {
+            return Ok((token, generation));
         }
-        Ok(match self.inner.endpoint.auth() {
-            Auth::Webhook { .. } => (None, 0),
-            Auth::OAuth { access_token } => (Some(access_token.clone()), 0),
-        })
+        caller::refresh_within(source.as_ref(), self.http(), generation, deadline).await?;
+        Ok(source.current())
     }
 
     /// The JSON body, with the OAuth token as `auth` when there is one.

@@ -22,6 +22,7 @@ use reqwest::{Url, header};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::caller::{BoxFuture, TokenSource};
 use super::error::CallError;
 use crate::redact;
 
@@ -142,6 +143,20 @@ impl fmt::Debug for Refresher {
     }
 }
 
+impl TokenSource for Refresher {
+    fn current(&self) -> (Option<String>, u64) {
+        Refresher::current(self)
+    }
+
+    fn refresh<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        seen: u64,
+    ) -> BoxFuture<'a, Result<(), CallError>> {
+        Box::pin(Refresher::refresh(self, http, seen))
+    }
+}
+
 impl Refresher {
     /// Starts from the token file when it belongs to the configured refresh token (or
     /// none is configured), else from the environment. Fails when there is no refresh
@@ -226,25 +241,6 @@ impl Refresher {
     pub fn current(&self) -> (Option<String>, u64) {
         let c = self.current.read().unwrap_or_else(|e| e.into_inner());
         (c.access.clone(), c.generation)
-    }
-
-    /// [`Refresher::refresh`], given up (as a `Budget` error) at `deadline`, the end of
-    /// the calling request's budget. The token file is written on the blocking pool,
-    /// which finishes the write even when the caller gives up.
-    pub async fn refresh_within(
-        &self,
-        http: &reqwest::Client,
-        seen: u64,
-        deadline: tokio::time::Instant,
-    ) -> Result<(), CallError> {
-        match tokio::time::timeout_at(deadline, self.refresh(http, seen)).await {
-            Ok(done) => done,
-            Err(_) => Err(CallError::Budget(
-                "refreshing the OAuth access token took longer than the call may wait; \
-                 the OAuth server is slow or unreachable: try again"
-                    .into(),
-            )),
-        }
     }
 
     /// Replaces the access token of generation `seen`. When another call already did
@@ -619,7 +615,9 @@ mod tests {
         let http = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(300);
         let (_, seen) = r.current();
-        let e = r.refresh_within(&http, seen, deadline).await.unwrap_err();
+        let e = crate::bitrix::caller::refresh_within(&r, &http, seen, deadline)
+            .await
+            .unwrap_err();
         assert!(
             matches!(&e, CallError::Budget(m) if m.contains("OAuth")),
             "{e}"

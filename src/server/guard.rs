@@ -8,16 +8,15 @@ use std::panic::AssertUnwindSafe;
 use futures::FutureExt;
 use rmcp::model::CallToolResult;
 
-use super::errors;
-use super::tools::ToolKind;
 use crate::panic_hook::payload_text;
+use crate::tools::{Entry, errors};
 
 /// Marks the result of a caught panic; tests search every result for it.
 pub const INTERNAL_ERROR: &str = "Internal error in bitrix24-task-results-mcp";
 
 /// Runs `call`; a panic in it is reported (by the panic hook, on stderr) and answered
 /// with an `isError` result naming it a bug.
-pub async fn guarded<F>(kind: ToolKind, call: F) -> CallToolResult
+pub async fn guarded<F>(tool: &dyn Entry, call: F) -> CallToolResult
 where
     F: Future<Output = CallToolResult>,
 {
@@ -26,14 +25,14 @@ where
     match AssertUnwindSafe(call).catch_unwind().await {
         Ok(result) => result,
         Err(payload) => {
-            let after = if kind.read_only() {
+            let after = if tool.read_only() {
                 "Try again; if it happens again, report it."
             } else {
                 "The change may or may not have been applied: check with task_result_list before repeating it, and report the bug."
             };
             errors::tool_error(&format!(
                 "{INTERNAL_ERROR} while running {} (a bug): {}. {after}",
-                kind.name(),
+                tool.name(),
                 payload_text(payload.as_ref())
             ))
         }
@@ -54,7 +53,10 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_call_becomes_a_redacted_is_error_result() {
         crate::redact::register("guard-test-secret-4711");
-        for kind in [ToolKind::Add, ToolKind::List] {
+        for kind in [
+            &crate::tools::add::Add as &dyn Entry,
+            &crate::tools::list::List,
+        ] {
             let r = guarded(kind, async {
                 panic!("boom near guard-test-secret-4711");
             })
@@ -77,7 +79,7 @@ mod tests {
     #[tokio::test]
     async fn a_normal_call_passes_through() {
         let ok = CallToolResult::success(vec![]);
-        let r = guarded(ToolKind::List, async { ok.clone() }).await;
+        let r = guarded(&crate::tools::list::List, async { ok.clone() }).await;
         assert_eq!(r, ok);
     }
 }

@@ -14,7 +14,11 @@
 //! result saying so (see `errors::read_only_refusal`), and any other tool that is not
 //! offered with the same protocol error as an unknown tool.
 
-use super::tools::ToolKind;
+use std::sync::{Arc, OnceLock};
+
+use rmcp::model::Tool;
+
+use crate::tools::{self, Entry, REGISTRY};
 
 /// The selection asked for on the command line or in the environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,26 +32,56 @@ pub struct ToolSelection {
 }
 
 /// The tools a server offers, in listing order, and whether it runs read-only.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Inventory {
-    enabled: Vec<ToolKind>,
+    enabled: Vec<&'static dyn Entry>,
     read_only: bool,
+    /// Built on the first `tools/list`: a server is created before the handshake.
+    definitions: Arc<OnceLock<Arc<Vec<Tool>>>>,
+}
+
+impl std::fmt::Debug for Inventory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inventory")
+            .field("enabled", &self.names())
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+impl PartialEq for Inventory {
+    fn eq(&self, other: &Self) -> bool {
+        self.names() == other.names() && self.read_only == other.read_only
+    }
 }
 
 impl Default for Inventory {
     /// Every tool, writes allowed.
     fn default() -> Self {
-        Self {
-            enabled: ToolKind::ALL.to_vec(),
-            read_only: false,
-        }
+        Self::of(REGISTRY.to_vec(), false)
     }
 }
 
+/// Every tool's definition, built once per process and shared by every inventory.
+static ALL_DEFINITIONS: OnceLock<Vec<Tool>> = OnceLock::new();
+
 impl Inventory {
+    fn of(enabled: Vec<&'static dyn Entry>, read_only: bool) -> Self {
+        Self {
+            enabled,
+            read_only,
+            definitions: Arc::default(),
+        }
+    }
+
     /// The offered tools, in listing order.
-    pub fn enabled(&self) -> &[ToolKind] {
+    pub fn enabled(&self) -> &[&'static dyn Entry] {
         &self.enabled
+    }
+
+    /// The names of the offered tools, in listing order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.enabled.iter().map(|t| t.name()).collect()
     }
 
     /// Whether write tools are refused.
@@ -55,17 +89,51 @@ impl Inventory {
         self.read_only
     }
 
-    /// Whether `kind` is offered.
-    pub fn offers(&self, kind: ToolKind) -> bool {
-        self.enabled.contains(&kind)
+    /// Whether the tool `name` is offered.
+    pub fn offers(&self, name: &str) -> bool {
+        self.enabled.iter().any(|t| t.name() == name)
     }
+
+    /// What a call of `name` runs into: the tool, or why it is not served.
+    pub fn lookup(&self, name: &str) -> Lookup {
+        match tools::find(name) {
+            Some(tool) if self.read_only && !tool.read_only() => Lookup::ReadOnly(tool),
+            Some(tool) if self.offers(name) => Lookup::Offered(tool),
+            _ => Lookup::Unknown,
+        }
+    }
+
+    /// The `tools/list` entries of the offered tools, built on first use.
+    pub fn definitions(&self) -> &Arc<Vec<Tool>> {
+        self.definitions.get_or_init(|| {
+            let all =
+                ALL_DEFINITIONS.get_or_init(|| REGISTRY.iter().map(|t| t.definition()).collect());
+            Arc::new(
+                all.iter()
+                    .filter(|d| self.offers(&d.name))
+                    .cloned()
+                    .collect(),
+            )
+        })
+    }
+}
+
+/// The answer of [`Inventory::lookup`].
+pub enum Lookup {
+    /// Offered: call it.
+    Offered(&'static dyn Entry),
+    /// A write tool on a read-only server: refused with a readable result, not "unknown
+    /// tool".
+    ReadOnly(&'static dyn Entry),
+    /// Not a tool, or not offered: the same protocol error either way.
+    Unknown,
 }
 
 /// Every valid tool name, comma-separated, for error messages.
 pub fn valid_names() -> String {
-    ToolKind::ALL
+    REGISTRY
         .iter()
-        .map(|k| k.name())
+        .map(|t| t.name())
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -75,17 +143,26 @@ impl ToolSelection {
     pub fn resolve(&self) -> Result<Inventory, String> {
         let allow = parse_names("--tools (BITRIX24_TOOLS)", &self.tools)?;
         let deny = parse_names("--exclude-tools (BITRIX24_EXCLUDE_TOOLS)", &self.exclude)?;
-        let enabled: Vec<ToolKind> = ToolKind::ALL
-            .into_iter()
-            .filter(|k| allow.is_empty() || allow.contains(k))
-            .filter(|k| !deny.contains(k))
-            .filter(|k| !self.read_only || k.read_only())
+        let enabled: Vec<&'static dyn Entry> = REGISTRY
+            .iter()
+            .copied()
+            .filter(|t| allow.is_empty() || allow.contains(&t.name()))
+            .filter(|t| !deny.contains(&t.name()))
+            .filter(|t| !self.read_only || t.read_only())
             .collect();
         if enabled.is_empty() {
             let why = if self.read_only {
-                " (--read-only keeps only the read-only tools: task_result_list, task_chat_messages_list)"
+                format!(
+                    " (--read-only keeps only the read-only tools: {})",
+                    REGISTRY
+                        .iter()
+                        .filter(|t| t.read_only())
+                        .map(|t| t.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             } else {
-                ""
+                String::new()
             };
             return Err(format!(
                 "the tool selection leaves no tool to offer{why}; check --tools, --exclude-tools and --read-only \
@@ -93,16 +170,13 @@ impl ToolSelection {
                 valid_names()
             ));
         }
-        Ok(Inventory {
-            enabled,
-            read_only: self.read_only,
-        })
+        Ok(Inventory::of(enabled, self.read_only))
     }
 }
 
 /// Splits comma-separated values, trims them, drops empty ones and checks every name.
-fn parse_names(option: &str, values: &[String]) -> Result<Vec<ToolKind>, String> {
-    let mut kinds = Vec::new();
+fn parse_names(option: &str, values: &[String]) -> Result<Vec<&'static str>, String> {
+    let mut names = Vec::new();
     let mut unknown = Vec::new();
     for name in values
         .iter()
@@ -110,13 +184,13 @@ fn parse_names(option: &str, values: &[String]) -> Result<Vec<ToolKind>, String>
         .map(str::trim)
         .filter(|s| !s.is_empty())
     {
-        match ToolKind::from_name(name) {
-            Some(k) => kinds.push(k),
+        match tools::find(name) {
+            Some(t) => names.push(t.name()),
             None => unknown.push(format!("`{}`", name.chars().take(64).collect::<String>())),
         }
     }
     if unknown.is_empty() {
-        Ok(kinds)
+        Ok(names)
     } else {
         Err(format!(
             "{option} names unknown tool(s) {}. Valid tool names: {}",
@@ -139,13 +213,17 @@ mod tests {
     }
 
     fn names(inv: &Inventory) -> Vec<&'static str> {
-        inv.enabled().iter().map(|k| k.name()).collect()
+        inv.names()
+    }
+
+    fn all() -> Vec<&'static str> {
+        REGISTRY.iter().map(|t| t.name()).collect()
     }
 
     #[test]
     fn nothing_asked_offers_every_tool_in_order() {
         let inv = sel(false, &[], &[]).resolve().unwrap();
-        assert_eq!(inv.enabled(), ToolKind::ALL);
+        assert_eq!(names(&inv), all());
         assert!(!inv.read_only());
         assert_eq!(inv, Inventory::default());
     }
@@ -159,8 +237,8 @@ mod tests {
         ] {
             let e = s.resolve().unwrap_err();
             assert!(e.contains("unknown tool"), "{e}");
-            for k in ToolKind::ALL {
-                assert!(e.contains(k.name()), "{e}");
+            for name in all() {
+                assert!(e.contains(name), "{e}");
             }
         }
         let e = sel(false, &["task_result_ad"], &[]).resolve().unwrap_err();
@@ -176,7 +254,7 @@ mod tests {
             .resolve()
             .unwrap();
         assert_eq!(names(&inv), ["task_result_add", "task_result_list"]);
-        assert!(inv.offers(ToolKind::Add) && !inv.offers(ToolKind::Delete));
+        assert!(inv.offers("task_result_add") && !inv.offers("task_result_delete"));
     }
 
     #[test]
@@ -184,8 +262,8 @@ mod tests {
         let inv = sel(false, &[], &["task_result_delete", "task_result_update"])
             .resolve()
             .unwrap();
-        assert!(!inv.offers(ToolKind::Delete) && !inv.offers(ToolKind::Update));
-        assert_eq!(inv.enabled().len(), ToolKind::ALL.len() - 2);
+        assert!(!inv.offers("task_result_delete") && !inv.offers("task_result_update"));
+        assert_eq!(inv.enabled().len(), REGISTRY.len() - 2);
     }
 
     #[test]
@@ -204,8 +282,8 @@ mod tests {
     fn read_only_keeps_only_read_tools_and_wins_over_the_allow_list() {
         let inv = sel(true, &[], &[]).resolve().unwrap();
         assert!(inv.read_only());
-        assert!(inv.enabled().iter().all(|k| k.read_only()));
-        assert!(inv.offers(ToolKind::List) && inv.offers(ToolKind::ChatMessages));
+        assert!(inv.enabled().iter().all(|t| t.read_only()));
+        assert!(inv.offers("task_result_list") && inv.offers("task_chat_messages_list"));
         let inv = sel(true, &["task_result_add", "task_result_list"], &[])
             .resolve()
             .unwrap();

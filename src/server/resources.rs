@@ -3,23 +3,23 @@
 //!
 //! A read fetches every page of `tasks.task.result.list` (oldest first by id, so results
 //! added meanwhile cannot shift a page) and answers newest first within the answer bound
-//! of the tools ([`bounded::MAX_ANSWER_BYTES`]): long texts are cut as in
+//! of the tools ([`shown::MAX_ANSWER_BYTES`]): long texts are cut as in
 //! `task_result_list`, and if the results are still too many the oldest are left out and
 //! the document says so.
 
 use rmcp::ErrorData as McpError;
 use rmcp::model::{ReadResourceResult, ResourceContents, ResourceTemplate};
+use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::bounded;
-use super::errors;
-use super::tools::ToolKind;
 use crate::bitrix::{CallError, ErrorClass};
 use crate::redact::redact;
 use crate::results::{
     Direction, Id, Limit, ListParams, MAX_LIMIT, Offset, OrderField, TaskResult, TaskResults,
     method,
 };
+use crate::tools::shown::{self, Shown};
+use crate::tools::{self, Ctx, errors};
 
 /// The URI template of a task's results.
 pub const TEMPLATE: &str = "bitrix24://tasks/{taskId}/results";
@@ -71,7 +71,7 @@ pub fn parse_uri(uri: &str) -> Result<u64, McpError> {
 
 /// Every result of `task_id`, oldest first, and whether the page cap left some unread.
 pub async fn read_all(
-    results: &TaskResults,
+    results: &TaskResults<'_>,
     task_id: u64,
 ) -> Result<(Vec<TaskResult>, bool), CallError> {
     let mut all = Vec::new();
@@ -101,14 +101,11 @@ pub async fn read_all(
 
 /// [`read`], with a panic answered as -32603 naming it a bug (see `guard.rs` for why a
 /// request must never be left unanswered).
-pub async fn read_guarded(
-    results: &TaskResults,
-    uri: &str,
-) -> Result<ReadResourceResult, McpError> {
+pub async fn read_guarded(ctx: Ctx<'_>, uri: &str) -> Result<ReadResourceResult, McpError> {
     use futures::FutureExt;
     // Unwind safety: as for tool calls, the read owns its state; the shared pool and the
     // redactor's lock stay consistent when a task unwinds.
-    match std::panic::AssertUnwindSafe(read(results, uri))
+    match std::panic::AssertUnwindSafe(read(ctx, uri))
         .catch_unwind()
         .await
     {
@@ -128,11 +125,12 @@ pub async fn read_guarded(
 
 /// Reads the resource at `uri`: -32602 for a malformed URI, -32002 for a task that is
 /// denied or unknown, -32603 with the portal's error and a next step for anything else.
-pub async fn read(results: &TaskResults, uri: &str) -> Result<ReadResourceResult, McpError> {
+pub async fn read(ctx: Ctx<'_>, uri: &str) -> Result<ReadResourceResult, McpError> {
     let task_id = parse_uri(uri)?;
-    let (items, read_every_page) = match read_all(results, task_id).await {
+    let results = TaskResults::new(ctx.client, ctx.caller);
+    let (items, read_every_page) = match read_all(&results, task_id).await {
         Ok(read) => read,
-        Err(err) => return Err(read_failed(results, uri, task_id, &err)),
+        Err(err) => return Err(read_failed(ctx, uri, task_id, &err)),
     };
     let text = document(task_id, items, read_every_page).to_string();
     Ok(ReadResourceResult::new(vec![
@@ -140,52 +138,56 @@ pub async fn read(results: &TaskResults, uri: &str) -> Result<ReadResourceResult
     ]))
 }
 
+/// The resource document as a client reads it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Document {
+    task_id: u64,
+    count: usize,
+    complete: bool,
+    items: Vec<Shown<TaskResult>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
 /// The JSON document: newest first, within the answer bound.
 pub fn document(task_id: u64, mut items: Vec<TaskResult>, read_every_page: bool) -> Value {
     items.reverse();
     let total = items.len();
-    let mut values: Vec<Value> = items
-        .iter()
-        .filter_map(|r| serde_json::to_value(r).ok())
-        .collect();
+    let mut items: Vec<Shown<TaskResult>> = items.into_iter().map(Shown::new).collect();
     // Leave out the oldest while the items, texts aside, would not fit: texts can be cut,
     // the other fields cannot.
-    let skeleton = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(obj) = v.as_object_mut() {
-            obj.insert("text".into(), Value::String(String::new()));
-            obj.insert("textTruncated".into(), Value::Bool(true));
-            obj.insert("textLength".into(), json!(usize::MAX));
-        }
-        bounded::json_len(&v) + 1
+    let skeleton = |r: &Shown<TaskResult>| {
+        let mut r = r.clone();
+        r.item.text.clear();
+        r.text_truncated = Some(true);
+        r.text_length = Some(usize::MAX);
+        shown::json_len(&r) + 1
     };
-    let room = bounded::MAX_ANSWER_BYTES - NOTE_ROOM;
-    let mut used: usize = values.iter().map(skeleton).sum::<usize>() + 128;
+    let room = shown::MAX_ANSWER_BYTES - NOTE_ROOM;
+    let mut used: usize = items.iter().map(skeleton).sum::<usize>() + 128;
     while used > room * 3 / 4 {
-        match values.pop() {
-            Some(v) => used -= skeleton(&v),
+        match items.pop() {
+            Some(r) => used -= skeleton(&r),
             None => break,
         }
     }
-    let omitted = total - values.len();
+    let omitted = total - items.len();
     let complete = read_every_page && omitted == 0;
-    let mut doc = json!({
-        "taskId": task_id,
-        "count": values.len(),
-        "complete": complete,
-        "items": values,
-    });
-    let cuts = bounded::fit(&mut doc, Some("items"), room);
+    let mut doc = Document {
+        task_id,
+        count: items.len(),
+        complete,
+        items,
+        note: None,
+    };
+    let cuts = shown::fit(&mut doc, |d| &mut d.items, room);
     let mut notes = Vec::new();
     if !cuts.is_empty() {
-        let ids = cuts
-            .iter()
-            .map(|c| c.id.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
         notes.push(format!(
-            "The texts of results {ids} were cut to keep this document under 64 KiB (see textTruncated and \
-             textLength); task_result_list with taskId {task_id} reads them in full."
+            "The texts of results {} were cut to keep this document under 64 KiB (see textTruncated and \
+             textLength); task_result_list with taskId {task_id} reads them in full.",
+            shown::ids(&cuts)
         ));
     }
     if omitted > 0 {
@@ -202,15 +204,13 @@ pub fn document(task_id: u64, mut items: Vec<TaskResult>, read_every_page: bool)
             MAX_PAGES * MAX_LIMIT
         ));
     }
-    if !notes.is_empty()
-        && let Some(obj) = doc.as_object_mut()
-    {
-        obj.insert("note".into(), Value::String(notes.join(" ")));
+    if !notes.is_empty() {
+        doc.note = Some(notes.join(" "));
     }
-    doc
+    serde_json::to_value(&doc).unwrap_or(Value::Null)
 }
 
-fn read_failed(results: &TaskResults, uri: &str, task_id: u64, err: &CallError) -> McpError {
+fn read_failed(ctx: Ctx<'_>, uri: &str, task_id: u64, err: &CallError) -> McpError {
     tracing::info!(resource = TEMPLATE, task_id, error = %err, "resource read failed");
     if let CallError::Portal(p) = err {
         let on_task = p
@@ -235,8 +235,8 @@ fn read_failed(results: &TaskResults, uri: &str, task_id: u64, err: &CallError) 
             );
         }
     }
-    let portal = results.client().endpoint().portal();
-    let text = errors::call_failed(ToolKind::List, method::LIST, &portal, err)
+    let portal = ctx.client.portal().origin();
+    let text = errors::call_failed(&tools::list::List, method::LIST, &portal, err)
         .content
         .iter()
         .filter_map(|c| c.as_text().map(|t| t.text.clone()))
@@ -298,7 +298,7 @@ mod tests {
     fn a_large_document_stays_within_the_bound_and_says_so() {
         let many: Vec<TaskResult> = (1..=2000).map(|i| result(i, &"x".repeat(30_000))).collect();
         let doc = document(51, many, false);
-        assert!(bounded::json_len(&doc) <= bounded::MAX_ANSWER_BYTES);
+        assert!(shown::json_len(&doc) <= shown::MAX_ANSWER_BYTES);
         assert_eq!(doc["complete"], false);
         assert_eq!(doc["items"][0]["id"], 2000);
         let note = doc["note"].as_str().unwrap();
@@ -308,7 +308,7 @@ mod tests {
         );
         let long: Vec<TaskResult> = (1..=3).map(|i| result(i, &"y".repeat(30_000))).collect();
         let doc = document(51, long, true);
-        assert!(bounded::json_len(&doc) <= bounded::MAX_ANSWER_BYTES);
+        assert!(shown::json_len(&doc) <= shown::MAX_ANSWER_BYTES);
         assert_eq!(doc["count"], 3);
         assert_eq!(doc["complete"], true, "cut texts do not make it incomplete");
     }

@@ -3,7 +3,7 @@
 
 use rmcp::model::{CallToolResult, ContentBlock};
 
-use super::tools::ToolKind;
+use super::Entry;
 use crate::bitrix::{CallError, ErrorClass, PortalError, TransportKind};
 use crate::redact::redact;
 
@@ -13,7 +13,7 @@ pub fn tool_error(text: &str) -> CallToolResult {
 }
 
 /// Arguments that did not parse: names the field and restates the expected shape.
-pub fn invalid_arguments(tool: ToolKind, path: &str, problem: &str) -> CallToolResult {
+pub fn invalid_arguments(tool: &dyn Entry, path: &str, problem: &str) -> CallToolResult {
     let field = if path.is_empty() || path == "." {
         String::new()
     } else {
@@ -30,7 +30,7 @@ pub fn invalid_arguments(tool: ToolKind, path: &str, problem: &str) -> CallToolR
 
 /// A write tool called on a read-only server (it is not in tools/list, but a client may
 /// call it anyway): an `isError` result the model can relay, nothing sent to the portal.
-pub fn read_only_refusal(tool: ToolKind) -> CallToolResult {
+pub fn read_only_refusal(tool: &dyn Entry) -> CallToolResult {
     tool_error(&format!(
         "{} is disabled: this server runs in read-only mode (--read-only / BITRIX24_READ_ONLY), so it \
          never changes anything on the portal. Nothing was sent to Bitrix24.\n\
@@ -51,7 +51,12 @@ fn im_scope_missing(method: &str) -> String {
 }
 
 /// A failed REST call.
-pub fn call_failed(tool: ToolKind, method: &str, portal: &str, err: &CallError) -> CallToolResult {
+pub fn call_failed(
+    tool: &dyn Entry,
+    method: &str,
+    portal: &str,
+    err: &CallError,
+) -> CallToolResult {
     let text = match err {
         CallError::Portal(p)
             if p.class() == ErrorClass::InsufficientScope && method.starts_with("im.") =>
@@ -117,7 +122,7 @@ fn oauth_error_text(method: &str, code: &str, detail: &str) -> String {
     )
 }
 
-fn portal_error_text(tool: ToolKind, method: &str, p: &PortalError) -> String {
+fn portal_error_text(tool: &dyn Entry, method: &str, p: &PortalError) -> String {
     let fields = p.fields();
     let on_field = match fields.as_slice() {
         [] => String::new(),
@@ -150,38 +155,18 @@ fn portal_error_text(tool: ToolKind, method: &str, p: &PortalError) -> String {
     text
 }
 
-fn next_step(tool: ToolKind, p: &PortalError) -> String {
+fn next_step(tool: &dyn Entry, p: &PortalError) -> String {
+    if let Some(step) = tool.next_step(p) {
+        return step;
+    }
     let fields = p.fields();
     let has = |f: &str| fields.iter().any(|x| x.eq_ignore_ascii_case(f));
-    let says = |needle: &str| {
-        p.message.to_lowercase().contains(needle)
-            || p.validation
-                .iter()
-                .any(|v| v.message.to_lowercase().contains(needle))
-    };
     match p.class() {
-        ErrorClass::AccessDenied => match tool {
-            ToolKind::Update | ToolKind::Delete => "only the author of a result may update or delete it, and the portal \
-                 gives the same answer for a result id that does not exist. Check the result id (not the task id) and its \
-                 authorId and rights with task_result_list."
-                .into(),
-            ToolKind::AddFromChat => "the webhook's user has no access to the task this message belongs to. Check the \
-                 message id, or use the credentials of a member of that task."
-                .into(),
-            ToolKind::Add | ToolKind::List | ToolKind::ChatMessages => "the webhook's user has no access to this task (or it does not exist). \
-                 Check the task id (a task id, not a result id), or use the credentials of a member of the task."
-                .into(),
-        },
+        ErrorClass::AccessDenied => "the caller has no access to this object (or it does not exist). Check the id, \
+             or use the credentials of someone who has access."
+            .into(),
         ErrorClass::Validation => {
-            if tool == ToolKind::AddFromChat && (says("not from task chat") || has("messageId")) {
-                "messageId must be the id of a message in a task's chat (not a task or result id). Find one in the task's \
-                 chat, then call again."
-                    .into()
-            } else if says("task not found") {
-                "there is no task with that id. Check the task id and call again.".into()
-            } else if tool == ToolKind::List && (has("filter") || has("filter.taskId") || has("taskId")) {
-                "task_result_list needs the id of an existing task in taskId. Check it and call again.".into()
-            } else if has("text") {
+            if has("text") {
                 "give a non-empty text and call again.".into()
             } else if !fields.is_empty() {
                 format!(

@@ -1,0 +1,74 @@
+//! `task_result_add`: tasks.task.result.add.
+
+use super::shown::{MAX_ANSWER_BYTES, Shown, fit};
+use super::texts::DATA;
+use super::{Answer, Ctx, Effects, Failure, Tool};
+use crate::bitrix::{ErrorClass, PortalError};
+use crate::results::{AddParams, MAX_TEXT_CHARS, TaskResult, TaskResults, method};
+
+/// Adds a result to a task.
+pub struct Add;
+
+impl Tool for Add {
+    type Params = AddParams;
+    type Output = Shown<TaskResult>;
+
+    const NAME: &'static str = "task_result_add";
+    const TITLE: &'static str = "Add a task result";
+    const METHOD: &'static str = method::ADD;
+    const EFFECTS: Effects = Effects {
+        read_only: false,
+        destructive: false,
+        idempotent: false,
+    };
+
+    fn description() -> String {
+        format!(
+            "Calls tasks.task.result.add (Bitrix24 REST 3.0). Adds a result (a pinned summary of work done) to a task. \
+             taskId is the id of the task (a task id, not a result id); the answer's `id` is the new result's id, which task_result_update and \
+             task_result_delete take. Any user with access to the task may add a result; a task may have many. \
+             Text: 1 to {MAX_TEXT_CHARS} characters, BBCode allowed. Not idempotent: calling it twice adds two results. {DATA}"
+        )
+    }
+
+    fn usage() -> String {
+        format!(
+            "taskId (positive integer, the task id) and text (non-empty string, at most {MAX_TEXT_CHARS} characters)"
+        )
+    }
+
+    async fn call(ctx: Ctx<'_>, params: AddParams) -> Result<Self::Output, Failure> {
+        TaskResults::new(ctx.client, ctx.caller)
+            .add(&params)
+            .await
+            .map(Shown::new)
+            .map_err(|error| Failure::Call {
+                method: Self::METHOD,
+                error,
+            })
+    }
+
+    fn next_step(error: &PortalError) -> Option<String> {
+        match error.class() {
+            ErrorClass::AccessDenied => Some(TASK_ACCESS.into()),
+            // The only taskId the portal can refuse once ours passed validation is one
+            // that names no task (contract: REQUESTVALIDATION on `taskId`).
+            ErrorClass::Validation if error.has_field("taskId") => Some(NO_TASK.into()),
+            _ => None,
+        }
+    }
+}
+
+/// A result item answered by the add, add-from-chat and update tools.
+impl Answer for Shown<TaskResult> {
+    fn fit(&mut self) {
+        fit(self, std::slice::from_mut, MAX_ANSWER_BYTES);
+    }
+}
+
+/// The next step when the caller cannot reach a task.
+pub(crate) const TASK_ACCESS: &str = "the webhook's user has no access to this task (or it does not exist). \
+     Check the task id (a task id, not a result id), or use the credentials of a member of the task.";
+
+/// The next step when a task id names no task.
+pub(crate) const NO_TASK: &str = "there is no task with that id. Check the task id and call again.";

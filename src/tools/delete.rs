@@ -1,0 +1,53 @@
+//! `task_result_delete`: tasks.task.result.delete.
+
+use super::texts::DATA;
+use super::update::AUTHOR_ONLY;
+use super::{Answer, Ctx, Effects, Failure, Tool};
+use crate::bitrix::{ErrorClass, PortalError};
+use crate::results::{DeleteParams, Deleted, TaskResults, method};
+
+/// Deletes a result.
+pub struct Delete;
+
+impl Tool for Delete {
+    type Params = DeleteParams;
+    type Output = Deleted;
+
+    const NAME: &'static str = "task_result_delete";
+    const TITLE: &'static str = "Delete a task result";
+    const METHOD: &'static str = method::DELETE;
+    const EFFECTS: Effects = Effects {
+        read_only: false,
+        destructive: true,
+        idempotent: true,
+    };
+
+    fn description() -> String {
+        format!(
+            "Calls tasks.task.result.delete (Bitrix24 REST 3.0). Deletes a result permanently. id is the result id (from \
+             task_result_list), not the task id. Only the author of the result may delete it (rights.remove in \
+             task_result_list); others get ACCESSDENIED. Cannot be undone. {DATA}"
+        )
+    }
+
+    fn usage() -> String {
+        "id (positive integer, the result id)".into()
+    }
+
+    async fn call(ctx: Ctx<'_>, params: DeleteParams) -> Result<Deleted, Failure> {
+        TaskResults::new(ctx.client, ctx.caller)
+            .delete(&params)
+            .await
+            .map_err(|error| Failure::Call {
+                method: Self::METHOD,
+                error,
+            })
+    }
+
+    fn next_step(error: &PortalError) -> Option<String> {
+        (error.class() == ErrorClass::AccessDenied).then(|| AUTHOR_ONLY.into())
+    }
+}
+
+/// Small and fixed: never cut.
+impl Answer for Deleted {}
