@@ -3,10 +3,13 @@
 //! Layers, top to bottom: `transport` (stdio, HTTP) wires clients to `server` (the MCP
 //! face), which parses arguments into `results` (the domain), which calls `bitrix` (the
 //! portal client, free of MCP). `sandbox` emulates a portal for trials and tests.
+//! Configuration: `cli` (the clap schema) is validated into `settings`, which `app`
+//! wires into a running server; `doctor` and `print-config` read settings and cli types.
 
+pub mod app;
 pub mod bitrix;
 pub mod chat;
-pub mod config;
+pub mod cli;
 pub mod doctor;
 pub mod panic_hook;
 pub mod print_config;
@@ -14,5 +17,6 @@ pub mod redact;
 pub mod results;
 pub mod sandbox;
 pub mod server;
+pub mod settings;
 pub mod tools;
 pub mod transport;

@@ -2,407 +2,193 @@
 //!
 //! stdout carries only the snippet, in the client's own format (JSON or TOML), so it can
 //! be redirected into the file; stderr says where it goes (and, for Claude Code, gives
-//! the equivalent `claude mcp add` line). Snippets hold the binary's absolute path and
-//! the NAMES of the environment variables, never a value: each client reads the secret
-//! from the user's environment or a prompt (Claude Desktop, which can do neither, gets a
-//! placeholder to replace).
+//! the equivalent `claude mcp add` line).
+//!
+//! The rule of what a stdio snippet carries lives here and nowhere else: every setting
+//! the configuration in force uses travels with it. One set in the environment is
+//! named (never its value), so the client passes it on from the user's environment;
+//! Codex passes only the variables it is told, and Claude Desktop none of the shell's.
+//! One given on the command line travels as the same argument, except a secret, which
+//! is named too. Transport settings stay out: the client starts the server on stdio.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+mod render;
 
-use serde::Serialize;
+use std::process::ExitCode;
 
-/// The clients `print-config` knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ClientKind {
-    /// Claude Code (`.mcp.json`, or `claude mcp add`).
-    ClaudeCode,
-    /// Cursor (`~/.cursor/mcp.json` or `.cursor/mcp.json`).
-    Cursor,
-    /// OpenAI Codex (`~/.codex/config.toml`).
-    Codex,
-    /// VS Code / GitHub Copilot (`.vscode/mcp.json`).
-    Vscode,
-    /// Claude Desktop (`claude_desktop_config.json`).
-    ClaudeDesktop,
+pub use render::{AUTH_TOKEN_VAR, EnvVar, Request, Snippet, render};
+
+use crate::cli::{Cli, Given, Launcher, Origin, PortalArgs, PrintConfigArgs};
+use crate::settings::Settings;
+
+/// The npm package that `--launcher npx` starts.
+pub const NPM_PACKAGE: &str = "bitrix24-task-results-mcp";
+
+/// Every variable that can travel into a stdio snippet, in the order it is named.
+const TRAVELS: [EnvVar; 16] = [
+    secret("BITRIX24_WEBHOOK_URL"),
+    plain("BITRIX24_PORTAL_URL"),
+    secret("BITRIX24_ACCESS_TOKEN"),
+    plain("BITRIX24_CLIENT_ID"),
+    secret("BITRIX24_CLIENT_SECRET"),
+    secret("BITRIX24_REFRESH_TOKEN"),
+    plain("BITRIX24_TOKEN_FILE"),
+    plain("BITRIX24_OAUTH_URL"),
+    plain("BITRIX24_PLAN"),
+    plain("BITRIX24_RATE"),
+    plain("BITRIX24_BURST"),
+    plain("BITRIX24_CALL_BUDGET"),
+    plain("BITRIX24_TIMEOUT"),
+    plain("BITRIX24_READ_ONLY"),
+    plain("BITRIX24_TOOLS"),
+    plain("BITRIX24_EXCLUDE_TOOLS"),
+];
+
+/// The variables that say which portal and credentials (the first six of [`TRAVELS`]).
+const CREDENTIALS: usize = 6;
+
+const fn secret(name: &'static str) -> EnvVar {
+    EnvVar { name, secret: true }
 }
 
-/// How the client reaches the server (the same choice as `--transport`).
-pub use crate::config::Transport;
+const fn plain(name: &'static str) -> EnvVar {
+    EnvVar {
+        name,
+        secret: false,
+    }
+}
 
-/// Env var holding the bearer token of the HTTP transport.
-pub const AUTH_TOKEN_VAR: &str = "MCP_AUTH_TOKEN";
-
-/// Default endpoint of the HTTP transport.
-pub const DEFAULT_HTTP_URL: &str = "http://127.0.0.1:8000/mcp";
-
-/// Codex: a cold start of the binary takes well under a second; leave room for slow disks.
-const CODEX_STARTUP_TIMEOUT_SEC: u32 = 20;
-/// Codex: above the portal's own 60 s cut-off and our 65 s request timeout.
-const CODEX_TOOL_TIMEOUT_SEC: u32 = 120;
-
-/// What to render.
-#[derive(Debug, Clone)]
-pub struct Request<'a> {
-    pub client: ClientKind,
-    pub transport: Transport,
-    /// Server name in the client's configuration.
-    pub name: &'a str,
-    /// Absolute path of the binary.
-    pub exe: &'a Path,
-    /// Arguments for the binary (stdio only), e.g. `--read-only`.
+/// What a stdio server needs from its client.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServerSetup {
+    /// Arguments after the program (and the npx package), e.g. `--read-only`.
     pub args: Vec<String>,
-    /// Names of the env vars the binary needs (stdio only).
-    pub env: Vec<&'static str>,
-    /// Endpoint URL (http only).
-    pub url: &'a str,
+    /// Variables the client passes on.
+    pub env: Vec<EnvVar>,
 }
 
-/// A rendered snippet.
-#[derive(Debug, Clone)]
-pub struct Snippet {
-    /// The configuration, in the client's format: print to stdout.
-    pub config: String,
-    /// Where it goes and what else to do: print to stderr.
-    pub guide: String,
-}
-
-// Typed so that keys come out in the order the clients' docs show them.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Server {
-    Stdio {
-        #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-        kind: Option<&'static str>,
-        command: String,
-        args: Vec<String>,
-        env: BTreeMap<String, String>,
-    },
-    Http {
-        #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-        kind: Option<&'static str>,
-        url: String,
-        headers: BTreeMap<String, String>,
-    },
-}
-
-#[derive(Serialize)]
-struct McpServers<'a> {
-    #[serde(rename = "mcpServers")]
-    servers: BTreeMap<&'a str, Server>,
-}
-
-#[derive(Serialize)]
-struct VsCodeConfig<'a> {
-    servers: BTreeMap<&'a str, Server>,
-    inputs: Vec<Input>,
-}
-
-#[derive(Serialize)]
-struct Input {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    id: String,
-    description: String,
-    password: bool,
-}
-
-fn stdio(
-    kind: Option<&'static str>,
-    exe: &str,
-    req: &Request,
-    value: impl Fn(&str) -> String,
-) -> Server {
-    Server::Stdio {
-        kind,
-        command: exe.to_string(),
-        args: req.args.clone(),
-        env: req.env.iter().map(|n| (n.to_string(), value(n))).collect(),
+/// The rule (see the module doc): the arguments and names for the configuration in force.
+pub fn server_setup(portal: &PortalArgs, given: &Given) -> ServerSetup {
+    let mut setup = ServerSetup::default();
+    let mut credentials = false;
+    for (i, var) in TRAVELS.iter().enumerate() {
+        if portal.sandbox && i < CREDENTIALS {
+            continue;
+        }
+        match given.origin(var.name) {
+            None => continue,
+            Some(Origin::Flag(argv)) if !var.secret => setup.args.extend(argv.iter().cloned()),
+            Some(_) => setup.env.push(*var),
+        }
+        credentials |= i < CREDENTIALS;
     }
-}
-
-fn http(kind: Option<&'static str>, url: &str, authorization: String) -> Server {
-    Server::Http {
-        kind,
-        url: url.to_string(),
-        headers: BTreeMap::from([("Authorization".to_string(), authorization)]),
-    }
-}
-
-fn mcp_servers(name: &str, server: Server) -> String {
-    pretty(&McpServers {
-        servers: BTreeMap::from([(name, server)]),
-    })
-}
-
-/// Renders the snippet for `req`.
-pub fn render(req: &Request) -> Snippet {
-    let exe = req.exe.display().to_string();
-    let http = req.transport == Transport::Http;
-    match req.client {
-        ClientKind::ClaudeCode => {
-            let server = if http {
-                self::http(
-                    Some("http"),
-                    req.url,
-                    format!("Bearer ${{{AUTH_TOKEN_VAR}}}"),
-                )
-            } else {
-                stdio(Some("stdio"), &exe, req, |n| format!("${{{n}}}"))
-            };
-            let line = if http {
-                format!(
-                    "claude mcp add --transport http {} {} --header \"Authorization: Bearer ${AUTH_TOKEN_VAR}\"",
-                    shell_quote(req.name),
-                    shell_quote(req.url)
-                )
-            } else {
-                let mut line = format!("claude mcp add {}", shell_quote(req.name));
-                for n in &req.env {
-                    line.push_str(&format!(" -e {n}=\"${n}\""));
-                }
-                line.push_str(" -- ");
-                line.push_str(&shell_quote(&exe));
-                for a in &req.args {
-                    line.push(' ');
-                    line.push_str(&shell_quote(a));
-                }
-                line
-            };
-            Snippet {
-                config: mcp_servers(req.name, server),
-                guide: format!(
-                    "Claude Code: either run this once in your shell (it reads the value from your environment):\n  {line}\n\
-                     or put the JSON below in .mcp.json at the project root (Claude Code expands ${{VAR}} from the \
-                     environment it was started in). Check with: claude mcp list"
-                ),
+    if portal.sandbox {
+        setup.args.insert(0, "--sandbox".into());
+    } else if !credentials {
+        // Nothing configured yet: the usual setup, a webhook.
+        setup.env.insert(0, TRAVELS[0]);
+    } else if given.origin("BITRIX24_WEBHOOK_URL").is_none() {
+        // OAuth: the portal, and a token unless the server can obtain one itself.
+        let refresh = given.origin("BITRIX24_CLIENT_ID").is_some()
+            && given.origin("BITRIX24_CLIENT_SECRET").is_some();
+        let mut needed = vec!["BITRIX24_PORTAL_URL"];
+        if !refresh {
+            needed.push("BITRIX24_ACCESS_TOKEN");
+        }
+        for name in needed {
+            let named = setup.env.iter().any(|v| v.name == name)
+                || given
+                    .origin(name)
+                    .is_some_and(|o| matches!(o, Origin::Flag(_)));
+            if !named {
+                setup
+                    .env
+                    .push(*TRAVELS.iter().find(|v| v.name == name).expect("listed"));
             }
         }
-        ClientKind::Cursor => {
-            let server = if http {
-                self::http(None, req.url, format!("Bearer ${{env:{AUTH_TOKEN_VAR}}}"))
-            } else {
-                stdio(Some("stdio"), &exe, req, |n| format!("${{env:{n}}}"))
-            };
-            Snippet {
-                config: mcp_servers(req.name, server),
-                guide: "Cursor: put this in ~/.cursor/mcp.json (every project) or .cursor/mcp.json (this project); \
-                        Cursor expands ${env:NAME} from the environment it was started in."
-                    .into(),
-            }
-        }
-        ClientKind::Codex => {
-            let mut toml = format!("[mcp_servers.{}]\n", toml_key(req.name));
-            if http {
-                toml.push_str(&format!("url = {}\n", toml_str(req.url)));
-                toml.push_str(&format!(
-                    "bearer_token_env_var = {}\n",
-                    toml_str(AUTH_TOKEN_VAR)
-                ));
-            } else {
-                toml.push_str(&format!("command = {}\n", toml_str(&exe)));
-                toml.push_str(&format!("args = {}\n", toml_array(&req.args)));
-                toml.push_str(&format!("env_vars = {}\n", toml_array(&req.env)));
-            }
-            toml.push_str(&format!(
-                "startup_timeout_sec = {CODEX_STARTUP_TIMEOUT_SEC}\ntool_timeout_sec = {CODEX_TOOL_TIMEOUT_SEC}\n"
-            ));
-            Snippet {
-                config: toml,
-                guide: "Codex: add this to ~/.codex/config.toml. Codex passes the variables named in env_vars (or the \
-                        bearer token variable) from the environment it was started in. Check with: codex mcp list"
-                    .into(),
-            }
-        }
-        ClientKind::Vscode => {
-            let input = |id: String, description: String| Input {
-                kind: "promptString",
-                id,
-                description,
-                password: true,
-            };
-            let (server, inputs) = if http {
-                (
-                    self::http(
-                        Some("http"),
-                        req.url,
-                        "Bearer ${input:mcp-auth-token}".into(),
-                    ),
-                    vec![input(
-                        "mcp-auth-token".into(),
-                        format!("Bearer token of the Bitrix24 MCP server ({AUTH_TOKEN_VAR})"),
-                    )],
-                )
-            } else {
-                (
-                    stdio(Some("stdio"), &exe, req, |n| {
-                        format!("${{input:{}}}", input_id(n))
-                    }),
-                    req.env
-                        .iter()
-                        .map(|n| input(input_id(n), format!("{n} for the Bitrix24 MCP server")))
-                        .collect(),
-                )
-            };
-            Snippet {
-                config: pretty(&VsCodeConfig {
-                    servers: BTreeMap::from([(req.name, server)]),
-                    inputs,
-                }),
-                guide: "VS Code: put this in .vscode/mcp.json (or run \"MCP: Open User Configuration\"). VS Code asks \
-                        for each value once and keeps it in its secret storage."
-                    .into(),
-            }
-        }
-        ClientKind::ClaudeDesktop => {
-            let server = if http {
-                // Claude Desktop starts only local commands from this file; mcp-remote bridges to HTTP.
-                Server::Stdio {
-                    kind: None,
-                    command: "npx".into(),
-                    args: [
-                        "-y",
-                        "mcp-remote",
-                        req.url,
-                        "--header",
-                        "Authorization:${AUTH_HEADER}",
-                    ]
-                    .map(String::from)
-                    .to_vec(),
-                    env: BTreeMap::from([(
-                        "AUTH_HEADER".to_string(),
-                        format!("Bearer <value of {AUTH_TOKEN_VAR}>"),
-                    )]),
-                }
-            } else {
-                stdio(None, &exe, req, |n| format!("<value of {n}>"))
-            };
-            Snippet {
-                config: mcp_servers(req.name, server),
-                guide: "Claude Desktop: merge this into claude_desktop_config.json (Settings > Developer > Edit Config; \
-                        macOS ~/Library/Application Support/Claude/, Windows %APPDATA%\\Claude\\). Claude Desktop does \
-                        not read your shell environment: replace each <value of ...> yourself, keep the file private, \
-                        and restart Claude Desktop."
-                    .into(),
-            }
-        }
+        setup
+            .env
+            .sort_by_key(|v| TRAVELS.iter().position(|t| t.name == v.name));
     }
+    setup
 }
 
-fn input_id(var: &str) -> String {
-    var.to_ascii_lowercase().replace('_', "-")
-}
-
-fn pretty<T: Serialize>(v: &T) -> String {
-    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
-    s.push('\n');
-    s
-}
-
-/// A TOML basic string.
-fn toml_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\u{:04X}", c as u32))
+/// `print-config`: the snippet on stdout, where it goes on stderr.
+pub fn print(cli: &Cli, given: &Given, settings: &Settings, args: &PrintConfigArgs) -> ExitCode {
+    // A snippet for a server that would refuse to start helps nobody.
+    let checks = [
+        settings.tools.resolve().err(),
+        settings.pacing.as_ref().err().cloned(),
+    ];
+    if let Some(e) = checks.into_iter().flatten().next() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let (command, mut server_args) = match args.launcher {
+        Launcher::Path => match std::env::current_exe().and_then(|p| p.canonicalize()) {
+            Ok(p) => (p.display().to_string(), Vec::new()),
+            Err(e) => {
+                eprintln!("error: cannot find the path of this binary: {e}");
+                return ExitCode::FAILURE;
             }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn toml_array<S: AsRef<str>>(items: &[S]) -> String {
-    let parts: Vec<String> = items.iter().map(|s| toml_str(s.as_ref())).collect();
-    format!("[{}]", parts.join(", "))
-}
-
-/// A bare TOML key when possible, else a quoted one.
-fn toml_key(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        s.to_string()
-    } else {
-        toml_str(s)
-    }
-}
-
-/// Quotes for a POSIX shell when needed.
-fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-:,=+@%".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
+        },
+        Launcher::Npx => (
+            "npx".to_string(),
+            vec!["-y".to_string(), NPM_PACKAGE.to_string()],
+        ),
+    };
+    let setup = server_setup(&cli.portal, given);
+    server_args.extend(setup.args);
+    let snippet = render(&Request {
+        client: args.client,
+        transport: cli.http.transport,
+        name: &args.name,
+        command,
+        args: server_args,
+        env: setup.env,
+        url: &args.url,
+    });
+    eprintln!("{}", snippet.guide);
+    print!("{}", snippet.config);
+    ExitCode::SUCCESS
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Value, json};
 
-    fn req(client: ClientKind, transport: Transport) -> Request<'static> {
-        Request {
-            client,
-            transport,
-            name: "bitrix24",
-            exe: Path::new("/opt/my tools/bitrix24-task-results-mcp"),
-            args: vec!["--read-only".into()],
-            env: vec!["BITRIX24_WEBHOOK_URL"],
-            url: DEFAULT_HTTP_URL,
-        }
+    fn setup(args: &[&str]) -> ServerSetup {
+        let mut argv = vec!["x", "print-config", "--client", "codex"];
+        argv.extend_from_slice(args);
+        let (cli, given) = Cli::try_parse_given(argv).unwrap();
+        server_setup(&cli.portal, &given)
+    }
+
+    fn names(s: &ServerSetup) -> Vec<&str> {
+        s.env.iter().map(|v| v.name).collect()
     }
 
     #[test]
-    fn json_clients_render_valid_json_with_names_only() {
-        for client in [
-            ClientKind::ClaudeCode,
-            ClientKind::Cursor,
-            ClientKind::Vscode,
-            ClientKind::ClaudeDesktop,
-        ] {
-            let s = render(&req(client, Transport::Stdio));
-            let v: Value = serde_json::from_str(&s.config).unwrap();
-            let servers = v.get("mcpServers").or_else(|| v.get("servers")).unwrap();
-            let server = &servers["bitrix24"];
-            assert_eq!(
-                server["command"],
-                json!("/opt/my tools/bitrix24-task-results-mcp")
-            );
-            assert_eq!(server["args"], json!(["--read-only"]));
-            assert!(server["env"]["BITRIX24_WEBHOOK_URL"].is_string());
-        }
-    }
-
-    #[test]
-    fn shell_line_quotes_paths() {
-        let s = render(&req(ClientKind::ClaudeCode, Transport::Stdio));
-        assert!(
-            s.guide.contains(
-                "claude mcp add bitrix24 -e BITRIX24_WEBHOOK_URL=\"$BITRIX24_WEBHOOK_URL\" -- '/opt/my tools/bitrix24-task-results-mcp' --read-only"
-            ),
-            "{}",
-            s.guide
+    fn secrets_given_as_flags_are_named_others_travel_as_flags() {
+        let s = setup(&[
+            "--portal-url",
+            "https://p.example",
+            "--access-token",
+            "zzsecretzz",
+            "--plan",
+            "enterprise",
+        ]);
+        assert_eq!(names(&s), ["BITRIX24_ACCESS_TOKEN"]);
+        assert_eq!(
+            s.args,
+            ["--portal-url", "https://p.example", "--plan", "enterprise"]
         );
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
     }
 
     #[test]
-    fn toml_strings_escape() {
-        assert_eq!(toml_str("a\"b\\c"), "\"a\\\"b\\\\c\"");
-        assert_eq!(toml_key("bitrix24"), "bitrix24");
-        assert_eq!(toml_key("a b"), "\"a b\"");
+    fn defaults_and_sandbox() {
+        assert_eq!(names(&setup(&[])), ["BITRIX24_WEBHOOK_URL"]);
+        let s = setup(&["--sandbox", "--read-only"]);
+        assert!(s.env.is_empty());
+        assert_eq!(s.args, ["--sandbox", "--read-only"]);
     }
 }

@@ -37,6 +37,18 @@ impl Rate {
         burst: 250,
     };
 
+    /// No client-side pacing (`--plan unlimited`: a self-hosted portal with limits off).
+    /// A 503 from the portal is still retried; only the waiting for slots is gone.
+    pub const UNLIMITED: Rate = Rate {
+        per_sec: f64::INFINITY,
+        burst: u32::MAX,
+    };
+
+    /// Whether this is [`Rate::UNLIMITED`] (any infinite rate).
+    pub fn is_unlimited(&self) -> bool {
+        self.per_sec.is_infinite()
+    }
+
     /// Time between two slots once the burst is used up.
     pub fn interval(&self) -> Duration {
         // Config validates the rate; the fallback only guards against a hand-built Rate.
@@ -51,6 +63,9 @@ impl Rate {
     /// the burst. Filling the portal's bucket exactly cost a refused request or two on
     /// every full burst.
     pub fn with_reserve(&self) -> Rate {
+        if self.is_unlimited() {
+            return *self;
+        }
         const JITTER_S: f64 = 0.030;
         let wanted = 1 + (self.per_sec * JITTER_S).ceil() as u32;
         let reserve = wanted.min(self.burst / 2);
@@ -104,6 +119,9 @@ impl Pacer {
     /// Waits for the next slot. When that slot would come after `deadline`, returns at
     /// once with how long the wait would have been, and reserves nothing.
     pub async fn acquire(&self, deadline: Instant) -> Result<(), NoSlot> {
+        if self.rate.is_unlimited() {
+            return Ok(());
+        }
         let now = Instant::now();
         let at = self.reserve(now, deadline)?;
         // Only sleep for a real wait: tokio's timer rounds up to the next millisecond
@@ -133,6 +151,9 @@ impl Pacer {
     /// The portal refused a request as over its limit, so its bucket is full now
     /// (other clients on the same IP count too): the next slot is one interval away.
     pub fn note_full(&self) {
+        if self.rate.is_unlimited() {
+            return;
+        }
         let now = Instant::now();
         let full = now + self.tolerance + self.interval;
         let mut tat = self.tat.lock().unwrap_or_else(|e| e.into_inner());
@@ -156,6 +177,19 @@ mod tests {
         assert_eq!(r(200.0, 50), 43);
         assert_eq!((r(1.0, 10), r(0.01, 5), r(1.0, 2), r(1.0, 1)), (8, 3, 1, 1));
         assert_eq!(Rate::STANDARD.with_reserve().per_sec, 2.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unlimited_never_waits_even_after_a_refusal() {
+        assert_eq!(Rate::UNLIMITED.with_reserve(), Rate::UNLIMITED);
+        assert_eq!(Rate::UNLIMITED.min_makespan(1000), Duration::ZERO);
+        let p = Pacer::new(Rate::UNLIMITED.with_reserve());
+        let t0 = Instant::now();
+        p.note_full();
+        for _ in 0..10_000 {
+            p.acquire(t0).await.unwrap();
+        }
+        assert_eq!(Instant::now(), t0);
     }
 
     #[test]

@@ -1,0 +1,503 @@
+//! Plain, validated settings, built once from the command line ([`crate::cli`]).
+//!
+//! Each part keeps its own outcome, because the commands differ in what they need:
+//! `serve` stops at the first error, `doctor` reports every part, `print-config` needs
+//! only the tool selection. Error texts name the variables to set, never a value.
+//! Over 400 lines: about half is the unit tests of these rules.
+
+use std::time::Duration;
+
+use std::sync::Arc;
+
+use crate::bitrix::{ClientOptions, Endpoint, OAuthConfig, Rate, StaticToken, oauth};
+use crate::cli::{Cli, HttpArgs, LimitsArgs, Plan, PortalArgs, Secret, ToolArgs, Transport};
+use crate::server::ToolSelection;
+use crate::transport::host_origin::HostOriginPolicy;
+use crate::transport::http::{DRAIN_TIMEOUT, HttpOptions, MAX_BODY_BYTES};
+
+/// Everything the server runs with.
+#[derive(Debug)]
+pub struct Settings {
+    /// Where portal calls go, and with which credentials.
+    pub portal: Result<Portal, String>,
+    /// How portal calls are paced and how long one may wait.
+    pub pacing: Result<Pacing, String>,
+    /// Which tools to offer (resolved by `server::inventory`).
+    pub tools: ToolSelection,
+    /// `None` for stdio; the HTTP transport's options otherwise.
+    pub http: Result<Option<HttpOptions>, String>,
+}
+
+impl Settings {
+    /// Validates every part of `cli`. Registers the HTTP bearer token for redaction.
+    pub fn from_cli(cli: &Cli) -> Settings {
+        Settings {
+            portal: portal(&cli.portal),
+            pacing: pacing(&cli.portal.limits),
+            tools: selection(&cli.tools),
+            http: http(&cli.http),
+        }
+    }
+}
+
+/// The portal part.
+#[derive(Debug, Clone)]
+pub struct Portal {
+    /// A real portal or the sandbox.
+    pub choice: PortalChoice,
+    /// OAuth refresh, when configured (OAuth portals only).
+    pub refresh: Option<OAuthConfig>,
+    /// Whole-request timeout of one portal call.
+    pub request_timeout: Duration,
+}
+
+/// Where calls go once the configuration is resolved.
+#[derive(Clone)]
+pub enum PortalChoice {
+    /// A real portal.
+    Portal(Endpoint),
+    /// The built-in sandbox.
+    Sandbox,
+}
+
+// Hand-written: `Endpoint` has no Debug; its description holds no secret.
+impl std::fmt::Debug for PortalChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PortalChoice::Portal(e) => f.debug_tuple("Portal").field(&e.describe()).finish(),
+            PortalChoice::Sandbox => f.write_str("Sandbox"),
+        }
+    }
+}
+
+/// Client-side pacing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pacing {
+    /// The plan named by `--plan`.
+    pub plan: Plan,
+    /// The bucket paced by; [`Rate::UNLIMITED`] with `--plan unlimited`.
+    pub rate: Rate,
+    /// Whether `--rate` or `--burst` changed the plan's bucket.
+    pub overridden: bool,
+    /// How long one call may wait in all.
+    pub call_budget: Duration,
+}
+
+impl Pacing {
+    /// The portal client's options for these settings.
+    pub fn client_options(&self, portal: &Portal) -> ClientOptions {
+        ClientOptions {
+            request_timeout: portal.request_timeout,
+            rate: self.rate,
+            call_budget: self.call_budget,
+            ..ClientOptions::default()
+        }
+    }
+}
+
+/// The names a user can set, for error messages.
+const HOW: &str = "set BITRIX24_WEBHOOK_URL (https://PORTAL/rest/USER_ID/SECRET/), or BITRIX24_PORTAL_URL and \
+BITRIX24_ACCESS_TOKEN for OAuth; or start with --sandbox to try the server on the built-in sandbox portal";
+
+fn nonempty(v: Option<&str>) -> Option<String> {
+    v.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn secret(v: &Option<Secret>) -> Option<String> {
+    nonempty(v.as_ref().map(Secret::expose))
+}
+
+/// Resolves the portal and its OAuth refresh; the error names the variables to set.
+pub fn portal(args: &PortalArgs) -> Result<Portal, String> {
+    let choice = choice(args)?;
+    Ok(Portal {
+        refresh: oauth_refresh(args)?,
+        choice,
+        request_timeout: Duration::from_secs(args.timeout),
+    })
+}
+
+fn refresh_configured(args: &PortalArgs) -> bool {
+    nonempty(args.oauth.client_id.as_deref()).is_some()
+        && secret(&args.oauth.client_secret).is_some()
+}
+
+fn choice(args: &PortalArgs) -> Result<PortalChoice, String> {
+    let webhook = secret(&args.webhook_url);
+    let portal = nonempty(args.portal_url.as_deref());
+    let token = secret(&args.access_token);
+    let configured = webhook.is_some() || portal.is_some() || token.is_some();
+    if args.sandbox {
+        if configured {
+            return Err("--sandbox was given but a portal is configured too (BITRIX24_WEBHOOK_URL, \
+                 BITRIX24_PORTAL_URL or BITRIX24_ACCESS_TOKEN); the sandbox never stands in for a configured \
+                 portal: drop --sandbox to use the portal, or unset those variables to use the sandbox"
+                .into());
+        }
+        return Ok(PortalChoice::Sandbox);
+    }
+    match (webhook, portal, token) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(
+            "both BITRIX24_WEBHOOK_URL and OAuth settings (BITRIX24_PORTAL_URL/BITRIX24_ACCESS_TOKEN) are set; keep one".into(),
+        ),
+        (Some(url), None, None) => Endpoint::webhook(&url).map(PortalChoice::Portal).map_err(|e| e.0),
+        (None, Some(portal), Some(token)) => Endpoint::oauth(&portal, &token)
+            .map(PortalChoice::Portal)
+            .map_err(|e| e.0),
+        // The refresher that supplies the token is attached by `app::portal_client`.
+        (None, Some(portal), None) if refresh_configured(args) => Endpoint::oauth_with(&portal, Arc::new(StaticToken::new("")))
+            .map(PortalChoice::Portal)
+            .map_err(|e| e.0),
+        (None, Some(_), None) => Err("BITRIX24_PORTAL_URL is set but BITRIX24_ACCESS_TOKEN is not; OAuth needs both \
+            (or BITRIX24_CLIENT_ID, BITRIX24_CLIENT_SECRET and BITRIX24_REFRESH_TOKEN to obtain one)".into()),
+        (None, None, Some(_)) => Err("BITRIX24_ACCESS_TOKEN is set but BITRIX24_PORTAL_URL is not; OAuth needs both".into()),
+        (None, None, None) => Err(format!("no Bitrix24 portal configured: {HOW}")),
+    }
+}
+
+/// The OAuth refresh settings, when any is given; checked against the portal mode.
+fn oauth_refresh(args: &PortalArgs) -> Result<Option<OAuthConfig>, String> {
+    let o = &args.oauth;
+    let (id, secret_, refresh) = (
+        nonempty(o.client_id.as_deref()),
+        secret(&o.client_secret),
+        secret(&o.refresh_token),
+    );
+    if id.is_none() && secret_.is_none() && refresh.is_none() {
+        return Ok(None);
+    }
+    if args.sandbox || secret(&args.webhook_url).is_some() {
+        return Err("BITRIX24_CLIENT_ID, BITRIX24_CLIENT_SECRET and BITRIX24_REFRESH_TOKEN refresh an OAuth \
+             access token; they do not apply to a webhook or the sandbox: unset them, or use BITRIX24_PORTAL_URL"
+            .into());
+    }
+    let (Some(client_id), Some(client_secret)) = (id, secret_) else {
+        return Err(
+            "OAuth refresh needs both BITRIX24_CLIENT_ID and BITRIX24_CLIENT_SECRET \
+             (from the application's settings in Bitrix24)"
+                .into(),
+        );
+    };
+    let token_file = match &o.token_file {
+        Some(p) if !p.as_os_str().is_empty() => p.clone(),
+        _ => oauth::default_token_file().ok_or(
+            "no configuration directory is known (HOME and XDG_CONFIG_HOME are unset): set BITRIX24_TOKEN_FILE",
+        )?,
+    };
+    let oauth_url = match nonempty(o.oauth_url.as_deref()) {
+        None => None,
+        Some(u) => Some(
+            reqwest::Url::parse(&u)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "https" | "http") && u.has_host())
+                .ok_or_else(|| {
+                    format!("BITRIX24_OAUTH_URL `{u}` is not an http(s) URL, e.g. https://oauth.bitrix.info")
+                })?,
+        ),
+    };
+    Ok(Some(OAuthConfig {
+        client_id,
+        client_secret,
+        refresh_token: refresh,
+        access_token: secret(&args.access_token),
+        token_file,
+        oauth_url,
+    }))
+}
+
+/// The plan's bucket with the overrides applied; `--plan unlimited` takes none.
+pub fn pacing(limits: &LimitsArgs) -> Result<Pacing, String> {
+    let overridden = limits.rate.is_some() || limits.burst.is_some();
+    let plan = match limits.plan {
+        Plan::Standard => Rate::STANDARD,
+        Plan::Enterprise => Rate::ENTERPRISE,
+        Plan::Unlimited if overridden => {
+            return Err("--plan unlimited turns pacing off, so --rate and --burst (BITRIX24_RATE, BITRIX24_BURST) \
+                 do not apply: unset them, or pick --plan standard or enterprise"
+                .into());
+        }
+        Plan::Unlimited => Rate::UNLIMITED,
+    };
+    Ok(Pacing {
+        plan: limits.plan,
+        rate: Rate {
+            per_sec: limits.rate.unwrap_or(plan.per_sec),
+            burst: limits.burst.unwrap_or(plan.burst),
+        },
+        overridden,
+        call_budget: Duration::from_secs(limits.call_budget),
+    })
+}
+
+/// The tool selection to resolve.
+pub fn selection(args: &ToolArgs) -> ToolSelection {
+    ToolSelection {
+        read_only: args.read_only,
+        tools: args.tools.clone(),
+        exclude: args.exclude_tools.clone(),
+    }
+}
+
+/// `None` for stdio; for HTTP the validated options. Registers the token for
+/// redaction. Refuses a non-loopback address without a token.
+pub fn http(args: &HttpArgs) -> Result<Option<HttpOptions>, String> {
+    if args.transport == Transport::Stdio {
+        return Ok(None);
+    }
+    let token = secret(&args.auth_token);
+    if let Some(token) = &token {
+        crate::redact::register(token);
+    }
+    if token.is_none() && !args.listen.ip().is_loopback() {
+        return Err(format!(
+            "refusing to listen on {} without a token: anyone who can reach that address could act on \
+             your Bitrix24 portal. Set MCP_AUTH_TOKEN (or --auth-token) to a long random value, e.g. \
+             `openssl rand -hex 32`, and give it to your clients; or listen on 127.0.0.1",
+            args.listen
+        ));
+    }
+    let clean = |v: &[String]| {
+        v.iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+    };
+    let policy = HostOriginPolicy::new(&clean(&args.allowed_hosts), &clean(&args.allowed_origins))?;
+    Ok(Some(HttpOptions {
+        listen: args.listen,
+        stateless: args.stateless,
+        auth_token: token,
+        policy,
+        max_body_bytes: MAX_BODY_BYTES,
+        drain_timeout: DRAIN_TIMEOUT,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::OAuthArgs;
+    use std::path::PathBuf;
+
+    fn args(
+        webhook: Option<&str>,
+        portal: Option<&str>,
+        token: Option<&str>,
+        sandbox: bool,
+    ) -> PortalArgs {
+        PortalArgs {
+            webhook_url: webhook.map(|s| Secret(s.into())),
+            portal_url: portal.map(Into::into),
+            access_token: token.map(|s| Secret(s.into())),
+            sandbox,
+            timeout: 65,
+            limits: LimitsArgs::default(),
+            oauth: OAuthArgs::default(),
+        }
+    }
+
+    fn resolve(a: &PortalArgs) -> Result<PortalChoice, String> {
+        portal(a).map(|p| p.choice)
+    }
+
+    #[test]
+    fn nothing_configured_names_the_variables_and_sandbox() {
+        let e = resolve(&args(None, None, None, false)).err().unwrap();
+        for needle in [
+            "BITRIX24_WEBHOOK_URL",
+            "BITRIX24_PORTAL_URL",
+            "BITRIX24_ACCESS_TOKEN",
+            "--sandbox",
+        ] {
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+        // Empty values count as unset.
+        assert!(resolve(&args(Some(" "), Some(""), None, false)).is_err());
+    }
+
+    #[test]
+    fn sandbox_never_replaces_a_configured_portal() {
+        assert!(matches!(
+            resolve(&args(None, None, None, true)),
+            Ok(PortalChoice::Sandbox)
+        ));
+        let e = resolve(&args(
+            Some("https://p.example/rest/1/abcdefgh/"),
+            None,
+            None,
+            true,
+        ))
+        .err()
+        .unwrap();
+        assert!(e.contains("--sandbox") && !e.contains("abcdefgh"), "{e}");
+    }
+
+    #[test]
+    fn webhook_and_oauth_modes() {
+        let hook = Some("https://p.example/rest/1/abcdefgh/");
+        assert!(matches!(
+            resolve(&args(hook, None, None, false)),
+            Ok(PortalChoice::Portal(_))
+        ));
+        assert!(matches!(
+            resolve(&args(
+                None,
+                Some("https://p.example"),
+                Some("token-value"),
+                false
+            )),
+            Ok(PortalChoice::Portal(_))
+        ));
+        assert!(resolve(&args(None, Some("https://p.example"), None, false)).is_err());
+        assert!(resolve(&args(None, None, Some("token-value"), false)).is_err());
+        assert!(resolve(&args(hook, None, Some("t"), false)).is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_portal_secrets() {
+        let a = args(
+            Some("https://p.example/rest/1/zzwebhooksecretzz/"),
+            None,
+            Some("zzaccesstokenzz"),
+            false,
+        );
+        let shown = format!("{a:?}");
+        assert!(
+            !shown.contains("zzwebhooksecretzz") && !shown.contains("zzaccesstokenzz"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn plan_sets_the_bucket_and_flags_override_it() {
+        let mut l = LimitsArgs::default();
+        assert_eq!(pacing(&l).unwrap().rate, Rate::STANDARD);
+        l.plan = Plan::Enterprise;
+        assert_eq!(pacing(&l).unwrap().rate, Rate::ENTERPRISE);
+        l.rate = Some(200.0);
+        assert_eq!(
+            pacing(&l).unwrap().rate,
+            Rate {
+                per_sec: 200.0,
+                burst: 250
+            }
+        );
+        l.burst = Some(10);
+        assert_eq!(pacing(&l).unwrap().rate.burst, 10);
+        assert!(pacing(&l).unwrap().overridden);
+    }
+
+    #[test]
+    fn unlimited_takes_no_overrides() {
+        let mut l = LimitsArgs {
+            plan: Plan::Unlimited,
+            ..LimitsArgs::default()
+        };
+        assert!(pacing(&l).unwrap().rate.is_unlimited());
+        l.burst = Some(10);
+        assert!(pacing(&l).unwrap_err().contains("BITRIX24_BURST"));
+    }
+
+    #[test]
+    fn oauth_refresh_lets_the_access_token_be_absent() {
+        let mut a = args(None, Some("https://p.example"), None, false);
+        assert!(resolve(&a).is_err());
+        assert!(matches!(oauth_refresh(&a), Ok(None)));
+        a.oauth = OAuthArgs {
+            client_id: Some("app".into()),
+            client_secret: Some(Secret("secret-value".into())),
+            refresh_token: Some(Secret("refresh-value".into())),
+            token_file: Some("/tmp/x/token.json".into()),
+            oauth_url: Some("http://127.0.0.1:9".into()),
+        };
+        assert!(matches!(resolve(&a), Ok(PortalChoice::Portal(_))));
+        let c = oauth_refresh(&a).unwrap().unwrap();
+        assert_eq!(c.token_file, PathBuf::from("/tmp/x/token.json"));
+        assert_eq!(c.access_token, None);
+        assert!(!format!("{:?} {:?}", a.oauth, c).contains("secret-value"));
+        a.oauth.oauth_url = Some("not a url".into());
+        assert!(
+            oauth_refresh(&a)
+                .unwrap_err()
+                .contains("BITRIX24_OAUTH_URL")
+        );
+    }
+
+    fn http_args(listen: &str, token: Option<&str>) -> HttpArgs {
+        HttpArgs {
+            transport: Transport::Http,
+            listen: listen.parse().unwrap(),
+            stateless: false,
+            auth_token: token.map(|s| Secret(s.into())),
+            allowed_hosts: vec![],
+            allowed_origins: vec![],
+        }
+    }
+
+    #[test]
+    fn non_loopback_listen_needs_a_token() {
+        for addr in ["0.0.0.0:8000", "[::]:8000", "192.0.2.1:8000"] {
+            let e = http(&http_args(addr, None)).err().unwrap();
+            assert!(e.contains("MCP_AUTH_TOKEN") && e.contains(addr), "{e}");
+            assert!(
+                http(&http_args(addr, Some("  "))).is_err(),
+                "blank token is no token"
+            );
+            assert!(
+                http(&http_args(addr, Some("a-long-random-token-value")))
+                    .unwrap()
+                    .is_some()
+            );
+        }
+        for addr in ["127.0.0.1:0", "[::1]:8000"] {
+            assert!(http(&http_args(addr, None)).unwrap().is_some(), "{addr}");
+        }
+    }
+
+    #[test]
+    fn stdio_needs_no_http_settings() {
+        let mut a = http_args("0.0.0.0:1", None);
+        a.transport = Transport::Stdio;
+        assert!(http(&a).unwrap().is_none());
+    }
+
+    #[test]
+    fn http_args_from_the_command_line() {
+        let (cli, _) = Cli::try_parse_given([
+            "x",
+            "--transport",
+            "http",
+            "--listen",
+            "127.0.0.1:0",
+            "--allowed-host",
+            "a.example,b.example",
+            "--allowed-host",
+            "c.example:8443",
+            "--allowed-origin",
+            "https://app.example",
+            "--auth-token",
+            "debug-must-hide-this",
+        ])
+        .unwrap();
+        assert_eq!(cli.http.transport, Transport::Http);
+        assert_eq!(
+            cli.http.allowed_hosts,
+            ["a.example", "b.example", "c.example:8443"]
+        );
+        assert!(!format!("{cli:?}").contains("debug-must-hide-this"));
+        let settings = Settings::from_cli(&cli);
+        let opts = settings.http.as_ref().unwrap().as_ref().unwrap();
+        assert!(!format!("{opts:?} {settings:?}").contains("debug-must-hide-this"));
+        let (cli, _) = Cli::try_parse_given([
+            "x",
+            "--transport",
+            "http",
+            "--allowed-origin",
+            "app.example",
+        ])
+        .unwrap();
+        assert!(Settings::from_cli(&cli).http.is_err());
+    }
+}
