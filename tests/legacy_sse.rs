@@ -163,3 +163,58 @@ async fn sigterm_delivers_the_slow_reply_then_closes_the_stream() {
         server.stderr()
     );
 }
+
+#[tokio::test]
+async fn malformed_message_bodies_get_json_rpc_errors_like_stdio_and_mcp() {
+    let server = spawn_http(&["--sandbox"], &[]).await;
+    let mut client = LegacyClient::open(&server.base, None).await;
+    client.handshake().await;
+    let url = format!("{}{}", server.base, client.endpoint);
+    for (body, code, id) in [
+        // Truncated JSON: a parse error, no id.
+        (
+            r#"{"jsonrpc":"2.0","id":5,"method":"pi"#,
+            -32700,
+            Value::Null,
+        ),
+        // Readable request with a wrong version: its id comes back.
+        (
+            r#"{"jsonrpc":"1.0","id":6,"method":"ping"}"#,
+            -32600,
+            json!(6),
+        ),
+        // Bad params of a method we serve.
+        (
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":5}}"#,
+            -32602,
+            json!(7),
+        ),
+        ("", -32700, Value::Null),
+    ] {
+        let answer = http()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 400, "{body}");
+        assert!(
+            answer.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
+        let error: Value = answer.json().await.unwrap();
+        assert_eq!(error["jsonrpc"], "2.0", "{error}");
+        assert_eq!(error["error"]["code"], code, "{body}: {error}");
+        assert_eq!(
+            error.get("id").cloned().unwrap_or(Value::Null),
+            id,
+            "{error}"
+        );
+    }
+    // The session lives on.
+    let pong = client.request(9, "ping", json!({})).await;
+    assert_eq!(pong["id"], 9, "{pong}");
+}

@@ -1,7 +1,7 @@
 //! Malformed JSON-RPC bodies on `/mcp` get a JSON-RPC error with HTTP 400, as the MCP
 //! transport rules ask, instead of rmcp's `415 Unsupported Media Type` with plain text;
 //! a request whose id can be read gets its id back. The judgement is the stdio one
-//! ([`super::lines::check_body`]), so both transports answer alike.
+//! ([`super::jsonrpc::check_body`]), so both transports answer alike.
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
@@ -9,7 +9,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::lines::{BodyCheck, check_body};
+use super::jsonrpc::{BodyCheck, check_body};
 
 /// Checks a POSTed JSON body before rmcp parses it; everything else passes untouched.
 pub async fn check(request: Request, next: Next) -> Response {

@@ -12,12 +12,13 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, request::Parts};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use futures::StreamExt;
 use rmcp::model::{ClientJsonRpcMessage, JsonRpcMessage, RequestId};
 use rmcp::service::TxJsonRpcMessage;
@@ -27,6 +28,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::{CancellationToken, PollSender};
 
 use super::inflight::{InFlight, InFlightToken};
+use super::jsonrpc::{BodyCheck, check_body};
 
 /// Path of the event stream.
 pub const SSE_PATH: &str = "/sse";
@@ -165,11 +167,27 @@ async fn post_message<S>(
     State(shared): State<Arc<Shared<S>>>,
     Query(query): Query<SessionQuery>,
     parts: Parts,
-    Json(mut message): Json<ClientJsonRpcMessage>,
+    body: Bytes,
 ) -> Response
 where
     S: ServerHandler + Clone + Send + Sync + 'static,
 {
+    // The same validator as stdio and /mcp: a malformed body gets a JSON-RPC error (HTTP
+    // 400), never axum's plain-text rejection.
+    let body = match check_body(&body) {
+        BodyCheck::Pass => body.to_vec(),
+        BodyCheck::Replace(repaired) => repaired,
+        BodyCheck::Refuse(error) => return json_rpc_error(error),
+    };
+    let mut message: ClientJsonRpcMessage = match serde_json::from_slice(&body) {
+        Ok(m) => m,
+        Err(e) => {
+            return json_rpc_error(serde_json::json!({
+                "jsonrpc": "2.0",
+                "error": {"code": -32700, "message": format!("Parse error: {e}")},
+            }));
+        }
+    };
     let found = shared
         .sessions()
         .get(&query.session_id)
@@ -204,6 +222,15 @@ where
                 .into_response()
         }
     }
+}
+
+fn json_rpc_error(error: serde_json::Value) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        error.to_string(),
+    )
+        .into_response()
 }
 
 /// The id a server message answers, if it is a reply.

@@ -6,6 +6,7 @@ pub mod host_origin;
 pub mod http;
 pub mod http_jsonrpc;
 pub mod inflight;
+pub mod jsonrpc;
 pub mod legacy_sse;
 pub mod lines;
 pub mod stdio;
