@@ -8,9 +8,10 @@ use std::sync::OnceLock;
 use bitrix24_task_results_mcp::bitrix::{Client, ClientOptions, Endpoint};
 use bitrix24_task_results_mcp::chat::ChatMessagesParams;
 use bitrix24_task_results_mcp::results::{
-    AddFromChatParams, AddParams, DeleteParams, ListParams, TaskResults, UpdateParams,
+    AddFromChatParams, AddParams, DeleteParams, ListParams, UpdateParams,
 };
-use bitrix24_task_results_mcp::server::{TaskResultsServer, ToolKind};
+use bitrix24_task_results_mcp::server::{Inventory, TaskResultsServer};
+use bitrix24_task_results_mcp::tools::REGISTRY;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 
@@ -18,17 +19,17 @@ fn server() -> &'static TaskResultsServer {
     static SERVER: OnceLock<TaskResultsServer> = OnceLock::new();
     SERVER.get_or_init(|| {
         let endpoint = Endpoint::webhook("http://127.0.0.1:9/rest/1/fuzzsecret/").unwrap();
-        let client = Client::new(endpoint, ClientOptions::default());
-        TaskResultsServer::new(TaskResults::new(client), ToolKind::ALL.to_vec())
+        let client = Client::new(endpoint.portal, ClientOptions::default());
+        TaskResultsServer::new(client, endpoint.caller, Inventory::default())
     })
 }
 
-fn fields(kind: ToolKind) -> &'static [&'static str] {
+fn fields(kind: &str) -> &'static [&'static str] {
     match kind {
-        ToolKind::Add => &["taskId", "text"],
-        ToolKind::AddFromChat => &["messageId"],
-        ToolKind::Update => &["id", "text"],
-        ToolKind::List => &[
+        "task_result_add" => &["taskId", "text"],
+        "task_result_add_from_chat" => &["messageId"],
+        "task_result_update" => &["id", "text"],
+        "task_result_list" => &[
             "taskId",
             "status",
             "authorId",
@@ -37,24 +38,26 @@ fn fields(kind: ToolKind) -> &'static [&'static str] {
             "limit",
             "offset",
         ],
-        ToolKind::Delete => &["id"],
-        ToolKind::ChatMessages => &["taskId", "limit", "beforeId"],
+        "task_result_delete" => &["id"],
+        "task_chat_messages_list" => &["taskId", "limit", "beforeId"],
+        _ => &[],
     }
 }
 
-fn valid(kind: ToolKind, args: &Map<String, Value>) -> bool {
+fn valid(kind: &str, args: &Map<String, Value>) -> bool {
     let v = Value::Object(args.clone());
     match kind {
-        ToolKind::Add => serde_path_to_error::deserialize::<_, AddParams>(v).is_ok(),
-        ToolKind::AddFromChat => {
+        "task_result_add" => serde_path_to_error::deserialize::<_, AddParams>(v).is_ok(),
+        "task_result_add_from_chat" => {
             serde_path_to_error::deserialize::<_, AddFromChatParams>(v).is_ok()
         }
-        ToolKind::Update => serde_path_to_error::deserialize::<_, UpdateParams>(v).is_ok(),
-        ToolKind::List => serde_path_to_error::deserialize::<_, ListParams>(v).is_ok(),
-        ToolKind::Delete => serde_path_to_error::deserialize::<_, DeleteParams>(v).is_ok(),
-        ToolKind::ChatMessages => {
+        "task_result_update" => serde_path_to_error::deserialize::<_, UpdateParams>(v).is_ok(),
+        "task_result_list" => serde_path_to_error::deserialize::<_, ListParams>(v).is_ok(),
+        "task_result_delete" => serde_path_to_error::deserialize::<_, DeleteParams>(v).is_ok(),
+        "task_chat_messages_list" => {
             serde_path_to_error::deserialize::<_, ChatMessagesParams>(v).is_ok()
         }
+        _ => false,
     }
 }
 
@@ -62,7 +65,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, json)) = data.split_first() else {
         return;
     };
-    let kind = ToolKind::ALL[usize::from(selector) % ToolKind::ALL.len()];
+    let kind = REGISTRY[usize::from(selector) % REGISTRY.len()].name();
     let Ok(value) = serde_json::from_slice::<Value>(json) else {
         return;
     };
@@ -78,7 +81,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     // Refused arguments return before any I/O, so no runtime is needed.
-    let result = futures::executor::block_on(server().call(kind, args));
+    let result = futures::executor::block_on(server().call_named(kind, args)).unwrap();
     assert_eq!(result.is_error, Some(true));
     let text = result.content[0].as_text().unwrap().text.clone();
     assert!(text.starts_with("Invalid arguments for"), "{text}");

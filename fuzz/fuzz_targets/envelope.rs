@@ -5,7 +5,7 @@
 use bitrix24_task_results_mcp::bitrix::CallError;
 use bitrix24_task_results_mcp::bitrix::envelope::decode;
 use bitrix24_task_results_mcp::results::TaskResult;
-use bitrix24_task_results_mcp::server::{ToolKind, errors};
+use bitrix24_task_results_mcp::tools::{REGISTRY, errors};
 use libfuzzer_sys::fuzz_target;
 use serde::Deserialize;
 
@@ -25,8 +25,8 @@ fn check(outcome: Result<(), CallError>, status: u16) {
     match outcome {
         Ok(()) => assert!((200..300).contains(&status)),
         Err(err @ CallError::Portal(_)) => {
-            for kind in ToolKind::ALL {
-                let r = errors::call_failed(kind, "m", "https://p.example", &err);
+            for tool in REGISTRY {
+                let r = errors::call_failed(*tool, "m", "https://p.example", &err);
                 assert_eq!(r.is_error, Some(true));
             }
         }
