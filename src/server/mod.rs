@@ -54,6 +54,24 @@ impl TaskResultsServer {
         }
     }
 
+    /// The instructions, naming the prompts this server offers (they depend on the tool
+    /// selection) and the task-results resource.
+    fn instructions(&self) -> String {
+        let mut text = INSTRUCTIONS.to_string();
+        if !self.prompts.is_empty() {
+            let names: Vec<&str> = self.prompts.iter().map(|p| p.name()).collect();
+            text.push_str(&format!(
+                " Prompts {} walk a person through these flows.",
+                names.join(", ")
+            ));
+        }
+        text.push_str(&format!(
+            " The resource {} holds every result of a task as one JSON document.",
+            resources::TEMPLATE
+        ));
+        text
+    }
+
     /// The caller of one request: the one the HTTP layer attached to the request (a
     /// signed-in person), else the configured one.
     fn caller_of<'a>(&'a self, context: &'a RequestContext<RoleServer>) -> &'a Caller {
@@ -123,7 +141,7 @@ impl ServerHandler for TaskResultsServer {
                 Implementation::new(SERVER_NAME, env!("CARGO_PKG_VERSION"))
                     .with_title("Bitrix24 task results"),
             )
-            .with_instructions(INSTRUCTIONS)
+            .with_instructions(self.instructions())
     }
 
     async fn list_tools(
