@@ -10,6 +10,7 @@ mod conn;
 mod control;
 mod faults;
 mod journal;
+mod language;
 mod limits;
 mod methods;
 mod oauth;
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 pub use faults::Fault;
+pub use language::Language;
 
 /// How to start a [`Sandbox`].
 #[derive(Clone)]
@@ -55,6 +57,8 @@ pub struct SandboxOptions {
     /// crosses the limit still runs; later calls of that method get 429 until the oldest
     /// one-minute bucket leaves the window.
     pub operating_limit: Option<Duration>,
+    /// The language of error messages (codes, statuses and fields never change).
+    pub language: Language,
 }
 
 impl Default for SandboxOptions {
@@ -68,6 +72,7 @@ impl Default for SandboxOptions {
             oauth: None,
             rate: None,
             operating_limit: None,
+            language: Language::English,
         }
     }
 }
@@ -84,6 +89,7 @@ impl fmt::Debug for SandboxOptions {
             .field("oauth", &self.oauth)
             .field("rate", &self.rate)
             .field("operating_limit", &self.operating_limit)
+            .field("language", &self.language)
             .finish()
     }
 }
@@ -151,6 +157,7 @@ pub(crate) struct Settings {
     pub(crate) scopes: Vec<String>,
     pub(crate) oauth: Option<OAuthApp>,
     pub(crate) operating_limit: Option<Duration>,
+    pub(crate) language: Language,
 }
 
 impl Settings {
@@ -209,6 +216,7 @@ impl Sandbox {
                 scopes: opts.webhook_scopes,
                 oauth: opts.oauth,
                 operating_limit: opts.operating_limit,
+                language: opts.language,
             },
             state: Mutex::new(state),
             cancel: CancellationToken::new(),

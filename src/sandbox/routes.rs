@@ -486,7 +486,7 @@ fn call_method(shared: &Shared, inc: &Incoming<'_>, call: &Call, start: f64) -> 
                 operating_reset_at: after.reset_at,
             },
         ),
-        Err(e) => e.reply(),
+        Err(e) => shared.settings.language.localise(e).reply(),
     };
     if let Some(k) = stored_key
         && reply.status == 200
