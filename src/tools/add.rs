@@ -1,8 +1,8 @@
 //! `task_result_add`: tasks.task.result.add.
 
-use super::shown::{MAX_ANSWER_BYTES, Shown, fit};
+use super::shown::Shown;
 use super::texts::DATA;
-use super::{Answer, Ctx, Effects, Failure, Tool};
+use super::{Ctx, Effects, Failure, Tool};
 use crate::bitrix::{ErrorClass, PortalError};
 use crate::results::{AddParams, MAX_TEXT_CHARS, TaskResult, TaskResults, method};
 
@@ -42,10 +42,7 @@ impl Tool for Add {
             .add(&params)
             .await
             .map(Shown::new)
-            .map_err(|error| Failure::Call {
-                method: Self::METHOD,
-                error,
-            })
+            .map_err(Failure::of(Self::METHOD))
     }
 
     fn next_step(error: &PortalError) -> Option<String> {
@@ -56,13 +53,6 @@ impl Tool for Add {
             ErrorClass::Validation if error.has_field("taskId") => Some(NO_TASK.into()),
             _ => None,
         }
-    }
-}
-
-/// A result item answered by the add, add-from-chat and update tools.
-impl Answer for Shown<TaskResult> {
-    fn fit(&mut self) {
-        fit(self, std::slice::from_mut, MAX_ANSWER_BYTES);
     }
 }
 

@@ -40,10 +40,7 @@ impl Tool for AddFromChat {
             .add_from_chat(&params)
             .await
             .map(Shown::new)
-            .map_err(|error| Failure::Call {
-                method: Self::METHOD,
-                error,
-            })
+            .map_err(Failure::of(Self::METHOD))
     }
 
     fn next_step(error: &PortalError) -> Option<String> {

@@ -38,10 +38,7 @@ impl Tool for Delete {
         TaskResults::new(ctx.client, ctx.caller)
             .delete(&params)
             .await
-            .map_err(|error| Failure::Call {
-                method: Self::METHOD,
-                error,
-            })
+            .map_err(Failure::of(Self::METHOD))
     }
 
     fn next_step(error: &PortalError) -> Option<String> {

@@ -60,10 +60,7 @@ impl Tool for List {
         let page = TaskResults::new(ctx.client, ctx.caller)
             .list(&params)
             .await
-            .map_err(|error| Failure::Call {
-                method: Self::METHOD,
-                error,
-            })?;
+            .map_err(Failure::of(Self::METHOD))?;
         Ok(ListAnswer {
             page: page.map(Shown::new),
             note: None,

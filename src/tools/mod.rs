@@ -48,6 +48,13 @@ pub enum Failure {
     Refused(String),
 }
 
+impl Failure {
+    /// Turns a failed REST call of `method` into a failure (for `map_err`).
+    pub fn of(method: &'static str) -> impl FnOnce(CallError) -> Failure {
+        move |error| Failure::Call { method, error }
+    }
+}
+
 /// What a tool does to the portal, for the MCP annotations and the read-only rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Effects {
@@ -214,13 +221,15 @@ impl<T: Tool> Entry for T {
 fn respond(tool: &dyn Entry, answer: &impl Serialize) -> CallToolResult {
     match serde_json::to_value(answer) {
         Ok(json) => {
-            if shown::json_len(&json) > shown::MAX_ANSWER_BYTES {
+            // Measured on the text the client gets, so the check costs no extra encoding.
+            let text = json.to_string();
+            if text.len() > shown::MAX_ANSWER_BYTES {
                 tracing::warn!(
                     tool = tool.name(),
                     "answer still above the size bound after cutting texts"
                 );
             }
-            let mut result = CallToolResult::success(vec![ContentBlock::text(json.to_string())]);
+            let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
             result.structured_content = Some(json);
             result
         }

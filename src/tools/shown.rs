@@ -13,6 +13,7 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use super::Answer;
 use crate::chat::ChatMessage;
 use crate::results::TaskResult;
 
@@ -73,6 +74,13 @@ impl<T> Shown<T> {
             text_truncated: None,
             text_length: None,
         }
+    }
+}
+
+/// A single result, as the add, add-from-chat and update tools answer it.
+impl Answer for Shown<TaskResult> {
+    fn fit(&mut self) {
+        fit(self, std::slice::from_mut, MAX_ANSWER_BYTES);
     }
 }
 

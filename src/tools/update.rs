@@ -41,10 +41,7 @@ impl Tool for Update {
             .update(&params)
             .await
             .map(Shown::new)
-            .map_err(|error| Failure::Call {
-                method: Self::METHOD,
-                error,
-            })
+            .map_err(Failure::of(Self::METHOD))
     }
 
     fn next_step(error: &PortalError) -> Option<String> {
