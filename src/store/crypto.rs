@@ -12,6 +12,7 @@ use std::path::Path;
 
 use chacha20poly1305::aead::{Aead, Generate, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use secrecy::zeroize::{Zeroize, Zeroizing};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::StoreError;
@@ -41,29 +42,32 @@ impl StoreKey {
                 "expected 64 hexadecimal characters (32 bytes)".into(),
             ));
         }
-        let mut bytes = [0u8; 32];
+        let mut bytes = Zeroizing::new([0u8; 32]);
         for (i, byte) in bytes.iter_mut().enumerate() {
             let pair = &text[2 * i..2 * i + 2];
             *byte = u8::from_str_radix(pair, 16)
                 .map_err(|_| StoreError::Key("expected hexadecimal characters".into()))?;
         }
-        Ok(Self::from_bytes(bytes))
+        Ok(Self::from_bytes(*bytes))
     }
 
     /// A key from its raw bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        let key = Key::from(bytes);
-        Self {
-            cipher: XChaCha20Poly1305::new(&key),
-        }
+        let mut key = Key::from(bytes);
+        let cipher = XChaCha20Poly1305::new(&key);
+        key.zeroize();
+        Self { cipher }
     }
 
     /// A fresh random key and its hex form (to write into a key file).
     pub fn generate() -> Result<(Self, SecretString), StoreError> {
-        let key = Key::try_generate()
+        let mut key = Key::try_generate()
             .map_err(|_| StoreError::Key("the system random source failed".into()))?;
-        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-        Ok((Self::from_bytes(key.into()), SecretString::from(hex)))
+        let hex: Zeroizing<String> =
+            Zeroizing::new(key.iter().map(|b| format!("{b:02x}")).collect());
+        let store_key = Self::from_bytes(key.into());
+        key.zeroize();
+        Ok((store_key, SecretString::from(hex.as_str())))
     }
 
     /// Reads the key file at `path`, or creates one (64 hex characters, mode 0600) when none
@@ -72,7 +76,9 @@ impl StoreKey {
     /// whole (written aside, then linked without replacing).
     pub fn load_or_create(path: &Path) -> Result<(Self, bool), StoreError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => return Self::from_hex(&text).map(|key| (key, false)),
+            Ok(text) => {
+                return Self::from_hex(Zeroizing::new(text).as_str()).map(|key| (key, false));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(key_file_error("read", path, &e)),
         }
@@ -92,8 +98,9 @@ impl StoreKey {
             Ok(_) => Ok((key, true)),
             // Another process won the race: use its key.
             Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|e| key_file_error("read", path, &e))?;
+                let text = Zeroizing::new(
+                    std::fs::read_to_string(path).map_err(|e| key_file_error("read", path, &e))?,
+                );
                 Self::from_hex(&text).map(|key| (key, false))
             }
             Err(e) => Err(key_file_error("create", path, &e.error)),
@@ -141,7 +148,8 @@ impl StoreKey {
             .cipher
             .decrypt(&nonce, Payload { msg, aad })
             .map_err(|_| StoreError::WrongKey)?;
-        let text = String::from_utf8(plain)
+        let plain = Zeroizing::new(plain);
+        let text = std::str::from_utf8(&plain)
             .map_err(|_| StoreError::Unavailable("a decrypted value is not text".into()))?;
         Ok(SecretString::from(text))
     }

@@ -17,12 +17,13 @@ pub mod sqlite;
 use std::fmt;
 
 use async_trait::async_trait;
-use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 pub use crypto::StoreKey;
 pub use schema::{default_key_path, default_path};
+/// Re-exported so callers build and read [`BitrixTokens`] without naming the crate.
+pub use secrecy::{ExposeSecret, SecretString};
 pub use sqlite::{Limits, SqliteStore};
 
 /// Why a store call failed. Messages never contain a secret, a token or a hash.
