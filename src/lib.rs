@@ -18,5 +18,6 @@ pub mod results;
 pub mod sandbox;
 pub mod server;
 pub mod settings;
+pub mod store;
 pub mod tools;
 pub mod transport;
