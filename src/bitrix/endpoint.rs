@@ -69,6 +69,27 @@ impl Portal {
         url
     }
 
+    /// The portal's sign-in page for the application `client_id` (contract §8.3): the
+    /// person's browser goes there and comes back to `redirect_uri` with a code.
+    pub fn authorize_url(&self, client_id: &str, state: &str, redirect_uri: &str) -> Url {
+        let mut url = self.base.clone();
+        url.set_path("/oauth/authorize/");
+        url.query_pairs_mut()
+            .append_pair("client_id", client_id)
+            .append_pair("state", state)
+            .append_pair("redirect_uri", redirect_uri);
+        url
+    }
+
+    /// The host (and port) of the portal, as its token answers name it in `client_endpoint`.
+    pub fn host(&self) -> String {
+        let host = self.base.host_str().unwrap_or_default();
+        match self.base.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        }
+    }
+
     /// The portal origin (`https://host[:port]`), safe to print.
     pub fn origin(&self) -> String {
         self.base.origin().ascii_serialization()

@@ -5,6 +5,7 @@ pub mod caller;
 pub mod endpoint;
 pub mod envelope;
 pub mod error;
+pub mod grant;
 pub mod oauth;
 pub mod pacing;
 pub mod redirect;
@@ -328,6 +329,11 @@ impl Client {
             }
             _ => serde_json::to_vec(params).map_err(encode_error),
         }
+    }
+
+    /// The connection pool, shared with the OAuth server's token endpoint.
+    pub fn pool(&self) -> &reqwest::Client {
+        self.http()
     }
 
     fn http(&self) -> &reqwest::Client {

@@ -28,7 +28,7 @@ use crate::redact;
 
 /// Whether `url` may receive the client secret: `https`, or `http` to a loopback host
 /// (the sandbox and tests).
-fn is_safe_oauth_server(url: &Url) -> bool {
+pub(crate) fn is_safe_oauth_server(url: &Url) -> bool {
     match url.scheme() {
         "https" => true,
         "http" => match url.host() {

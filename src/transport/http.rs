@@ -30,6 +30,7 @@ use super::host_origin::{self, HostOriginPolicy};
 use super::http_jsonrpc;
 use super::inflight::{self, InFlight};
 use super::legacy_sse;
+use crate::auth::SignIn;
 use crate::server::TaskResultsServer;
 
 /// Path of the streamable HTTP endpoint.
@@ -78,6 +79,7 @@ impl fmt::Debug for HttpOptions {
 pub fn router(
     server: TaskResultsServer,
     opts: &HttpOptions,
+    sign_in: Option<&SignIn>,
     sessions: CancellationToken,
     inflight: InFlight,
 ) -> Router {
@@ -96,24 +98,32 @@ pub fn router(
         config,
     );
 
-    let protected = Router::new()
+    let routes = Router::new()
         .route_service(MCP_PATH, mcp)
         // Innermost: bodies are judged only once the caller passed every check.
         .route_layer(axum::middleware::from_fn(http_jsonrpc::check))
         .route_layer(from_fn_with_state(inflight.clone(), inflight::track_posts))
-        .merge(legacy_sse::router(server, inflight, sessions))
-        .route_layer(from_fn_with_state(
+        .merge(legacy_sse::router(server, inflight, sessions));
+    // Who is calling: a signed-in person's token, or the one static token.
+    let routes = match sign_in {
+        Some(s) => routes.route_layer(from_fn_with_state(
+            s.clone(),
+            crate::auth::resource::require,
+        )),
+        None => routes.route_layer(from_fn_with_state(
             BearerAuth::new(opts.auth_token.as_deref()),
             auth::require_bearer,
-        ))
-        // Outermost: a foreign Host or Origin is refused before anything else is looked at.
-        .route_layer(from_fn_with_state(
-            opts.policy.clone(),
-            host_origin::enforce,
-        ));
+        )),
+    };
+    // Outermost: a foreign Host or Origin is refused before anything else is looked at.
+    let protected = routes.route_layer(from_fn_with_state(
+        opts.policy.clone(),
+        host_origin::enforce,
+    ));
 
     Router::new()
         .merge(protected)
+        .merge(sign_in.map(SignIn::routes).unwrap_or_default())
         .route("/healthz", get(health::healthz))
         // Content-Length over the limit is refused at once; longer chunked bodies fail
         // while being read. axum's own default (2 MB) would otherwise apply to extractors.
@@ -121,24 +131,47 @@ pub fn router(
         .layer(DefaultBodyLimit::disable())
 }
 
-/// Serves until `shutdown` is cancelled, then: stops accepting, waits up to
+/// Binds the listening socket (before anything else starts, so that the address clients
+/// reach is known to whatever needs it, e.g. the sign-in callback).
+pub async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))
+}
+
+/// Serves on `listener` until `shutdown` is cancelled, then: stops accepting, waits up to
 /// `drain_timeout` for calls in flight, closes sessions and event streams, returns.
 pub async fn serve(
     server: TaskResultsServer,
     opts: HttpOptions,
+    listener: TcpListener,
+    sign_in: Option<SignIn>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(opts.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let sessions = CancellationToken::new();
     let inflight = InFlight::default();
-    let app = router(server, &opts, sessions.clone(), inflight.clone());
+    if let Some(s) = &sign_in {
+        tracing::info!(
+            resource = %s.resource(),
+            "sign-in on: people sign in with their Bitrix24 accounts; register {} as the redirect \
+             address of the Bitrix24 application",
+            s.callback_url()
+        );
+    }
+    let app = router(
+        server,
+        &opts,
+        sign_in.as_ref(),
+        sessions.clone(),
+        inflight.clone(),
+    );
 
     tracing::info!(
         stateless = opts.stateless,
-        auth = if opts.auth_token.is_some() {
+        auth = if sign_in.is_some() {
+            "sign-in (MCP authorization)"
+        } else if opts.auth_token.is_some() {
             "bearer token"
         } else {
             "none (loopback only)"
