@@ -11,6 +11,8 @@
 //!   access tokens issued so far expire now → `{"ok":true}`
 //! - `POST /_sandbox/oauth/revoke` with `{"userId":N}` → that person's grants end (tokens
 //!   and codes) → `{"ok":true}`
+//! - `POST /_sandbox/oauth/redirect` with `{"redirectUri":"http://…"}` (`null` or absent:
+//!   none) → the app's registered redirect address changes → `{"ok":true}`
 
 use std::time::Instant;
 
@@ -35,6 +37,12 @@ struct FaultRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Person {
     user_id: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Redirect {
+    redirect_uri: Option<String>,
 }
 
 fn person(body: &[u8]) -> Result<Person, Reply> {
@@ -99,13 +107,21 @@ pub(crate) fn handle(shared: &Shared, method: &Method, path: &str, body: &[u8]) 
             Ok(_) => error(400, "userId is required"),
             Err(reply) => reply,
         },
+        ("POST", "/_sandbox/oauth/redirect") => match serde_json::from_slice::<Redirect>(body) {
+            Ok(r) => {
+                shared.lock().redirect_uri = r.redirect_uri;
+                Reply::json(200, &json!({ "ok": true }))
+            }
+            Err(e) => error(400, format!("invalid body: {e}")),
+        },
         (
             _,
             "/_sandbox/state"
             | "/_sandbox/requests"
             | "/_sandbox/faults"
             | "/_sandbox/oauth/expire"
-            | "/_sandbox/oauth/revoke",
+            | "/_sandbox/oauth/revoke"
+            | "/_sandbox/oauth/redirect",
         ) => error(405, "method not allowed"),
         _ => error(404, "unknown control endpoint"),
     }

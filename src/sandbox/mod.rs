@@ -228,6 +228,9 @@ pub(crate) struct State {
     pub(crate) operating: limits::OperatingLedger,
     pub(crate) idempotency: limits::IdempotencyStore,
     pub(crate) tokens: oauth::TokenStore,
+    /// The OAuth app's registered redirect address now (it starts as
+    /// `OAuthApp::redirect_uri`; tests may re-register it once their callback has a port).
+    pub(crate) redirect_uri: Option<String>,
 }
 
 impl Shared {
@@ -277,6 +280,7 @@ impl Sandbox {
             operating: limits::OperatingLedger::default(),
             idempotency: limits::IdempotencyStore::default(),
             tokens,
+            redirect_uri: opts.oauth.as_ref().and_then(|o| o.redirect_uri.clone()),
         };
         let shared = Arc::new(Shared {
             settings: Settings {
@@ -353,6 +357,13 @@ impl Sandbox {
     /// `invalid_grant`. The configured identity counts when `user_id` is its user.
     pub fn revoke_tokens_of(&self, user_id: u64) {
         self.shared.lock().tokens.revoke(user_id);
+    }
+
+    /// Re-registers the OAuth app's redirect address (`None`: none, the code is shown on a
+    /// page), as editing the app's handler address on a portal would; for tests whose
+    /// callback only has a port once the sandbox runs.
+    pub fn set_redirect_uri(&self, uri: Option<&str>) {
+        self.shared.lock().redirect_uri = uri.map(String::from);
     }
 
     /// The portal's sign-in address for the OAuth app, `None` without one:

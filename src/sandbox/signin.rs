@@ -10,10 +10,10 @@ use std::time::Instant;
 
 use url::Url;
 
+use super::Shared;
 use super::oauth::MEMBER_ID;
 use super::params::parse_urlencoded;
 use super::reply::Reply;
-use super::{OAuthApp, Shared};
 
 const HTML: &str = "text/html; charset=utf-8";
 
@@ -38,7 +38,8 @@ pub(crate) fn authorize(shared: &Shared, path: &str, query: Option<&str>, now: I
         );
     };
     let given = Some(get("redirect_uri")).filter(|s| !s.is_empty());
-    let Ok(target) = redirect_target(app, given) else {
+    let registered = shared.lock().redirect_uri.clone();
+    let Ok(target) = redirect_target(registered.as_deref(), given) else {
         return error_page(
             "Wrong redirect address",
             "The redirect_uri must be on the application's registered domain \
@@ -92,8 +93,8 @@ pub(crate) fn authorize(shared: &Shared, path: &str, query: Option<&str>, now: I
 }
 
 /// Where the browser goes back to: `Ok(None)` shows the code on a page instead.
-fn redirect_target(app: &OAuthApp, given: Option<&str>) -> Result<Option<Url>, ()> {
-    let registered = match app.redirect_uri.as_deref() {
+fn redirect_target(registered: Option<&str>, given: Option<&str>) -> Result<Option<Url>, ()> {
+    let registered = match registered {
         Some(r) => Some(Url::parse(r).map_err(|_| ())?),
         None => None,
     };
@@ -195,17 +196,10 @@ fn escape(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn app(redirect: Option<&str>) -> OAuthApp {
-        OAuthApp {
-            redirect_uri: redirect.map(String::from),
-            ..OAuthApp::default()
-        }
-    }
-
     #[test]
     fn redirect_must_stay_on_the_registered_origin() {
-        let reg = app(Some("https://app.example.com/cb"));
-        let ok = |g| redirect_target(&reg, Some(g)).map(|u| u.map(String::from));
+        let reg = Some("https://app.example.com/cb");
+        let ok = |g| redirect_target(reg, Some(g)).map(|u| u.map(String::from));
         assert_eq!(
             ok("https://APP.example.com:443/other?x=1"),
             Ok(Some("https://app.example.com/other?x=1".into()))
@@ -221,11 +215,11 @@ mod tests {
             assert_eq!(ok(bad), Err(()), "{bad}");
         }
         assert_eq!(
-            redirect_target(&reg, None).map(|u| u.map(String::from)),
+            redirect_target(reg, None).map(|u| u.map(String::from)),
             Ok(Some("https://app.example.com/cb".into()))
         );
-        assert_eq!(redirect_target(&app(None), None), Ok(None));
-        assert_eq!(redirect_target(&app(None), Some("https://x/")), Err(()));
+        assert_eq!(redirect_target(None, None), Ok(None));
+        assert_eq!(redirect_target(None, Some("https://x/")), Err(()));
     }
 
     #[test]

@@ -405,6 +405,27 @@ async fn redirect_address_rules() {
     );
     let r = get(&authorize_url(&bare, &format!("{elsewhere}&user_id=2"))).await;
     assert_eq!(r.status, 400, "no registered domain to match: {}", r.text);
+
+    // Re-registering the address, through the handle or the control endpoint.
+    bare.set_redirect_uri(Some("http://127.0.0.1:9/late"));
+    let r = get(&authorize_url(&bare, "&user_id=2")).await;
+    let location = r.header("location").expect("Location");
+    assert!(
+        location.starts_with("http://127.0.0.1:9/late?"),
+        "{location}"
+    );
+    let set = control(&bare, "redirect", r#"{"redirectUri":null}"#).await;
+    assert_eq!(set.json["ok"], true, "{}", set.text);
+    assert_eq!(get(&authorize_url(&bare, "&user_id=2")).await.status, 200);
+    assert_eq!(control(&bare, "redirect", "").await.status, 400);
+    let set = control(
+        &bare,
+        "redirect",
+        r#"{"redirectUri":"http://127.0.0.1:9/x"}"#,
+    )
+    .await;
+    assert_eq!(set.status, 200);
+    assert_eq!(get(&authorize_url(&bare, "&user_id=2")).await.status, 302);
 }
 
 #[tokio::test]
