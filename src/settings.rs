@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use secrecy::ExposeSecret;
+
 use crate::bitrix::{ClientOptions, Endpoint, OAuthConfig, Rate, StaticToken, oauth};
 use crate::cli::{Cli, HttpArgs, LimitsArgs, Plan, PortalArgs, Secret, ToolArgs, Transport};
 use crate::server::ToolSelection;
@@ -52,22 +54,12 @@ pub struct Portal {
 }
 
 /// Where calls go once the configuration is resolved.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub enum PortalChoice {
     /// A real portal.
     Portal(Endpoint),
     /// The built-in sandbox.
     Sandbox,
-}
-
-// Hand-written: `Endpoint` has no Debug; its description holds no secret.
-impl std::fmt::Debug for PortalChoice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PortalChoice::Portal(e) => f.debug_tuple("Portal").field(&e.describe()).finish(),
-            PortalChoice::Sandbox => f.write_str("Sandbox"),
-        }
-    }
 }
 
 /// Client-side pacing.
@@ -105,8 +97,9 @@ fn nonempty(v: Option<&str>) -> Option<String> {
         .map(str::to_string)
 }
 
-fn secret(v: &Option<Secret>) -> Option<String> {
-    nonempty(v.as_ref().map(Secret::expose))
+/// The trimmed secret, still wrapped; `None` when unset or blank.
+fn secret(v: &Option<Secret>) -> Option<Secret> {
+    nonempty(v.as_ref().map(ExposeSecret::expose_secret)).map(Secret::from)
 }
 
 /// Resolves the portal and its OAuth refresh; the error names the variables to set.
@@ -142,8 +135,9 @@ fn choice(args: &PortalArgs) -> Result<PortalChoice, String> {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(
             "both BITRIX24_WEBHOOK_URL and OAuth settings (BITRIX24_PORTAL_URL/BITRIX24_ACCESS_TOKEN) are set; keep one".into(),
         ),
-        (Some(url), None, None) => Endpoint::webhook(&url).map(PortalChoice::Portal).map_err(|e| e.0),
-        (None, Some(portal), Some(token)) => Endpoint::oauth(&portal, &token)
+        // Exposed to be parsed; the endpoint wraps the secret again at once.
+        (Some(url), None, None) => Endpoint::webhook(url.expose_secret()).map(PortalChoice::Portal).map_err(|e| e.0),
+        (None, Some(portal), Some(token)) => Endpoint::oauth(&portal, token.expose_secret())
             .map(PortalChoice::Portal)
             .map_err(|e| e.0),
         // The refresher that supplies the token is attached by `app::portal_client`.
@@ -248,7 +242,7 @@ pub fn http(args: &HttpArgs) -> Result<Option<HttpOptions>, String> {
     }
     let token = secret(&args.auth_token);
     if let Some(token) = &token {
-        crate::redact::register(token);
+        crate::redact::register(token.expose_secret());
     }
     if token.is_none() && !args.listen.ip().is_loopback() {
         return Err(format!(
@@ -288,9 +282,9 @@ mod tests {
         sandbox: bool,
     ) -> PortalArgs {
         PortalArgs {
-            webhook_url: webhook.map(|s| Secret(s.into())),
+            webhook_url: webhook.map(Secret::from),
             portal_url: portal.map(Into::into),
-            access_token: token.map(|s| Secret(s.into())),
+            access_token: token.map(Secret::from),
             sandbox,
             timeout: 65,
             limits: LimitsArgs::default(),
@@ -407,15 +401,15 @@ mod tests {
         assert!(matches!(oauth_refresh(&a), Ok(None)));
         a.oauth = OAuthArgs {
             client_id: Some("app".into()),
-            client_secret: Some(Secret("secret-value".into())),
-            refresh_token: Some(Secret("refresh-value".into())),
+            client_secret: Some(Secret::from("secret-value")),
+            refresh_token: Some(Secret::from("refresh-value")),
             token_file: Some("/tmp/x/token.json".into()),
             oauth_url: Some("http://127.0.0.1:9".into()),
         };
         assert!(matches!(resolve(&a), Ok(PortalChoice::Portal(_))));
         let c = oauth_refresh(&a).unwrap().unwrap();
         assert_eq!(c.token_file, PathBuf::from("/tmp/x/token.json"));
-        assert_eq!(c.access_token, None);
+        assert!(c.access_token.is_none());
         assert!(!format!("{:?} {:?}", a.oauth, c).contains("secret-value"));
         a.oauth.oauth_url = Some("not a url".into());
         assert!(
@@ -430,7 +424,7 @@ mod tests {
             transport: Transport::Http,
             listen: listen.parse().unwrap(),
             stateless: false,
-            auth_token: token.map(|s| Secret(s.into())),
+            auth_token: token.map(Secret::from),
             allowed_hosts: vec![],
             allowed_origins: vec![],
         }
