@@ -236,29 +236,10 @@ pub struct PortalArgs {
     pub oauth: OAuthArgs,
 }
 
-/// A secret from the command line or the environment: `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl Secret {
-    /// The value, for the one place that uses it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_string()))
-    }
-}
+/// A secret from the command line or the environment: `Debug` shows `[REDACTED]`, and
+/// only `expose_secret()` (from [`secrecy::ExposeSecret`]) gives the value. clap builds
+/// it through its `From<String>`.
+pub type Secret = secrecy::SecretString;
 
 /// The portal's rate limit, mirrored on this side so calls wait instead of being refused.
 #[derive(Debug, Clone, Args)]
@@ -407,6 +388,9 @@ pub enum Origin {
     Env,
     /// The command line, as it was written there (e.g. `["--plan", "enterprise"]`).
     Flag(Vec<String>),
+    /// The command line, for a secret (`--auth-token`, `--webhook-url`, ...): its value is
+    /// not kept, so that `Given` holds (and its `Debug` shows) no secret.
+    SecretFlag,
 }
 
 /// The settings given explicitly (not defaults), keyed by environment variable name.
@@ -438,6 +422,7 @@ impl Given {
             };
             let origin = match source {
                 ValueSource::EnvVariable => Origin::Env,
+                ValueSource::CommandLine if arg.is_hide_env_values_set() => Origin::SecretFlag,
                 ValueSource::CommandLine => {
                     let mut argv = vec![format!("--{long}")];
                     if arg.get_num_args().is_none_or(|n| n.takes_values())
@@ -536,7 +521,7 @@ mod tests {
 
     #[test]
     fn debug_hides_secrets() {
-        let (cli, _) = Cli::try_parse_given([
+        let (cli, given) = Cli::try_parse_given([
             "x",
             "--webhook-url",
             "https://p.example/rest/1/zzwebhooksecretzz/",
@@ -550,7 +535,9 @@ mod tests {
             "zzauthzz",
         ])
         .unwrap();
-        let shown = format!("{cli:?}");
+        // Secret flags are recorded without their value.
+        assert_eq!(given.origin("MCP_AUTH_TOKEN"), Some(&Origin::SecretFlag));
+        let shown = format!("{cli:?} {given:?}");
         for s in [
             "zzwebhooksecretzz",
             "zzaccesstokenzz",

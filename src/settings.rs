@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use std::path::PathBuf;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::bitrix::grant::App;
 use crate::bitrix::{ClientOptions, Endpoint, OAuthConfig, Rate, StaticToken, oauth};
@@ -117,7 +117,7 @@ pub fn sign_in(cli: &Cli) -> Result<Option<SignInSettings>, String> {
         match (nonempty(o.client_id.as_deref()), secret(&o.client_secret)) {
             (Some(client_id), Some(client_secret)) => Some(App {
                 client_id,
-                client_secret: SecretString::from(client_secret),
+                client_secret,
             }),
             _ => {
                 return Err("--oauth needs the Bitrix24 application people sign in through: set \
@@ -133,7 +133,7 @@ pub fn sign_in(cli: &Cli) -> Result<Option<SignInSettings>, String> {
         oauth_url: oauth_url(o.oauth_url.as_deref())?,
         token_lifetime: Duration::from_secs(args.token_lifetime),
         store: store_location(args)?,
-        store_key: secret(&args.store_key).map(SecretString::from),
+        store_key: secret(&args.store_key),
     }))
 }
 
@@ -247,22 +247,12 @@ pub struct Portal {
 }
 
 /// Where calls go once the configuration is resolved.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub enum PortalChoice {
     /// A real portal.
     Portal(Endpoint),
     /// The built-in sandbox.
     Sandbox,
-}
-
-// Hand-written: `Endpoint` has no Debug; its description holds no secret.
-impl std::fmt::Debug for PortalChoice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PortalChoice::Portal(e) => f.debug_tuple("Portal").field(&e.describe()).finish(),
-            PortalChoice::Sandbox => f.write_str("Sandbox"),
-        }
-    }
 }
 
 /// Client-side pacing.
@@ -300,8 +290,9 @@ fn nonempty(v: Option<&str>) -> Option<String> {
         .map(str::to_string)
 }
 
-fn secret(v: &Option<Secret>) -> Option<String> {
-    nonempty(v.as_ref().map(Secret::expose))
+/// The trimmed secret, still wrapped; `None` when unset or blank.
+fn secret(v: &Option<Secret>) -> Option<Secret> {
+    nonempty(v.as_ref().map(ExposeSecret::expose_secret)).map(Secret::from)
 }
 
 /// Resolves the portal and its OAuth refresh; the error names the variables to set.
@@ -337,8 +328,9 @@ fn choice(args: &PortalArgs) -> Result<PortalChoice, String> {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(
             "both BITRIX24_WEBHOOK_URL and OAuth settings (BITRIX24_PORTAL_URL/BITRIX24_ACCESS_TOKEN) are set; keep one".into(),
         ),
-        (Some(url), None, None) => Endpoint::webhook(&url).map(PortalChoice::Portal).map_err(|e| e.0),
-        (None, Some(portal), Some(token)) => Endpoint::oauth(&portal, &token)
+        // Exposed to be parsed; the endpoint wraps the secret again at once.
+        (Some(url), None, None) => Endpoint::webhook(url.expose_secret()).map(PortalChoice::Portal).map_err(|e| e.0),
+        (None, Some(portal), Some(token)) => Endpoint::oauth(&portal, token.expose_secret())
             .map(PortalChoice::Portal)
             .map_err(|e| e.0),
         // The refresher that supplies the token is attached by `app::portal_client`.
@@ -433,7 +425,7 @@ pub fn http(args: &HttpArgs, signing_in: bool) -> Result<Option<HttpOptions>, St
     }
     let token = secret(&args.auth_token);
     if let Some(token) = &token {
-        crate::redact::register(token);
+        crate::redact::register(token.expose_secret());
     }
     if token.is_none() && !signing_in && !args.listen.ip().is_loopback() {
         return Err(format!(
@@ -473,9 +465,9 @@ mod tests {
         sandbox: bool,
     ) -> PortalArgs {
         PortalArgs {
-            webhook_url: webhook.map(|s| Secret(s.into())),
+            webhook_url: webhook.map(Secret::from),
             portal_url: portal.map(Into::into),
-            access_token: token.map(|s| Secret(s.into())),
+            access_token: token.map(Secret::from),
             sandbox,
             timeout: 65,
             limits: LimitsArgs::default(),
@@ -592,15 +584,15 @@ mod tests {
         assert!(matches!(oauth_refresh(&a), Ok(None)));
         a.oauth = OAuthArgs {
             client_id: Some("app".into()),
-            client_secret: Some(Secret("secret-value".into())),
-            refresh_token: Some(Secret("refresh-value".into())),
+            client_secret: Some(Secret::from("secret-value")),
+            refresh_token: Some(Secret::from("refresh-value")),
             token_file: Some("/tmp/x/token.json".into()),
             oauth_url: Some("http://127.0.0.1:9".into()),
         };
         assert!(matches!(resolve(&a), Ok(PortalChoice::Portal(_))));
         let c = oauth_refresh(&a).unwrap().unwrap();
         assert_eq!(c.token_file, PathBuf::from("/tmp/x/token.json"));
-        assert_eq!(c.access_token, None);
+        assert!(c.access_token.is_none());
         assert!(!format!("{:?} {:?}", a.oauth, c).contains("secret-value"));
         a.oauth.oauth_url = Some("not a url".into());
         assert!(
@@ -615,7 +607,7 @@ mod tests {
             transport: Transport::Http,
             listen: listen.parse().unwrap(),
             stateless: false,
-            auth_token: token.map(|s| Secret(s.into())),
+            auth_token: token.map(Secret::from),
             allowed_hosts: vec![],
             allowed_origins: vec![],
         }

@@ -10,14 +10,8 @@ use crate::store::Store;
 
 /// Runs the `users` subcommand; the report goes to stdout.
 pub async fn run(cli: &Cli, args: &UsersArgs) -> ExitCode {
-    let opened = store_location(&cli.sign_in).and_then(|location| {
-        let key = cli
-            .sign_in
-            .store_key
-            .as_ref()
-            .map(|k| secrecy::SecretString::from(k.expose().to_string()));
-        crate::app::open_store(&location, key.as_ref())
-    });
+    let opened = store_location(&cli.sign_in)
+        .and_then(|location| crate::app::open_store(&location, cli.sign_in.store_key.as_ref()));
     let store = match opened {
         Ok(s) => s,
         Err(e) => {

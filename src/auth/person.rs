@@ -16,6 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::now;
 use crate::bitrix::grant::{self, App, GrantRequest};
 use crate::bitrix::{BoxFuture, CallError, TokenSource};
+use crate::redact;
 use crate::store::{BitrixTokens, Store, StoreError};
 
 /// How often a person's last use is written (every request would be a write each).
@@ -71,7 +72,9 @@ impl People {
             }),
             refreshing: tokio::sync::Mutex::new(()),
             touched: Mutex::new(now()),
+            masked: redact::Slot::new(),
         });
+        source.mask(&person.tokens);
         Ok(Some(self.lock().entry(key).or_insert(source).clone()))
     }
 
@@ -99,9 +102,28 @@ pub struct PersonSource {
     current: RwLock<Current>,
     refreshing: tokio::sync::Mutex<()>,
     touched: Mutex<i64>,
+    /// This person's pair in force, masked in every log line and error text.
+    masked: redact::Slot,
+}
+
+// By hand: the store behind it has no Debug; the person is named, the token never.
+impl std::fmt::Debug for PersonSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersonSource")
+            .field("member_id", &self.key.0)
+            .field("user_id", &self.key.1)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PersonSource {
+    fn mask(&self, tokens: &BitrixTokens) {
+        self.masked.replace(&[
+            tokens.access.expose_secret(),
+            tokens.refresh.expose_secret(),
+        ]);
+    }
+
     fn touch_due(&self) -> bool {
         let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
         let t = now();
@@ -146,6 +168,7 @@ impl PersonSource {
             .to_string();
         if person.tokens.access.expose_secret() != mine {
             // Refreshed elsewhere (another process, or a new sign-in): take that pair.
+            self.mask(&person.tokens);
             self.replace(person.tokens.access.clone());
             return Ok(());
         }
@@ -187,6 +210,7 @@ impl PersonSource {
             client_endpoint: issued.client_endpoint.or(person.tokens.client_endpoint),
             scope: issued.scope.or(person.tokens.scope),
         };
+        self.mask(&tokens);
         // Stored before use: a crash after this point must not leave the store holding
         // the refresh token that was just spent.
         self.store
@@ -200,9 +224,9 @@ impl PersonSource {
 }
 
 impl TokenSource for PersonSource {
-    fn current(&self) -> (Option<String>, u64) {
+    fn current(&self) -> (Option<SecretString>, u64) {
         let c = self.current.read().unwrap_or_else(|e| e.into_inner());
-        (Some(c.access.expose_secret().to_string()), c.generation)
+        (Some(c.access.clone()), c.generation)
     }
 
     fn refresh<'a>(

@@ -12,9 +12,9 @@ pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
     // The OS generator failing is a broken machine; a predictable token would be worse.
     getrandom::fill(&mut bytes).expect("the operating system's random generator works");
-    let token = URL_SAFE_NO_PAD.encode(bytes);
-    crate::redact::register(&token);
-    token
+    // Not registered for masking: these values are never formatted into a message (only
+    // their hashes are kept), and a registry entry per issued token would grow forever.
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Whether `verifier` is the PKCE S256 verifier of `challenge` (RFC 7636 §4.6).

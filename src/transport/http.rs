@@ -5,7 +5,6 @@
 //! the portal client's pacing and connection pool are per process. Each MCP route passes
 //! the Host/Origin check first, then the bearer check; every route has a body size limit.
 
-use std::fmt;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +19,7 @@ use axum::serve::Listener;
 use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
 };
+use secrecy::SecretString;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -44,34 +44,20 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Everything the HTTP transport needs, validated by `config`.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct HttpOptions {
     /// Address to bind; port 0 picks a free one (the bound address is logged).
     pub listen: SocketAddr,
     /// Plain JSON replies without `Mcp-Session-Id` sessions.
     pub stateless: bool,
     /// Bearer token every MCP route requires; `None` only on loopback addresses.
-    pub auth_token: Option<String>,
+    pub auth_token: Option<SecretString>,
     /// Host and Origin allow-lists.
     pub policy: HostOriginPolicy,
     /// Request body limit for every route.
     pub max_body_bytes: usize,
     /// Bound on waiting for calls in flight at shutdown.
     pub drain_timeout: Duration,
-}
-
-// Hand-written so the token never reaches a log.
-impl fmt::Debug for HttpOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpOptions")
-            .field("listen", &self.listen)
-            .field("stateless", &self.stateless)
-            .field("auth_token", &self.auth_token.as_ref().map(|_| "***"))
-            .field("policy", &self.policy)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("drain_timeout", &self.drain_timeout)
-            .finish()
-    }
 }
 
 /// The whole application. `sessions` ends every MCP session and event stream when
@@ -111,7 +97,7 @@ pub fn router(
             crate::auth::resource::require,
         )),
         None => routes.route_layer(from_fn_with_state(
-            BearerAuth::new(opts.auth_token.as_deref()),
+            BearerAuth::new(opts.auth_token.as_ref()),
             auth::require_bearer,
         )),
     };
