@@ -43,6 +43,7 @@ fn client(id: &str) -> ClientRecord {
         client_name: Some("Claude Code".into()),
         redirect_uris: vec!["http://127.0.0.1/callback".into()],
         created_at: NOW,
+        secret_hash: None,
     }
 }
 
@@ -825,6 +826,20 @@ async fn a_token_moved_to_another_row_does_not_open() {
     }
 }
 
+#[tokio::test]
+async fn a_confidential_client_keeps_only_the_hash_of_its_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&db_path(&dir), key()).unwrap();
+    let mut c = client("confidential");
+    c.secret_hash = Some(TokenHash::of("client-secret-in-clear-0123"));
+    store.put_client(c.clone()).await.unwrap();
+    assert_eq!(store.client("confidential").await.unwrap(), Some(c));
+    drop(store);
+    let bytes = std::fs::read(db_path(&dir)).unwrap_or_default();
+    let needle = b"client-secret-in-clear-0123";
+    assert!(!bytes.windows(needle.len()).any(|w| w == needle));
+}
+
 #[test]
 fn a_store_from_a_newer_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -834,7 +849,7 @@ fn a_store_from_a_newer_version_is_refused() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2, "every migration ran");
     raw.pragma_update(None, "user_version", 99).unwrap();
     drop(raw);
     let err = SqliteStore::open(&path, key()).unwrap_err();

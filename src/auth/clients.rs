@@ -166,6 +166,7 @@ impl Clients {
             client_name: doc.client_name,
             redirect_uris: doc.redirect_uris,
             created_at: crate::auth::now(),
+            secret_hash: None,
         })
     }
 }

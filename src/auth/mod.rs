@@ -43,6 +43,8 @@ const PENDING_TTL: i64 = 600;
 const CODE_TTL: i64 = 60;
 /// How long a refresh token lives; each use rotates it.
 const REFRESH_TTL: i64 = 30 * 24 * 3600;
+/// How often expired records leave the store.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
 
 /// How sign-in is configured.
 #[derive(Debug, Clone)]
@@ -91,7 +93,7 @@ impl SignIn {
             options.app.clone(),
             options.oauth_url.clone(),
         );
-        SignIn {
+        let sign_in = SignIn {
             inner: Arc::new(Inner {
                 issuer,
                 token_lifetime: i64::try_from(options.token_lifetime.as_secs()).unwrap_or(3600),
@@ -103,7 +105,29 @@ impl SignIn {
                 pool,
                 people,
             }),
-        }
+        };
+        sign_in.spawn_purge();
+        sign_in
+    }
+
+    /// Removes expired codes, tokens and abandoned registrations every few minutes, for
+    /// as long as this sign-in is in use.
+    fn spawn_purge(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let inner = Arc::downgrade(&self.inner);
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(PURGE_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = inner.upgrade() else { return };
+                if let Err(e) = inner.store.purge_expired(now()).await {
+                    tracing::warn!("purging expired sign-in records failed: {e}");
+                }
+            }
+        });
     }
 
     /// The authorization server's issuer: the public base address.

@@ -1,5 +1,7 @@
 //! Dynamic Client Registration (RFC 7591): what most MCP clients of the 2025-11-25
-//! revision do first. Only public clients (PKCE, no secret) are registered.
+//! revision do first. Public clients (`none`: PKCE, no secret) are the norm; a client
+//! that asks for `client_secret_post` or `client_secret_basic` (the Python SDK's default)
+//! gets a secret too, kept here only as a hash, and PKCE stays required for everyone.
 
 use axum::Json;
 use axum::extract::State;
@@ -10,8 +12,12 @@ use serde_json::json;
 
 use super::SignIn;
 use super::clients::redirect_uri_allowed;
+use super::secret::random_token;
 use super::token::oauth_error;
-use crate::store::{ClientRecord, StoreError};
+use crate::store::{ClientRecord, StoreError, TokenHash};
+
+/// How clients may authenticate at the token endpoint.
+pub const AUTH_METHODS: [&str; 3] = ["none", "client_secret_post", "client_secret_basic"];
 
 /// At most this many redirect URIs per client; real clients register one or two.
 const MAX_REDIRECT_URIS: usize = 10;
@@ -50,15 +56,13 @@ pub async fn register(
             ),
         );
     }
-    if reg
-        .token_endpoint_auth_method
-        .as_deref()
-        .is_some_and(|m| m != "none")
-    {
+    let method = reg.token_endpoint_auth_method.as_deref().unwrap_or("none");
+    if !AUTH_METHODS.contains(&method) {
         return metadata_error(
-            "only public clients are registered: token_endpoint_auth_method must be none",
+            "token_endpoint_auth_method must be none, client_secret_post or client_secret_basic",
         );
     }
+    let secret = (method != "none").then(random_token);
     let grants_ok = reg.grant_types.as_ref().is_none_or(|g| {
         g.iter()
             .all(|t| t == "authorization_code" || t == "refresh_token")
@@ -77,6 +81,7 @@ pub async fn register(
         client_name: reg.client_name.map(|n| n.chars().take(200).collect()),
         redirect_uris: reg.redirect_uris,
         created_at: super::now(),
+        secret_hash: secret.as_deref().map(TokenHash::of),
     };
     match sign_in.store().put_client(record.clone()).await {
         Ok(()) => {}
@@ -97,18 +102,23 @@ pub async fn register(
         }
     }
     tracing::info!(client = %record.client_id, name = record.client_name.as_deref().unwrap_or(""), "client registered");
+    let mut answer = json!({
+        "client_id": record.client_id,
+        "client_id_issued_at": record.created_at,
+        "client_name": record.client_name,
+        "redirect_uris": record.redirect_uris,
+        "token_endpoint_auth_method": method,
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+    });
+    if let Some(secret) = secret {
+        answer["client_secret"] = json!(secret);
+        answer["client_secret_expires_at"] = json!(0);
+    }
     (
         StatusCode::CREATED,
         [(axum::http::header::CACHE_CONTROL, "no-store")],
-        Json(json!({
-            "client_id": record.client_id,
-            "client_id_issued_at": record.created_at,
-            "client_name": record.client_name,
-            "redirect_uris": record.redirect_uris,
-            "token_endpoint_auth_method": "none",
-            "grant_types": ["authorization_code", "refresh_token"],
-            "response_types": ["code"],
-        })),
+        Json(answer),
     )
         .into_response()
 }

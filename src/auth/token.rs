@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -20,6 +20,7 @@ type Form = axum::extract::Form<HashMap<String, String>>;
 /// `POST /token`.
 pub async fn token(
     State(sign_in): State<SignIn>,
+    headers: HeaderMap,
     form: Result<Form, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let Ok(axum::extract::Form(f)) = form else {
@@ -39,9 +40,13 @@ pub async fn token(
             &format!("this server issues tokens only for {}", sign_in.resource()),
         );
     }
+    let client = match authenticate(&sign_in, &headers, &p).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let outcome = match p.get("grant_type") {
-        Some("authorization_code") => code_grant(&sign_in, &p).await,
-        Some("refresh_token") => refresh_grant(&sign_in, &p).await,
+        Some("authorization_code") => code_grant(&sign_in, &p, client.as_deref()).await,
+        Some("refresh_token") => refresh_grant(&sign_in, &p, client.as_deref()).await,
         _ => Err(refused(
             "unsupported_grant_type",
             "use grant_type authorization_code or refresh_token",
@@ -59,7 +64,82 @@ impl Params {
     }
 }
 
-async fn code_grant(sign_in: &SignIn, p: &Params) -> Result<Response, Response> {
+/// Who is asking (RFC 6749 §2.3): HTTP Basic or `client_secret` in the form for a
+/// confidential client, `client_id` alone for a public one. `None` when the request
+/// names no client (allowed only for a public client's refresh).
+async fn authenticate(
+    sign_in: &SignIn,
+    headers: &HeaderMap,
+    p: &Params,
+) -> Result<Option<String>, Response> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(basic_credentials);
+    let (client_id, secret) = match basic {
+        Some((id, secret)) => (Some(id), Some(secret)),
+        None => (
+            p.get("client_id").map(str::to_string),
+            p.get("client_secret").map(str::to_string),
+        ),
+    };
+    let Some(client_id) = client_id else {
+        return Ok(None);
+    };
+    if super::clients::is_metadata_url(&client_id, true) {
+        // A metadata-document client is public by definition; /authorize checked it.
+        return Ok(Some(client_id));
+    }
+    let record = sign_in
+        .store()
+        .client(&client_id)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| unauthorized_client("the client is not registered here; register again"))?;
+    if let Some(expected) = record.secret_hash {
+        let presented =
+            secret.ok_or_else(|| unauthorized_client("this client must send its client_secret"))?;
+        if TokenHash::of(&presented) != expected {
+            return Err(unauthorized_client("wrong client_secret"));
+        }
+    }
+    Ok(Some(client_id))
+}
+
+/// `Basic base64(urlencoded id ":" urlencoded secret)`.
+fn basic_credentials(value: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let unescape = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    Some((unescape(id)?, unescape(secret)?))
+}
+
+fn unauthorized_client(detail: &str) -> Response {
+    let mut r = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", detail);
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static("Basic realm=\"token\""),
+    );
+    r
+}
+
+async fn code_grant(
+    sign_in: &SignIn,
+    p: &Params,
+    client: Option<&str>,
+) -> Result<Response, Response> {
     let get = |k| p.get(k);
     let code = get("code").ok_or_else(|| refused("invalid_request", "code is missing"))?;
     let verifier = get("code_verifier").ok_or_else(|| {
@@ -68,8 +148,7 @@ async fn code_grant(sign_in: &SignIn, p: &Params) -> Result<Response, Response> 
             "code_verifier is missing (PKCE is required)",
         )
     })?;
-    let client_id =
-        get("client_id").ok_or_else(|| refused("invalid_request", "client_id is missing"))?;
+    let client_id = client.ok_or_else(|| refused("invalid_request", "client_id is missing"))?;
     let found = sign_in
         .store()
         .take_code(&TokenHash::of(code), now())
@@ -110,7 +189,11 @@ async fn code_grant(sign_in: &SignIn, p: &Params) -> Result<Response, Response> 
     issue(sign_in, &grant).await
 }
 
-async fn refresh_grant(sign_in: &SignIn, p: &Params) -> Result<Response, Response> {
+async fn refresh_grant(
+    sign_in: &SignIn,
+    p: &Params,
+    client: Option<&str>,
+) -> Result<Response, Response> {
     let get = |k| p.get(k);
     let presented = get("refresh_token")
         .ok_or_else(|| refused("invalid_request", "refresh_token is missing"))?;
@@ -121,7 +204,7 @@ async fn refresh_grant(sign_in: &SignIn, p: &Params) -> Result<Response, Respons
         .map_err(unavailable)?;
     match used {
         RefreshUse::Fresh(_, grant) => {
-            if get("client_id").is_some_and(|c| c != grant.client_id) {
+            if client.is_some_and(|c| c != grant.client_id) {
                 return Err(refused(
                     "invalid_grant",
                     "the refresh token was issued to another client",

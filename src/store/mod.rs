@@ -97,6 +97,9 @@ pub struct ClientRecord {
     pub client_name: Option<String>,
     pub redirect_uris: Vec<String>,
     pub created_at: i64,
+    /// The hash of the client's secret, for a confidential client registered with
+    /// `client_secret_post` or `client_secret_basic`; `None` for a public client.
+    pub secret_hash: Option<TokenHash>,
 }
 
 /// An authorization waiting for the person to come back from Bitrix24.

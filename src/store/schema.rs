@@ -80,6 +80,9 @@ const MIGRATIONS: &[&str] = &[
      ) STRICT;
      CREATE INDEX tokens_grant ON tokens (grant_id);
      CREATE INDEX tokens_expiry ON tokens (expires_at);",
+    // 2: confidential clients (client_secret_post / client_secret_basic) keep the hash of
+    // their secret.
+    "ALTER TABLE clients ADD COLUMN secret_hash BLOB;",
 ];
 
 /// Brings the schema up to date; refuses a store written by a newer version.

@@ -238,15 +238,17 @@ impl Store for SqliteStore {
                 }
             }
             tx.execute(
-                "INSERT INTO clients (client_id, client_name, redirect_uris, created_at)
-                 VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO clients (client_id, client_name, redirect_uris, created_at, secret_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (client_id) DO UPDATE SET client_name = excluded.client_name,
-                     redirect_uris = excluded.redirect_uris, created_at = excluded.created_at",
+                     redirect_uris = excluded.redirect_uris, created_at = excluded.created_at,
+                     secret_hash = excluded.secret_hash",
                 params![
                     client.client_id,
                     client.client_name,
                     uris,
-                    client.created_at
+                    client.created_at,
+                    client.secret_hash.as_ref().map(|h| h.as_bytes().to_vec())
                 ],
             )
             .map_err(db)?;
@@ -260,7 +262,7 @@ impl Store for SqliteStore {
         self.run(move |conn, _, _| {
             let row = conn
                 .query_row(
-                    "SELECT client_name, redirect_uris, created_at FROM clients
+                    "SELECT client_name, redirect_uris, created_at, secret_hash FROM clients
                      WHERE client_id = ?1",
                     [&client_id],
                     |r| {
@@ -268,13 +270,20 @@ impl Store for SqliteStore {
                             r.get::<_, Option<String>>(0)?,
                             r.get::<_, String>(1)?,
                             r.get(2)?,
+                            r.get::<_, Option<Vec<u8>>>(3)?,
                         ))
                     },
                 )
                 .optional()
                 .map_err(db)?;
-            let Some((client_name, uris, created_at)) = row else {
+            let Some((client_name, uris, created_at, secret)) = row else {
                 return Ok(None);
+            };
+            let secret_hash = match secret {
+                None => None,
+                Some(bytes) => Some(TokenHash::from_bytes(bytes.try_into().map_err(|_| {
+                    StoreError::Unavailable("a client's secret hash is corrupt".into())
+                })?)),
             };
             let redirect_uris = serde_json::from_str(&uris).map_err(|_| {
                 StoreError::Unavailable("a client's redirect URIs are corrupt".into())
@@ -284,6 +293,7 @@ impl Store for SqliteStore {
                 client_name,
                 redirect_uris,
                 created_at,
+                secret_hash,
             }))
         })
         .await
