@@ -284,3 +284,48 @@ async fn the_sandbox_alone_gives_a_newcomer_the_whole_flow() {
     );
     let _ = Duration::ZERO;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_the_callback_and_checks_the_application() {
+    let team = Team::new().await;
+    let base = team.sandbox.base_url();
+    let store = format!("sqlite:{}", team.db().display());
+    let doctor = |secret: &'static str| {
+        let (base, store) = (base.clone(), store.clone());
+        async move {
+            common::command(
+                &[
+                    "doctor",
+                    "--transport",
+                    "http",
+                    "--oauth",
+                    "--listen",
+                    "127.0.0.1:8123",
+                ],
+                &[
+                    ("BITRIX24_PORTAL_URL", &base),
+                    ("BITRIX24_CLIENT_ID", APP_ID),
+                    ("BITRIX24_CLIENT_SECRET", secret),
+                    ("BITRIX24_OAUTH_URL", &base),
+                    ("MCP_STORE", &store),
+                ],
+            )
+            .output()
+            .await
+            .unwrap()
+        }
+    };
+    let good = doctor(APP_SECRET).await;
+    let text = String::from_utf8_lossy(&good.stdout).to_string();
+    assert!(good.status.success(), "{text}");
+    assert!(
+        text.contains("register http://127.0.0.1:8123/oauth/callback"),
+        "{text}"
+    );
+    assert!(text.contains("knows the application"), "{text}");
+    assert!(!text.contains(APP_SECRET));
+    let bad = doctor("not-the-secret-0000000000").await;
+    let text = String::from_utf8_lossy(&bad.stdout).to_string();
+    assert_eq!(bad.status.code(), Some(1), "{text}");
+    assert!(text.contains("invalid_client"), "{text}");
+}

@@ -10,6 +10,9 @@
 //! missing `im` scope only disables `task_chat_messages_list` and is a warning.
 //! Every line goes through the redactor; the webhook secret never appears.
 //! Just over 400 lines: one check per portal answer class, kept in one place with its advice.
+//! With `--oauth` there is no identity to probe with: `sign_in.rs` checks that side instead.
+
+mod sign_in;
 
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -128,6 +131,23 @@ pub async fn run(settings: &Settings, args: &DoctorArgs) -> Report {
         r.heading("result: NOT usable (fix the configuration above; exit 1)");
         return r;
     };
+    match &settings.sign_in {
+        Err(e) => {
+            r.line("FAIL", e);
+            r.heading("result: NOT usable (fix the configuration above; exit 1)");
+            return r;
+        }
+        Ok(Some(s)) => {
+            r.usable = config_ok && sign_in::check(&mut r, settings, s).await;
+            r.heading(if r.usable {
+                "result: usable (exit 0)"
+            } else {
+                "result: NOT usable (see FAIL above; exit 1)"
+            });
+            return r;
+        }
+        Ok(None) => {}
+    }
     // Held until the checks are done.
     let (endpoint, _sandbox) = match &portal.choice {
         PortalChoice::Portal(endpoint) => {
