@@ -146,6 +146,7 @@ pub fn print(cli: &Cli, given: &Given, settings: &Settings, args: &PrintConfigAr
         args: server_args,
         env: setup.env,
         url: &args.url,
+        sign_in: cli.sign_in.enabled,
     });
     eprintln!("{}", snippet.guide);
     print!("{}", snippet.config);

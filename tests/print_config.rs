@@ -138,6 +138,19 @@ async fn http_snippets_per_client() {
 }
 
 #[tokio::test]
+async fn sign_in_snippets_carry_no_token_and_say_how_to_sign_in() {
+    for client in CLIENTS {
+        let o = print_config(&["--client", client, "--transport", "http", "--oauth"], &[]).await;
+        assert_eq!(o.status.code(), Some(0), "{client}: {}", shown(&o));
+        let all = shown(&o);
+        assert!(!all.contains("MCP_AUTH_TOKEN"), "{client}: {all}");
+        assert!(!all.contains("Authorization"), "{client}: {all}");
+        assert!(all.contains("sign"), "{client}: {all}");
+        insta::assert_snapshot!(format!("{client}_http_sign_in"), all);
+    }
+}
+
+#[tokio::test]
 async fn launcher_npx_starts_the_npm_package() {
     for client in CLIENTS {
         let o = print_config(

@@ -35,6 +35,9 @@ pub struct Request<'a> {
     pub env: Vec<EnvVar>,
     /// Endpoint URL (http only).
     pub url: &'a str,
+    /// The HTTP server signs people in (`--oauth`): no token in the snippet, the client
+    /// runs the sign-in itself.
+    pub sign_in: bool,
 }
 
 /// One variable a snippet names.
@@ -70,6 +73,7 @@ enum Server {
         #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
         kind: Option<&'static str>,
         url: String,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
         headers: BTreeMap<String, String>,
     },
 }
@@ -113,11 +117,14 @@ fn stdio(
     }
 }
 
-fn http(kind: Option<&'static str>, url: &str, authorization: String) -> Server {
+/// An HTTP server entry; `authorization` is `None` when people sign in.
+fn http(kind: Option<&'static str>, url: &str, authorization: Option<String>) -> Server {
     Server::Http {
         kind,
         url: url.to_string(),
-        headers: BTreeMap::from([("Authorization".to_string(), authorization)]),
+        headers: authorization
+            .map(|a| BTreeMap::from([("Authorization".to_string(), a)]))
+            .unwrap_or_default(),
     }
 }
 
@@ -131,18 +138,32 @@ fn mcp_servers(name: &str, server: Server) -> String {
 pub fn render(req: &Request) -> Snippet {
     let exe = req.command.as_str();
     let http = req.transport == Transport::Http;
+    let bearer = |value: String| (!req.sign_in).then_some(value);
+    let sign_in_step = |how: &str| {
+        if req.sign_in && http {
+            format!("\nThe server signs each person in with their Bitrix24 account: {how}")
+        } else {
+            String::new()
+        }
+    };
     match req.client {
         ClientKind::ClaudeCode => {
             let server = if http {
                 self::http(
                     Some("http"),
                     req.url,
-                    format!("Bearer ${{{AUTH_TOKEN_VAR}}}"),
+                    bearer(format!("Bearer ${{{AUTH_TOKEN_VAR}}}")),
                 )
             } else {
                 stdio(Some("stdio"), exe, req, |n| format!("${{{n}}}"))
             };
-            let line = if http {
+            let line = if http && req.sign_in {
+                format!(
+                    "claude mcp add --transport http {} {}",
+                    shell_quote(req.name),
+                    shell_quote(req.url)
+                )
+            } else if http {
                 format!(
                     "claude mcp add --transport http {} {} --header \"Authorization: Bearer ${AUTH_TOKEN_VAR}\"",
                     shell_quote(req.name),
@@ -167,31 +188,44 @@ pub fn render(req: &Request) -> Snippet {
                 guide: format!(
                     "Claude Code: either run this once in your shell (it reads the value from your environment):\n  {line}\n\
                      or put the JSON below in .mcp.json at the project root (Claude Code expands ${{VAR}} from the \
-                     environment it was started in). Check with: claude mcp list"
+                     environment it was started in). Check with: claude mcp list{}",
+                    sign_in_step(
+                        "in Claude Code run /mcp, pick the server and choose Authenticate; your browser opens the Bitrix24 sign-in."
+                    )
                 ),
             }
         }
         ClientKind::Cursor => {
             let server = if http {
-                self::http(None, req.url, format!("Bearer ${{env:{AUTH_TOKEN_VAR}}}"))
+                self::http(
+                    None,
+                    req.url,
+                    bearer(format!("Bearer ${{env:{AUTH_TOKEN_VAR}}}")),
+                )
             } else {
                 stdio(Some("stdio"), exe, req, |n| format!("${{env:{n}}}"))
             };
             Snippet {
                 config: mcp_servers(req.name, server),
-                guide: "Cursor: put this in ~/.cursor/mcp.json (every project) or .cursor/mcp.json (this project); \
-                        Cursor expands ${env:NAME} from the environment it was started in."
-                    .into(),
+                guide: format!(
+                    "Cursor: put this in ~/.cursor/mcp.json (every project) or .cursor/mcp.json (this project); \
+                     Cursor expands ${{env:NAME}} from the environment it was started in.{}",
+                    sign_in_step(
+                        "Cursor shows the server as needing a login in Settings > MCP: click it and sign in."
+                    )
+                ),
             }
         }
         ClientKind::Codex => {
             let mut toml = format!("[mcp_servers.{}]\n", toml_key(req.name));
             if http {
                 toml.push_str(&format!("url = {}\n", toml_str(req.url)));
-                toml.push_str(&format!(
-                    "bearer_token_env_var = {}\n",
-                    toml_str(AUTH_TOKEN_VAR)
-                ));
+                if !req.sign_in {
+                    toml.push_str(&format!(
+                        "bearer_token_env_var = {}\n",
+                        toml_str(AUTH_TOKEN_VAR)
+                    ));
+                }
             } else {
                 let names: Vec<&str> = req.env.iter().map(|v| v.name).collect();
                 toml.push_str(&format!("command = {}\n", toml_str(exe)));
@@ -203,9 +237,14 @@ pub fn render(req: &Request) -> Snippet {
             ));
             Snippet {
                 config: toml,
-                guide: "Codex: add this to ~/.codex/config.toml. Codex passes the variables named in env_vars (or the \
-                        bearer token variable) from the environment it was started in. Check with: codex mcp list"
-                    .into(),
+                guide: format!(
+                    "Codex: add this to ~/.codex/config.toml. Codex passes the variables named in env_vars (or the \
+                     bearer token variable) from the environment it was started in. Check with: codex mcp list{}",
+                    sign_in_step(&format!(
+                        "run `codex mcp login {}` once; your browser opens the Bitrix24 sign-in.",
+                        req.name
+                    ))
+                ),
             }
         }
         ClientKind::Vscode => {
@@ -215,12 +254,14 @@ pub fn render(req: &Request) -> Snippet {
                 description,
                 password,
             };
-            let (server, inputs) = if http {
+            let (server, inputs) = if http && req.sign_in {
+                (self::http(Some("http"), req.url, None), Vec::new())
+            } else if http {
                 (
                     self::http(
                         Some("http"),
                         req.url,
-                        "Bearer ${input:mcp-auth-token}".into(),
+                        Some("Bearer ${input:mcp-auth-token}".into()),
                     ),
                     vec![input(
                         "mcp-auth-token".into(),
@@ -251,13 +292,25 @@ pub fn render(req: &Request) -> Snippet {
                     servers: BTreeMap::from([(req.name, server)]),
                     inputs,
                 }),
-                guide: "VS Code: put this in .vscode/mcp.json (or run \"MCP: Open User Configuration\"). VS Code asks \
-                        for each value once and keeps it in its secret storage."
-                    .into(),
+                guide: format!(
+                    "VS Code: put this in .vscode/mcp.json (or run \"MCP: Open User Configuration\"). VS Code asks \
+                     for each value once and keeps it in its secret storage.{}",
+                    sign_in_step(
+                        "VS Code asks you to sign in when the server first starts; allow it and sign in in the browser."
+                    )
+                ),
             }
         }
         ClientKind::ClaudeDesktop => {
-            let server = if http {
+            let server = if http && req.sign_in {
+                // mcp-remote runs the sign-in in the browser itself.
+                Server::Stdio {
+                    kind: None,
+                    command: "npx".into(),
+                    args: ["-y", "mcp-remote", req.url].map(String::from).to_vec(),
+                    env: BTreeMap::new(),
+                }
+            } else if http {
                 // Claude Desktop starts only local commands from this file; mcp-remote bridges to HTTP.
                 Server::Stdio {
                     kind: None,
@@ -281,11 +334,16 @@ pub fn render(req: &Request) -> Snippet {
             };
             Snippet {
                 config: mcp_servers(req.name, server),
-                guide: "Claude Desktop: merge this into claude_desktop_config.json (Settings > Developer > Edit Config; \
+                guide: format!(
+                    "{}{}",
+                    "Claude Desktop: merge this into claude_desktop_config.json (Settings > Developer > Edit Config; \
                         macOS ~/Library/Application Support/Claude/, Windows %APPDATA%\\Claude\\). Claude Desktop does \
                         not read your shell environment: replace each <value of ...> yourself, keep the file private, \
-                        and restart Claude Desktop."
-                    .into(),
+                        and restart Claude Desktop.",
+                    sign_in_step(
+                        "at its first start mcp-remote opens your browser for the Bitrix24 sign-in."
+                    )
+                ),
             }
         }
     }
