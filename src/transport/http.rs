@@ -2,8 +2,10 @@
 //! `/sse` + `/message`, `/healthz`, and a graceful shutdown.
 //!
 //! Every session shares the one [`TaskResultsServer`] handed in (cloned per session), so
-//! the portal client's pacing and connection pool are per process. Each MCP route passes
-//! the Host/Origin check first, then the bearer check; every route has a body size limit.
+//! the portal client's pacing and connection pool are per process. Host and Origin are
+//! judged by rmcp's own check on every MCP route (inside its service on `/mcp`, through
+//! [`host_origin::enforce`] first on the legacy routes), the bearer token by ours; every
+//! route has a body size limit.
 
 use std::fmt;
 use std::future::IntoFuture;
@@ -26,7 +28,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use super::auth::{self, BearerAuth};
 use super::health;
-use super::host_origin::{self, HostOriginPolicy};
+use super::host_origin::{self, HostOriginPolicy, RmcpCheck};
 use super::http_jsonrpc;
 use super::inflight::{self, InFlight};
 use super::legacy_sse;
@@ -81,10 +83,11 @@ pub fn router(
     sessions: CancellationToken,
     inflight: InFlight,
 ) -> Router {
-    let config = StreamableHttpServerConfig::default()
-        // The same lists as our own check, so rmcp's copy on /mcp agrees with it.
-        .with_allowed_hosts(opts.policy.rmcp_hosts())
-        .with_allowed_origins(opts.policy.rmcp_origins())
+    // rmcp's Host/Origin check runs inside its service, so on /mcp it comes after the
+    // bearer check: a foreign Host without the token is told 401 rather than 403.
+    let config = opts
+        .policy
+        .configure(StreamableHttpServerConfig::default())
         .with_legacy_session_mode(!opts.stateless)
         .with_json_response(opts.stateless)
         .with_max_request_body_bytes(opts.max_body_bytes)
@@ -95,22 +98,22 @@ pub fn router(
         Arc::new(LocalSessionManager::default()),
         config,
     );
+    let bearer = BearerAuth::new(opts.auth_token.as_deref());
 
-    let protected = Router::new()
+    let streamable = Router::new()
         .route_service(MCP_PATH, mcp)
         // Innermost: bodies are judged only once the caller passed every check.
         .route_layer(axum::middleware::from_fn(http_jsonrpc::check))
         .route_layer(from_fn_with_state(inflight.clone(), inflight::track_posts))
-        .merge(legacy_sse::router(server, inflight, sessions))
-        .route_layer(from_fn_with_state(
-            BearerAuth::new(opts.auth_token.as_deref()),
-            auth::require_bearer,
-        ))
+        .route_layer(from_fn_with_state(bearer.clone(), auth::require_bearer));
+    let legacy = legacy_sse::router(server, inflight, sessions)
+        .route_layer(from_fn_with_state(bearer, auth::require_bearer))
         // Outermost: a foreign Host or Origin is refused before anything else is looked at.
         .route_layer(from_fn_with_state(
-            opts.policy.clone(),
+            RmcpCheck::new(&opts.policy),
             host_origin::enforce,
         ));
+    let protected = streamable.merge(legacy);
 
     Router::new()
         .merge(protected)

@@ -4,8 +4,8 @@
 //! to (`/message?sessionId=…`); each POSTed JSON-RPC message is answered `202` and its
 //! reply arrives on the stream as an `event: message`. rmcp 3 ships no such transport,
 //! so each stream gets its own rmcp session over a pair of channels (rmcp accepts any
-//! `(Sink, Stream)` as a transport). Auth and Host/Origin checks are layered on by
-//! [`super::http`] exactly as for `/mcp`.
+//! `(Sink, Stream)` as a transport). [`super::http`] layers on the bearer check and
+//! rmcp's Host/Origin check, so these routes are refused exactly as `/mcp` is.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
