@@ -122,6 +122,12 @@ async fn a_foreign_host_is_refused_on_every_route() {
                 .await
                 .unwrap();
             assert_eq!(reply.status(), 403, "{route:?} Host: {host}");
+            // rmcp's check judges every route, so every route answers in its words.
+            assert_eq!(
+                reply.text().await.unwrap(),
+                "Forbidden: Host header is not allowed",
+                "{route:?} Host: {host}"
+            );
         }
         for host in [
             format!("localhost:{port}"),
