@@ -2,6 +2,11 @@
 //! transport rules ask, instead of rmcp's `415 Unsupported Media Type` with plain text;
 //! a request whose id can be read gets its id back. The judgement is the stdio one
 //! ([`super::jsonrpc::check_body`]), so both transports answer alike.
+//!
+//! Here a valid body is parsed twice, once by the validator and once by rmcp:
+//! `StreamableHttpService` reads the request body itself and has no entry for a message
+//! already parsed, so what we can hand on is bytes (the repaired ones when the validator
+//! replaced lone surrogates). `/message` and stdio hand rmcp the validator's message.
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
@@ -38,8 +43,11 @@ pub async fn check(request: Request, next: Next) -> Response {
         }
     };
     let bytes = match check_body(&bytes) {
-        BodyCheck::Pass => bytes,
-        BodyCheck::Replace(repaired) => Bytes::from(repaired),
+        BodyCheck::Pass { repaired: None, .. } => bytes,
+        BodyCheck::Pass {
+            repaired: Some(repaired),
+            ..
+        } => Bytes::from(repaired),
         BodyCheck::Refuse(error) => {
             return (
                 StatusCode::BAD_REQUEST,

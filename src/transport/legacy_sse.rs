@@ -174,19 +174,10 @@ where
 {
     // The same validator as stdio and /mcp: a malformed body gets a JSON-RPC error (HTTP
     // 400), never axum's plain-text rejection.
-    let body = match check_body(&body) {
-        BodyCheck::Pass => body.to_vec(),
-        BodyCheck::Replace(repaired) => repaired,
+    // Parsed once: the validator's message is the one served.
+    let mut message: ClientJsonRpcMessage = match check_body(&body) {
+        BodyCheck::Pass { message, .. } => *message,
         BodyCheck::Refuse(error) => return json_rpc_error(error),
-    };
-    let mut message: ClientJsonRpcMessage = match serde_json::from_slice(&body) {
-        Ok(m) => m,
-        Err(e) => {
-            return json_rpc_error(serde_json::json!({
-                "jsonrpc": "2.0",
-                "error": {"code": -32700, "message": format!("Parse error: {e}")},
-            }));
-        }
     };
     let found = shared
         .sessions()
