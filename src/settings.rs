@@ -272,6 +272,10 @@ pub fn http(args: &HttpArgs) -> Result<Option<HttpOptions>, String> {
         policy,
         max_body_bytes: MAX_BODY_BYTES,
         drain_timeout: DRAIN_TIMEOUT,
+        sessions: crate::transport::sessions::SessionLimits {
+            max_sessions: args.max_sessions as usize,
+            idle_timeout: Duration::from_secs(args.session_idle_timeout),
+        },
     }))
 }
 
@@ -433,6 +437,8 @@ mod tests {
             auth_token: token.map(|s| Secret(s.into())),
             allowed_hosts: vec![],
             allowed_origins: vec![],
+            max_sessions: 1000,
+            session_idle_timeout: 1800,
         }
     }
 

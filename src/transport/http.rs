@@ -19,9 +19,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use axum::serve::Listener;
-use rmcp::transport::streamable_http_server::{
-    StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
-};
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -32,6 +30,7 @@ use super::host_origin::{self, HostOriginPolicy, RmcpCheck};
 use super::http_jsonrpc;
 use super::inflight::{self, InFlight};
 use super::legacy_sse;
+use super::sessions::{self, BoundedSessions, SessionLimits, SessionSlots};
 use crate::server::TaskResultsServer;
 
 /// Path of the streamable HTTP endpoint.
@@ -59,6 +58,8 @@ pub struct HttpOptions {
     pub max_body_bytes: usize,
     /// Bound on waiting for calls in flight at shutdown.
     pub drain_timeout: Duration,
+    /// How many sessions may be open and for how long idle.
+    pub sessions: SessionLimits,
 }
 
 // Hand-written so the token never reaches a log.
@@ -92,27 +93,47 @@ pub fn router(
         .with_json_response(opts.stateless)
         .with_max_request_body_bytes(opts.max_body_bytes)
         .with_cancellation_token(sessions.child_token());
+    // One pool for both transports: a session costs the same whichever way it came.
+    let slots = SessionSlots::new(opts.sessions.max_sessions);
     let factory_server = server.clone();
     let mcp = StreamableHttpService::new(
         move || Ok(factory_server.clone()),
-        Arc::new(LocalSessionManager::default()),
+        Arc::new(BoundedSessions::new(
+            slots.clone(),
+            opts.sessions.idle_timeout,
+        )),
         config,
     );
     let bearer = BearerAuth::new(opts.auth_token.as_deref());
 
-    let streamable = Router::new()
-        .route_service(MCP_PATH, mcp)
-        // Innermost: bodies are judged only once the caller passed every check.
+    let mut streamable = Router::new().route_service(MCP_PATH, mcp);
+    if !opts.stateless {
+        // Inside the body check, which marks an `initialize`.
+        streamable = streamable.route_layer(from_fn_with_state(
+            slots.clone(),
+            sessions::refuse_when_full,
+        ));
+    }
+    let streamable = streamable
+        // Bodies are judged only once the caller passed every check.
         .route_layer(axum::middleware::from_fn(http_jsonrpc::check))
         .route_layer(from_fn_with_state(inflight.clone(), inflight::track_posts))
         .route_layer(from_fn_with_state(bearer.clone(), auth::require_bearer));
-    let legacy = legacy_sse::router(server, inflight, sessions)
-        .route_layer(from_fn_with_state(bearer, auth::require_bearer))
-        // Outermost: a foreign Host or Origin is refused before anything else is looked at.
-        .route_layer(from_fn_with_state(
-            RmcpCheck::new(&opts.policy),
-            host_origin::enforce,
-        ));
+    let legacy = legacy_sse::router(
+        server,
+        inflight,
+        sessions,
+        legacy_sse::Bounds {
+            slots,
+            idle_timeout: opts.sessions.idle_timeout,
+        },
+    )
+    .route_layer(from_fn_with_state(bearer, auth::require_bearer))
+    // Outermost: a foreign Host or Origin is refused before anything else is looked at.
+    .route_layer(from_fn_with_state(
+        RmcpCheck::new(&opts.policy),
+        host_origin::enforce,
+    ));
     let protected = streamable.merge(legacy);
 
     Router::new()

@@ -14,7 +14,10 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use rmcp::model::{ClientRequest, JsonRpcMessage};
+
 use super::jsonrpc::{BodyCheck, check_body};
+use super::sessions::Initialize;
 
 /// Checks a POSTed JSON body before rmcp parses it; everything else passes untouched.
 pub async fn check(request: Request, next: Next) -> Response {
@@ -42,12 +45,15 @@ pub async fn check(request: Request, next: Next) -> Response {
                 .into_response();
         }
     };
-    let bytes = match check_body(&bytes) {
-        BodyCheck::Pass { repaired: None, .. } => bytes,
+    let (bytes, message) = match check_body(&bytes) {
+        BodyCheck::Pass {
+            repaired: None,
+            message,
+        } => (bytes, message),
         BodyCheck::Pass {
             repaired: Some(repaired),
-            ..
-        } => Bytes::from(repaired),
+            message,
+        } => (Bytes::from(repaired), message),
         BodyCheck::Refuse(error) => {
             return (
                 StatusCode::BAD_REQUEST,
@@ -59,6 +65,13 @@ pub async fn check(request: Request, next: Next) -> Response {
     };
     let mut parts = parts;
     parts.headers.remove(header::CONTENT_LENGTH);
+    // What the session bound needs to know, without parsing again.
+    if let JsonRpcMessage::Request(request) = &*message
+        && let ClientRequest::InitializeRequest(_) = &request.request
+        && let Ok(id) = serde_json::to_value(&request.id)
+    {
+        parts.extensions.insert(Initialize(id));
+    }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
 }
