@@ -145,6 +145,22 @@ async fn a_foreign_host_is_refused_on_every_route() {
 }
 
 #[tokio::test]
+async fn the_token_does_not_excuse_a_foreign_host() {
+    // On /mcp rmcp's Host check runs inside its service, after our bearer check: a
+    // request with the token must still meet it.
+    let server = spawn_http(&["--sandbox", "--auth-token", TOKEN], &[]).await;
+    for route in ROUTES {
+        let reply = request(&server, route)
+            .bearer_auth(TOKEN)
+            .header("Host", "evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 403, "{route:?}");
+    }
+}
+
+#[tokio::test]
 async fn allowed_host_admits_a_name_on_every_route() {
     let server = spawn_http(
         &["--sandbox", "--allowed-host", "mcp.example.com"],

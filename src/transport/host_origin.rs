@@ -13,6 +13,8 @@
 //! - Origin: requests without `Origin` pass (non-browser clients send none); a present
 //!   Origin must match an entry by scheme, host and port (`:*` = any port, no port = the
 //!   scheme's default port, `null` = the browser's opaque origin), else 403.
+//!
+//! (Over 400 lines with its unit tests, which pin rmcp's verdicts for the legacy routes.)
 
 use std::fmt;
 use std::sync::Arc;
