@@ -218,4 +218,37 @@ mod tests {
         assert_eq!(reply["error"]["code"], PARSE_ERROR);
         assert!(reply.get("id").is_none(), "{reply}");
     }
+
+    #[tokio::test]
+    async fn the_limit_is_16_mib_newline_included() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (server_r, server_w) = tokio::io::split(server);
+        let (client_r, mut client_w) = tokio::io::split(client);
+        let mut t = JsonRpcLines::new(server_r, server_w);
+        let line = |id: u32, total: usize| {
+            let head = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping","params":{{"p":""#);
+            let tail = "\"}}\n";
+            let pad = "y".repeat(total - head.len() - tail.len());
+            format!("{head}{pad}{tail}")
+        };
+        let (fits, over) = (line(1, MAX_LINE_BYTES), line(2, MAX_LINE_BYTES + 1));
+        tokio::spawn(async move {
+            client_w.write_all(fits.as_bytes()).await.unwrap();
+            client_w.write_all(over.as_bytes()).await.unwrap();
+            client_w
+                .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}\n")
+                .await
+                .unwrap();
+        });
+        let first = serde_json::to_value(t.receive().await.unwrap()).unwrap();
+        assert_eq!(first["id"], 1);
+        let next = serde_json::to_value(t.receive().await.unwrap()).unwrap();
+        assert_eq!(next["id"], 3, "the over-long line is not served");
+        let mut replies = tokio::io::BufReader::new(client_r).lines();
+        let reply: Value =
+            serde_json::from_str(&replies.next_line().await.unwrap().unwrap()).unwrap();
+        assert_eq!(reply["error"]["code"], INVALID_REQUEST);
+        assert!(reply.get("id").is_none(), "{reply}");
+    }
 }
