@@ -8,11 +8,16 @@ use tokio_util::sync::CancellationToken;
 
 use std::sync::Arc;
 
-use crate::bitrix::{Caller, Client, Endpoint, Refresher};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::auth::{SignIn, SignInOptions};
+use crate::bitrix::grant::App;
+use crate::bitrix::{Caller, Client, Endpoint, Refresher, StaticToken};
 use crate::redact;
-use crate::sandbox::{Sandbox, SandboxOptions};
+use crate::sandbox::{OAuthApp, Sandbox, SandboxOptions};
 use crate::server::TaskResultsServer;
-use crate::settings::{Pacing, Portal, PortalChoice, Settings};
+use crate::settings::{Pacing, Portal, PortalChoice, Settings, SignInSettings, StoreLocation};
+use crate::store::{SqliteStore, Store, StoreKey};
 use crate::transport;
 
 /// Starts the built-in sandbox portal and the webhook endpoint that reaches it.
@@ -21,6 +26,62 @@ pub async fn start_sandbox() -> std::io::Result<(Endpoint, Sandbox)> {
     let endpoint =
         Endpoint::webhook(&sandbox.webhook_url()).map_err(|e| std::io::Error::other(e.0))?;
     Ok((endpoint, sandbox))
+}
+
+/// Starts the sandbox portal as the portal people sign in to: it also plays Bitrix24's
+/// OAuth server, with an application of its own.
+/// `callback` is this server's redirect address, registered as the sandbox app's.
+pub async fn start_sign_in_sandbox(callback: &str) -> std::io::Result<(Endpoint, Sandbox, App)> {
+    let app = App {
+        client_id: "sandbox.app".into(),
+        client_secret: SecretString::from(crate::auth::secret::random_token()),
+    };
+    let sandbox = Sandbox::start(SandboxOptions {
+        oauth: Some(
+            OAuthApp {
+                client_id: app.client_id.clone(),
+                client_secret: app.client_secret.expose_secret().to_string(),
+                refresh_token: crate::auth::secret::random_token(),
+                access_token_ttl: std::time::Duration::from_secs(3600),
+                ..OAuthApp::default()
+            }
+            .with_redirect_uri(callback),
+        ),
+        ..SandboxOptions::default()
+    })
+    .await?;
+    // Requests without a signed-in person never reach the portal client.
+    let endpoint = Endpoint::oauth_with(&sandbox.base_url(), Arc::new(StaticToken::new("")))
+        .map_err(|e| std::io::Error::other(e.0))?;
+    Ok((endpoint, sandbox, app))
+}
+
+/// Opens the sign-in store: the key from `--store-key`, else the key file beside the
+/// database (created, with a warning, the first time).
+pub fn open_store(
+    location: &StoreLocation,
+    key: Option<&SecretString>,
+) -> Result<Arc<dyn Store>, String> {
+    let StoreLocation::Sqlite(path) = location;
+    let key = match key {
+        Some(hex) => StoreKey::from_hex(hex.expose_secret()).map_err(|e| e.to_string())?,
+        None => {
+            let key_path = crate::store::default_key_path(path);
+            let (key, created) = StoreKey::load_or_create(&key_path).map_err(|e| e.to_string())?;
+            if created {
+                tracing::warn!(
+                    key_file = %key_path.display(),
+                    "created a key file for the sign-in store; in production set MCP_STORE_KEY \
+                     (64 hex characters, e.g. `openssl rand -hex 32`) and keep it out of the data directory"
+                );
+            }
+            key
+        }
+    };
+    let store = SqliteStore::open(path, key)
+        .map_err(|e| format!("cannot open the sign-in store {}: {e}", path.display()))?;
+    tracing::info!(store = %path.display(), "sign-in store opened");
+    Ok(Arc::new(store))
 }
 
 /// The one place settings become a portal client: the endpoint (portal and its
@@ -73,8 +134,32 @@ pub async fn serve(settings: Settings) -> ExitCode {
         (Err(e), _) | (_, Err(e)) => return usage(&e),
         (Ok(portal), Ok(pacing)) => (portal, pacing),
     };
+    let sign_in = match settings.sign_in {
+        Ok(s) => s,
+        Err(e) => return usage(&e),
+    };
+    // Bound first: on loopback the address clients reach, and so the sign-in callback,
+    // is known only now.
+    let listener = match &http {
+        Some(opts) => match transport::http::bind(opts.listen).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::error!("{e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let public_url = match (&sign_in, &listener) {
+        (Some(s), Some(l)) => Some(s.public_url.clone().unwrap_or_else(|| {
+            let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            reqwest::Url::parse(&format!("http://{addr}/")).expect("a socket address makes a URL")
+        })),
+        _ => None,
+    };
     // Kept alive for the whole session: dropping it would not stop it, but holding it
     // makes the ownership plain.
+    let mut sandbox_app = None;
     let (endpoint, _sandbox) = match &portal.choice {
         PortalChoice::Portal(endpoint) => {
             if !endpoint.is_https() && !endpoint.is_loopback() {
@@ -82,6 +167,24 @@ pub async fn serve(settings: Settings) -> ExitCode {
             }
             (endpoint.clone(), None)
         }
+        PortalChoice::Sandbox if public_url.is_some() => match start_sign_in_sandbox(
+            &crate::auth::callback_url(public_url.as_ref().expect("checked")),
+        )
+        .await
+        {
+            Ok((endpoint, sandbox, app)) => {
+                tracing::warn!(
+                    address = %sandbox.base_url(),
+                    "SANDBOX MODE: people sign in on the built-in emulator of a Bitrix24 portal (its sign-in page lists its users); nothing leaves this machine"
+                );
+                sandbox_app = Some((app, sandbox.base_url()));
+                (endpoint, Some(sandbox))
+            }
+            Err(e) => {
+                eprintln!("error: cannot start the sandbox portal: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
         PortalChoice::Sandbox => match start_sandbox().await {
             Ok((endpoint, sandbox)) => {
                 tracing::warn!(
@@ -104,13 +207,23 @@ pub async fn serve(settings: Settings) -> ExitCode {
     if inventory.read_only() {
         tracing::info!("read-only mode: write tools are hidden and refused");
     }
+    let sign_in = match (sign_in, public_url) {
+        (Some(s), Some(public_url)) => match sign_in_service(s, public_url, sandbox_app, &client) {
+            Ok(service) => Some(service),
+            Err(e) => {
+                eprintln!("error: {}", redact::redact(&e));
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
     let server = TaskResultsServer::new(client, caller, inventory);
 
     let ct = CancellationToken::new();
     tokio::spawn(cancel_on_signal(ct.clone()));
-    if let Some(opts) = http {
+    if let (Some(opts), Some(listener)) = (http, listener) {
         // One server for every HTTP session: one portal client, one pacing, one pool.
-        return match transport::http::serve(server, opts, ct).await {
+        return match transport::http::serve(server, opts, listener, sign_in, ct).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{}", redact::redact(&format!("{e:#}")));
@@ -135,6 +248,35 @@ pub async fn serve(settings: Settings) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Sign-in at `public_url`: the store, the application (the sandbox's own on the
+/// sandbox), and the portal client's portal and pool.
+fn sign_in_service(
+    s: SignInSettings,
+    public_url: reqwest::Url,
+    sandbox_app: Option<(App, String)>,
+    client: &Client,
+) -> Result<SignIn, String> {
+    let store = open_store(&s.store, s.store_key.as_ref())?;
+    let (app, oauth_url) = match (sandbox_app, s.app) {
+        (Some((app, base)), _) => (app, reqwest::Url::parse(&base).ok()),
+        (None, Some(app)) => (app, s.oauth_url),
+        (None, None) => {
+            return Err("--oauth needs BITRIX24_CLIENT_ID and BITRIX24_CLIENT_SECRET".into());
+        }
+    };
+    Ok(SignIn::new(
+        SignInOptions {
+            public_url,
+            app,
+            oauth_url,
+            token_lifetime: s.token_lifetime,
+        },
+        store,
+        client.portal().clone(),
+        client.pool().clone(),
+    ))
 }
 
 async fn cancel_on_signal(ct: CancellationToken) {

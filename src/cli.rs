@@ -22,9 +22,10 @@ pub const DEFAULT_HTTP_URL: &str = "http://127.0.0.1:8000/mcp";
 /// MCP server for Bitrix24 task results (REST 3.0).
 ///
 /// Give it a portal with BITRIX24_WEBHOOK_URL (or BITRIX24_PORTAL_URL plus
-/// BITRIX24_ACCESS_TOKEN), or try it on the built-in sandbox portal with --sandbox.
+/// BITRIX24_ACCESS_TOKEN), or try it on the built-in sandbox portal with --sandbox. For a
+/// team, `--transport http --oauth` lets each person sign in with their own account.
 ///
-/// On/off variables (BITRIX24_SANDBOX, BITRIX24_READ_ONLY, MCP_STATELESS) take 1, true,
+/// On/off variables (BITRIX24_SANDBOX, BITRIX24_READ_ONLY, MCP_STATELESS, MCP_OAUTH) take 1, true,
 /// yes, on or 0, false, no, off, in any case; empty means off. Every flag may come before
 /// or after the subcommand.
 #[derive(Debug, Parser)]
@@ -42,6 +43,9 @@ pub struct Cli {
     /// How MCP clients connect (stdio or HTTP).
     #[command(flatten)]
     pub http: HttpArgs,
+    /// Sign-in: each person with their own Bitrix24 account (HTTP only).
+    #[command(flatten)]
+    pub sign_in: SignInArgs,
     /// Log filter (tracing EnvFilter syntax: error, warn, info, debug, trace). Logs go to stderr.
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
     pub log_level: String,
@@ -56,6 +60,55 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Print the configuration snippet for an MCP client (binary path and env var names, never a secret).
     PrintConfig(PrintConfigArgs),
+    /// Who is signed in to a server started with --oauth, and ending their sign-in (same --store).
+    Users(UsersArgs),
+}
+
+/// Options of `users`.
+#[derive(Debug, Clone, Args)]
+pub struct UsersArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: UsersAction,
+}
+
+/// `users list` and `users revoke`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum UsersAction {
+    /// List the people signed in: Bitrix24 user id, portal, last use.
+    List,
+    /// End a person's sign-in at once (also on a running server using the same store).
+    Revoke {
+        /// The person's Bitrix24 user id, as `users list` shows it.
+        user_id: i64,
+    },
+}
+
+/// Sign-in (`--oauth`): each person signs in with their own Bitrix24 account, through a
+/// Bitrix24 application (--portal-url, --client-id, --client-secret).
+#[derive(Debug, Clone, Args)]
+pub struct SignInArgs {
+    /// Make people sign in with their own Bitrix24 account (MCP authorization; HTTP transport only) [default: off].
+    #[arg(long = "oauth", env = "MCP_OAUTH", global = true, action = clap::ArgAction::SetTrue, value_parser = parse_bool)]
+    pub enabled: bool,
+    /// Base address clients reach, e.g. https://mcp.example.com; the callback to register in the Bitrix24 app is <URL>/oauth/callback. Default on loopback: the address listened on.
+    #[arg(long, env = "MCP_PUBLIC_URL", value_name = "URL", global = true)]
+    pub public_url: Option<String>,
+    /// Life of the access tokens this server issues to clients.
+    #[arg(long, env = "MCP_TOKEN_LIFETIME", default_value_t = 3600, value_name = "SECONDS", global = true, value_parser = clap::value_parser!(u64).range(60..=86_400))]
+    pub token_lifetime: u64,
+    /// Where sign-ins are kept: sqlite:PATH [default: sqlite: under the user's data directory].
+    #[arg(long, env = "MCP_STORE", value_name = "STORE", global = true)]
+    pub store: Option<String>,
+    /// Key (64 hex characters) encrypting the Bitrix24 tokens in the store; without it a key file is created beside the database. Secret: never logged.
+    #[arg(
+        long,
+        env = "MCP_STORE_KEY",
+        hide_env_values = true,
+        value_name = "HEX",
+        global = true
+    )]
+    pub store_key: Option<Secret>,
 }
 
 /// Options of `doctor`.
@@ -183,29 +236,10 @@ pub struct PortalArgs {
     pub oauth: OAuthArgs,
 }
 
-/// A secret from the command line or the environment: `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl Secret {
-    /// The value, for the one place that uses it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_string()))
-    }
-}
+/// A secret from the command line or the environment: `Debug` shows `[REDACTED]`, and
+/// only `expose_secret()` (from [`secrecy::ExposeSecret`]) gives the value. clap builds
+/// it through its `From<String>`.
+pub type Secret = secrecy::SecretString;
 
 /// The portal's rate limit, mirrored on this side so calls wait instead of being refused.
 #[derive(Debug, Clone, Args)]
@@ -360,6 +394,9 @@ pub enum Origin {
     Env,
     /// The command line, as it was written there (e.g. `["--plan", "enterprise"]`).
     Flag(Vec<String>),
+    /// The command line, for a secret (`--auth-token`, `--webhook-url`, ...): its value is
+    /// not kept, so that `Given` holds (and its `Debug` shows) no secret.
+    SecretFlag,
 }
 
 /// The settings given explicitly (not defaults), keyed by environment variable name.
@@ -391,6 +428,7 @@ impl Given {
             };
             let origin = match source {
                 ValueSource::EnvVariable => Origin::Env,
+                ValueSource::CommandLine if arg.is_hide_env_values_set() => Origin::SecretFlag,
                 ValueSource::CommandLine => {
                     let mut argv = vec![format!("--{long}")];
                     if arg.get_num_args().is_none_or(|n| n.takes_values())
@@ -489,7 +527,7 @@ mod tests {
 
     #[test]
     fn debug_hides_secrets() {
-        let (cli, _) = Cli::try_parse_given([
+        let (cli, given) = Cli::try_parse_given([
             "x",
             "--webhook-url",
             "https://p.example/rest/1/zzwebhooksecretzz/",
@@ -503,7 +541,9 @@ mod tests {
             "zzauthzz",
         ])
         .unwrap();
-        let shown = format!("{cli:?}");
+        // Secret flags are recorded without their value.
+        assert_eq!(given.origin("MCP_AUTH_TOKEN"), Some(&Origin::SecretFlag));
+        let shown = format!("{cli:?} {given:?}");
         for s in [
             "zzwebhooksecretzz",
             "zzaccesstokenzz",

@@ -7,6 +7,7 @@
 //! wires into a running server; `doctor` and `print-config` read settings and cli types.
 
 pub mod app;
+pub mod auth;
 pub mod bitrix;
 pub mod chat;
 pub mod cli;
@@ -18,5 +19,7 @@ pub mod results;
 pub mod sandbox;
 pub mod server;
 pub mod settings;
+pub mod store;
 pub mod tools;
 pub mod transport;
+pub mod users;

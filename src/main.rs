@@ -8,7 +8,7 @@ use bitrix24_task_results_mcp::cli::{Cli, Command, Given};
 use bitrix24_task_results_mcp::panic_hook;
 use bitrix24_task_results_mcp::redact::RedactingStderr;
 use bitrix24_task_results_mcp::settings::Settings;
-use bitrix24_task_results_mcp::{app, doctor, print_config};
+use bitrix24_task_results_mcp::{app, doctor, print_config, users};
 
 fn main() -> ExitCode {
     let (cli, given) = Cli::parse_given();
@@ -44,6 +44,7 @@ async fn run(cli: Cli, given: Given) -> ExitCode {
             }
         }
         Command::PrintConfig(args) => print_config::print(&cli, &given, &settings, &args),
+        Command::Users(args) => users::run(&cli, &args).await,
     }
 }
 

@@ -9,8 +9,15 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use std::path::PathBuf;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::bitrix::grant::App;
 use crate::bitrix::{ClientOptions, Endpoint, OAuthConfig, Rate, StaticToken, oauth};
-use crate::cli::{Cli, HttpArgs, LimitsArgs, Plan, PortalArgs, Secret, ToolArgs, Transport};
+use crate::cli::{
+    Cli, HttpArgs, LimitsArgs, Plan, PortalArgs, Secret, SignInArgs, ToolArgs, Transport,
+};
 use crate::server::ToolSelection;
 use crate::transport::host_origin::HostOriginPolicy;
 use crate::transport::http::{DRAIN_TIMEOUT, HttpOptions, MAX_BODY_BYTES};
@@ -26,18 +33,206 @@ pub struct Settings {
     pub tools: ToolSelection,
     /// `None` for stdio; the HTTP transport's options otherwise.
     pub http: Result<Option<HttpOptions>, String>,
+    /// `None` unless `--oauth`: people sign in with their own Bitrix24 accounts.
+    pub sign_in: Result<Option<SignInSettings>, String>,
 }
 
 impl Settings {
     /// Validates every part of `cli`. Registers the HTTP bearer token for redaction.
     pub fn from_cli(cli: &Cli) -> Settings {
+        let signing_in = cli.sign_in.enabled;
         Settings {
-            portal: portal(&cli.portal),
+            portal: if signing_in {
+                sign_in_portal(&cli.portal)
+            } else {
+                portal(&cli.portal)
+            },
             pacing: pacing(&cli.portal.limits),
             tools: selection(&cli.tools),
-            http: http(&cli.http),
+            http: http(&cli.http, signing_in),
+            sign_in: sign_in(cli),
         }
     }
+}
+
+/// Sign-in, validated.
+#[derive(Debug, Clone)]
+pub struct SignInSettings {
+    /// `--public-url`; `None` on loopback means the address listened on.
+    pub public_url: Option<reqwest::Url>,
+    /// The Bitrix24 application; `None` on the sandbox, which makes its own.
+    pub app: Option<App>,
+    /// `--oauth-url`, the OAuth server override.
+    pub oauth_url: Option<reqwest::Url>,
+    /// Life of the access tokens this server issues.
+    pub token_lifetime: Duration,
+    /// Where sign-ins are kept.
+    pub store: StoreLocation,
+    /// `--store-key`, when given.
+    pub store_key: Option<SecretString>,
+}
+
+/// Where the sign-in store lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreLocation {
+    /// An SQLite database file.
+    Sqlite(PathBuf),
+}
+
+/// The sign-in part; `Ok(None)` without `--oauth`.
+pub fn sign_in(cli: &Cli) -> Result<Option<SignInSettings>, String> {
+    let args = &cli.sign_in;
+    if !args.enabled {
+        return Ok(None);
+    }
+    if cli.http.transport == Transport::Stdio {
+        return Err(
+            "--oauth (MCP_OAUTH) signs people in to the HTTP server: add --transport http \
+             (over stdio the server runs as one configured identity)"
+                .into(),
+        );
+    }
+    if secret(&cli.http.auth_token).is_some() {
+        return Err(
+            "--oauth and --auth-token (MCP_AUTH_TOKEN) both guard the HTTP server; keep one: with \
+             --oauth each person signs in and gets their own token"
+                .into(),
+        );
+    }
+    let public_url = match nonempty(args.public_url.as_deref()) {
+        Some(u) => Some(public_url(&u)?),
+        None if cli.http.listen.ip().is_loopback() => None,
+        None => {
+            return Err(format!(
+                "--oauth on {} needs --public-url (MCP_PUBLIC_URL): the https address clients reach, \
+                 e.g. https://mcp.example.com",
+                cli.http.listen
+            ));
+        }
+    };
+    let o = &cli.portal.oauth;
+    let app = if cli.portal.sandbox {
+        None
+    } else {
+        match (nonempty(o.client_id.as_deref()), secret(&o.client_secret)) {
+            (Some(client_id), Some(client_secret)) => Some(App {
+                client_id,
+                client_secret,
+            }),
+            _ => {
+                return Err("--oauth needs the Bitrix24 application people sign in through: set \
+                     BITRIX24_CLIENT_ID and BITRIX24_CLIENT_SECRET (a local server-side application on the \
+                     portal, with scopes task and im)"
+                    .into());
+            }
+        }
+    };
+    Ok(Some(SignInSettings {
+        public_url,
+        app,
+        oauth_url: oauth_url(o.oauth_url.as_deref())?,
+        token_lifetime: Duration::from_secs(args.token_lifetime),
+        store: store_location(args)?,
+        store_key: secret(&args.store_key),
+    }))
+}
+
+fn public_url(u: &str) -> Result<reqwest::Url, String> {
+    let shape = || {
+        format!(
+            "MCP_PUBLIC_URL `{u}` is not a base address like https://mcp.example.com (https; http only on \
+             localhost; no path, query or fragment)"
+        )
+    };
+    let url = reqwest::Url::parse(u).map_err(|_| shape())?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => return Err(shape()),
+    };
+    let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
+    if !scheme_ok || url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(shape());
+    }
+    Ok(url)
+}
+
+/// `--store`, for the server and for `users`.
+pub fn store_location(args: &SignInArgs) -> Result<StoreLocation, String> {
+    match nonempty(args.store.as_deref()) {
+        None => crate::store::default_path()
+            .map(StoreLocation::Sqlite)
+            .ok_or_else(|| {
+                "no data directory is known (HOME and XDG_DATA_HOME are unset): set MCP_STORE=sqlite:PATH"
+                    .to_string()
+            }),
+        Some(s) => {
+            let path = s
+                .strip_prefix("sqlite://")
+                .or_else(|| s.strip_prefix("sqlite:"))
+                .ok_or_else(|| {
+                    format!("MCP_STORE `{s}` is not a store this server knows; use sqlite:PATH")
+                })?;
+            if path.is_empty() {
+                return Err("MCP_STORE=sqlite: needs a path, e.g. sqlite:/var/lib/bitrix24-mcp/store.sqlite3".into());
+            }
+            Ok(StoreLocation::Sqlite(PathBuf::from(path)))
+        }
+    }
+}
+
+fn oauth_url(u: Option<&str>) -> Result<Option<reqwest::Url>, String> {
+    match nonempty(u) {
+        None => Ok(None),
+        Some(u) => reqwest::Url::parse(&u)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "https" | "http") && u.has_host())
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "BITRIX24_OAUTH_URL `{u}` is not an http(s) URL, e.g. https://oauth.bitrix.info"
+                )
+            }),
+    }
+}
+
+/// The portal when people sign in: `--portal-url` (or the sandbox), no configured
+/// identity: every call runs as the person who signed in.
+pub fn sign_in_portal(args: &PortalArgs) -> Result<Portal, String> {
+    let identity = secret(&args.webhook_url).is_some()
+        || secret(&args.access_token).is_some()
+        || secret(&args.oauth.refresh_token).is_some();
+    if identity {
+        return Err(
+            "with --oauth every call runs as the person who signed in, so BITRIX24_WEBHOOK_URL, \
+             BITRIX24_ACCESS_TOKEN and BITRIX24_REFRESH_TOKEN do not apply: unset them"
+                .into(),
+        );
+    }
+    let choice = match (args.sandbox, nonempty(args.portal_url.as_deref())) {
+        (true, Some(_)) => {
+            return Err("--sandbox was given but BITRIX24_PORTAL_URL is set too; keep one".into());
+        }
+        (true, None) => PortalChoice::Sandbox,
+        // Requests without a signed-in person never reach the portal client, so the
+        // default caller is an empty token that no portal accepts.
+        (false, Some(portal)) => Endpoint::oauth_with(&portal, Arc::new(StaticToken::new("")))
+            .map(PortalChoice::Portal)
+            .map_err(|e| e.0)?,
+        (false, None) => {
+            return Err(
+                "--oauth needs the portal people sign in to: set BITRIX24_PORTAL_URL \
+                 (e.g. https://example.bitrix24.com), or add --sandbox to try it"
+                    .into(),
+            );
+        }
+    };
+    Ok(Portal {
+        choice,
+        refresh: None,
+        request_timeout: Duration::from_secs(args.timeout),
+    })
 }
 
 /// The portal part.
@@ -52,22 +247,12 @@ pub struct Portal {
 }
 
 /// Where calls go once the configuration is resolved.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub enum PortalChoice {
     /// A real portal.
     Portal(Endpoint),
     /// The built-in sandbox.
     Sandbox,
-}
-
-// Hand-written: `Endpoint` has no Debug; its description holds no secret.
-impl std::fmt::Debug for PortalChoice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PortalChoice::Portal(e) => f.debug_tuple("Portal").field(&e.describe()).finish(),
-            PortalChoice::Sandbox => f.write_str("Sandbox"),
-        }
-    }
 }
 
 /// Client-side pacing.
@@ -105,8 +290,9 @@ fn nonempty(v: Option<&str>) -> Option<String> {
         .map(str::to_string)
 }
 
-fn secret(v: &Option<Secret>) -> Option<String> {
-    nonempty(v.as_ref().map(Secret::expose))
+/// The trimmed secret, still wrapped; `None` when unset or blank.
+fn secret(v: &Option<Secret>) -> Option<Secret> {
+    nonempty(v.as_ref().map(ExposeSecret::expose_secret)).map(Secret::from)
 }
 
 /// Resolves the portal and its OAuth refresh; the error names the variables to set.
@@ -142,8 +328,9 @@ fn choice(args: &PortalArgs) -> Result<PortalChoice, String> {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(
             "both BITRIX24_WEBHOOK_URL and OAuth settings (BITRIX24_PORTAL_URL/BITRIX24_ACCESS_TOKEN) are set; keep one".into(),
         ),
-        (Some(url), None, None) => Endpoint::webhook(&url).map(PortalChoice::Portal).map_err(|e| e.0),
-        (None, Some(portal), Some(token)) => Endpoint::oauth(&portal, &token)
+        // Exposed to be parsed; the endpoint wraps the secret again at once.
+        (Some(url), None, None) => Endpoint::webhook(url.expose_secret()).map(PortalChoice::Portal).map_err(|e| e.0),
+        (None, Some(portal), Some(token)) => Endpoint::oauth(&portal, token.expose_secret())
             .map(PortalChoice::Portal)
             .map_err(|e| e.0),
         // The refresher that supplies the token is attached by `app::portal_client`.
@@ -186,17 +373,7 @@ fn oauth_refresh(args: &PortalArgs) -> Result<Option<OAuthConfig>, String> {
             "no configuration directory is known (HOME and XDG_CONFIG_HOME are unset): set BITRIX24_TOKEN_FILE",
         )?,
     };
-    let oauth_url = match nonempty(o.oauth_url.as_deref()) {
-        None => None,
-        Some(u) => Some(
-            reqwest::Url::parse(&u)
-                .ok()
-                .filter(|u| matches!(u.scheme(), "https" | "http") && u.has_host())
-                .ok_or_else(|| {
-                    format!("BITRIX24_OAUTH_URL `{u}` is not an http(s) URL, e.g. https://oauth.bitrix.info")
-                })?,
-        ),
-    };
+    let oauth_url = oauth_url(o.oauth_url.as_deref())?;
     Ok(Some(OAuthConfig {
         client_id,
         client_secret,
@@ -241,16 +418,16 @@ pub fn selection(args: &ToolArgs) -> ToolSelection {
 }
 
 /// `None` for stdio; for HTTP the validated options. Registers the token for
-/// redaction. Refuses a non-loopback address without a token.
-pub fn http(args: &HttpArgs) -> Result<Option<HttpOptions>, String> {
+/// redaction. Refuses a non-loopback address without a token or sign-in.
+pub fn http(args: &HttpArgs, signing_in: bool) -> Result<Option<HttpOptions>, String> {
     if args.transport == Transport::Stdio {
         return Ok(None);
     }
     let token = secret(&args.auth_token);
     if let Some(token) = &token {
-        crate::redact::register(token);
+        crate::redact::register(token.expose_secret());
     }
-    if token.is_none() && !args.listen.ip().is_loopback() {
+    if token.is_none() && !signing_in && !args.listen.ip().is_loopback() {
         return Err(format!(
             "refusing to listen on {} without a token: anyone who can reach that address could act on \
              your Bitrix24 portal. Set MCP_AUTH_TOKEN (or --auth-token) to a long random value, e.g. \
@@ -292,9 +469,9 @@ mod tests {
         sandbox: bool,
     ) -> PortalArgs {
         PortalArgs {
-            webhook_url: webhook.map(|s| Secret(s.into())),
+            webhook_url: webhook.map(Secret::from),
             portal_url: portal.map(Into::into),
-            access_token: token.map(|s| Secret(s.into())),
+            access_token: token.map(Secret::from),
             sandbox,
             timeout: 65,
             limits: LimitsArgs::default(),
@@ -411,15 +588,15 @@ mod tests {
         assert!(matches!(oauth_refresh(&a), Ok(None)));
         a.oauth = OAuthArgs {
             client_id: Some("app".into()),
-            client_secret: Some(Secret("secret-value".into())),
-            refresh_token: Some(Secret("refresh-value".into())),
+            client_secret: Some(Secret::from("secret-value")),
+            refresh_token: Some(Secret::from("refresh-value")),
             token_file: Some("/tmp/x/token.json".into()),
             oauth_url: Some("http://127.0.0.1:9".into()),
         };
         assert!(matches!(resolve(&a), Ok(PortalChoice::Portal(_))));
         let c = oauth_refresh(&a).unwrap().unwrap();
         assert_eq!(c.token_file, PathBuf::from("/tmp/x/token.json"));
-        assert_eq!(c.access_token, None);
+        assert!(c.access_token.is_none());
         assert!(!format!("{:?} {:?}", a.oauth, c).contains("secret-value"));
         a.oauth.oauth_url = Some("not a url".into());
         assert!(
@@ -434,7 +611,7 @@ mod tests {
             transport: Transport::Http,
             listen: listen.parse().unwrap(),
             stateless: false,
-            auth_token: token.map(|s| Secret(s.into())),
+            auth_token: token.map(Secret::from),
             allowed_hosts: vec![],
             allowed_origins: vec![],
             max_sessions: 1000,
@@ -445,20 +622,23 @@ mod tests {
     #[test]
     fn non_loopback_listen_needs_a_token() {
         for addr in ["0.0.0.0:8000", "[::]:8000", "192.0.2.1:8000"] {
-            let e = http(&http_args(addr, None)).err().unwrap();
+            let e = http(&http_args(addr, None), false).err().unwrap();
             assert!(e.contains("MCP_AUTH_TOKEN") && e.contains(addr), "{e}");
             assert!(
-                http(&http_args(addr, Some("  "))).is_err(),
+                http(&http_args(addr, Some("  ")), false).is_err(),
                 "blank token is no token"
             );
             assert!(
-                http(&http_args(addr, Some("a-long-random-token-value")))
+                http(&http_args(addr, Some("a-long-random-token-value")), false)
                     .unwrap()
                     .is_some()
             );
         }
         for addr in ["127.0.0.1:0", "[::1]:8000"] {
-            assert!(http(&http_args(addr, None)).unwrap().is_some(), "{addr}");
+            assert!(
+                http(&http_args(addr, None), false).unwrap().is_some(),
+                "{addr}"
+            );
         }
     }
 
@@ -466,7 +646,7 @@ mod tests {
     fn stdio_needs_no_http_settings() {
         let mut a = http_args("0.0.0.0:1", None);
         a.transport = Transport::Stdio;
-        assert!(http(&a).unwrap().is_none());
+        assert!(http(&a, false).unwrap().is_none());
     }
 
     #[test]

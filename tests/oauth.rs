@@ -22,6 +22,7 @@ async fn oauth_sandbox() -> Sandbox {
             client_secret: CLIENT_SECRET.into(),
             refresh_token: INITIAL_REFRESH.into(),
             access_token_ttl: Duration::from_secs(3600),
+            ..OAuthApp::default()
         }),
         ..SandboxOptions::default()
     })

@@ -222,6 +222,7 @@ async fn oauth_refresh_credentials_never_leak_at_trace_level() {
             client_secret: CLIENT_SECRET.into(),
             refresh_token: REFRESH.into(),
             access_token_ttl: std::time::Duration::from_secs(3600),
+            ..OAuthApp::default()
         }),
         ..SandboxOptions::default()
     })

@@ -8,6 +8,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use secrecy::SecretString;
+
 use super::CallError;
 
 /// A boxed future, so that [`TokenSource`] stays object safe.
@@ -17,10 +19,11 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 ///
 /// Implemented by the configured identity's refresher and by each signed-in person's
 /// stored grant. One refresh at a time per identity: Bitrix24 rotates refresh tokens, so
-/// two concurrent refreshes would break the grant.
-pub trait TokenSource: Send + Sync + 'static {
+/// two concurrent refreshes would break the grant. `Debug` lets a [`Caller`] derive its
+/// own; the secrets inside are [`SecretString`]s, which print as `[REDACTED]`.
+pub trait TokenSource: fmt::Debug + Send + Sync + 'static {
     /// The current access token (if any yet) and its generation.
-    fn current(&self) -> (Option<String>, u64);
+    fn current(&self) -> (Option<SecretString>, u64);
 
     /// Replaces the access token of generation `seen`; returns at once when another call
     /// already moved the generation on. The HTTP client is the portal client's pool.
@@ -57,17 +60,18 @@ pub async fn refresh_within(
 }
 
 /// An access token given as it is (`BITRIX24_ACCESS_TOKEN` without refresh settings).
-pub struct StaticToken(String);
+#[derive(Debug)]
+pub struct StaticToken(SecretString);
 
 impl StaticToken {
     /// A source that always answers `token`.
     pub fn new(token: &str) -> Self {
-        Self(token.to_string())
+        Self(token.into())
     }
 }
 
 impl TokenSource for StaticToken {
-    fn current(&self) -> (Option<String>, u64) {
+    fn current(&self) -> (Option<SecretString>, u64) {
         (Some(self.0.clone()), 0)
     }
 
@@ -85,7 +89,7 @@ impl TokenSource for StaticToken {
 }
 
 /// The credentials of one call.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub enum Caller {
     /// An inbound webhook: the user id and secret go into the URL path.
     Webhook(Arc<WebhookCredentials>),
@@ -94,18 +98,10 @@ pub enum Caller {
 }
 
 /// The user and secret of an inbound webhook (`/rest/api/{user_id}/{secret}/`).
+#[derive(Debug)]
 pub struct WebhookCredentials {
     /// The Bitrix24 user the webhook acts as.
     pub user_id: u64,
     /// The webhook's secret; registered with [`crate::redact`] when parsed.
-    pub secret: String,
-}
-
-impl fmt::Debug for Caller {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Caller::Webhook(w) => f.debug_tuple("Webhook").field(&w.user_id).finish(),
-            Caller::OAuth(_) => f.write_str("OAuth(..)"),
-        }
-    }
+    pub secret: SecretString,
 }

@@ -7,19 +7,20 @@
 use std::sync::Arc;
 
 use reqwest::Url;
+use secrecy::ExposeSecret;
 
 use super::caller::{Caller, StaticToken, TokenSource, WebhookCredentials};
 use crate::redact;
 
 /// A portal's REST address, without credentials: shared by every caller of the portal.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Portal {
     /// The portal origin with path `/rest/`.
     base: Url,
 }
 
 /// A configured portal plus the identity its calls run as when a request brings none.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Endpoint {
     /// Where calls go.
     pub portal: Portal,
@@ -62,11 +63,37 @@ impl Portal {
     fn url(&self, caller: &Caller, generation: &str, method: &str) -> Url {
         let mut url = self.base.clone();
         let path = match caller {
-            Caller::Webhook(w) => format!("/rest/{generation}{}/{}/{method}", w.user_id, w.secret),
+            // The one place a webhook secret leaves its wrapper: Bitrix24 reads it from the path.
+            Caller::Webhook(w) => format!(
+                "/rest/{generation}{}/{}/{method}",
+                w.user_id,
+                w.secret.expose_secret()
+            ),
             Caller::OAuth(_) => format!("/rest/{generation}{method}"),
         };
         url.set_path(&path);
         url
+    }
+
+    /// The portal's sign-in page for the application `client_id` (contract §8.3): the
+    /// person's browser goes there and comes back to `redirect_uri` with a code.
+    pub fn authorize_url(&self, client_id: &str, state: &str, redirect_uri: &str) -> Url {
+        let mut url = self.base.clone();
+        url.set_path("/oauth/authorize/");
+        url.query_pairs_mut()
+            .append_pair("client_id", client_id)
+            .append_pair("state", state)
+            .append_pair("redirect_uri", redirect_uri);
+        url
+    }
+
+    /// The host (and port) of the portal, as its token answers name it in `client_endpoint`.
+    pub fn host(&self) -> String {
+        let host = self.base.host_str().unwrap_or_default();
+        match self.base.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        }
     }
 
     /// The portal origin (`https://host[:port]`), safe to print.
@@ -124,7 +151,7 @@ impl Endpoint {
             portal: Portal::at(parsed.clone()),
             caller: Caller::Webhook(Arc::new(WebhookCredentials {
                 user_id,
-                secret: (*secret).to_string(),
+                secret: (*secret).into(),
             })),
         })
     }

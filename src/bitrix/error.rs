@@ -153,6 +153,10 @@ pub enum CallError {
         /// What happened, safe to show.
         detail: String,
     },
+    /// A signed-in person's Bitrix24 grant is gone (revoked, expired, or the app was
+    /// removed): only signing in again helps. Nothing was sent.
+    #[error("the Bitrix24 sign-in has ended: {0}")]
+    SignInEnded(String),
 }
 
 /// A network-level failure, with the URL (and so the webhook secret) stripped.

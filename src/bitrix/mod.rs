@@ -5,6 +5,7 @@ pub mod caller;
 pub mod endpoint;
 pub mod envelope;
 pub mod error;
+pub mod grant;
 pub mod oauth;
 pub mod pacing;
 pub mod redirect;
@@ -14,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use reqwest::{Url, header};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -181,7 +183,7 @@ impl Client {
                 return Err(last.unwrap_or(e));
             }
             let (token, generation) = self.access_token(caller, deadline).await?;
-            let body = self.body(&params, token.as_deref())?;
+            let body = self.body(&params, token.as_ref())?;
             let started = Instant::now();
             let answer = self.send(url.clone(), body, key.as_deref()).await;
             let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -306,7 +308,7 @@ impl Client {
         &self,
         caller: &Caller,
         deadline: tokio::time::Instant,
-    ) -> Result<(Option<String>, u64), CallError> {
+    ) -> Result<(Option<SecretString>, u64), CallError> {
         let Caller::OAuth(source) = caller else {
             return Ok((None, 0));
         };
@@ -319,15 +321,22 @@ impl Client {
     }
 
     /// The JSON body, with the OAuth token as `auth` when there is one.
-    fn body(&self, params: &Value, token: Option<&str>) -> Result<Vec<u8>, CallError> {
+    fn body(&self, params: &Value, token: Option<&SecretString>) -> Result<Vec<u8>, CallError> {
         match (token, params) {
             (Some(token), Value::Object(map)) => {
                 let mut map = map.clone();
-                map.insert("auth".into(), Value::String(token.to_string()));
+                // The one place an access token leaves its wrapper: the portal reads it here.
+                let auth = token.expose_secret().to_string();
+                map.insert("auth".into(), Value::String(auth));
                 serde_json::to_vec(&map).map_err(encode_error)
             }
             _ => serde_json::to_vec(params).map_err(encode_error),
         }
+    }
+
+    /// The connection pool, shared with the OAuth server's token endpoint.
+    pub fn pool(&self) -> &reqwest::Client {
+        self.http()
     }
 
     fn http(&self) -> &reqwest::Client {

@@ -11,15 +11,18 @@
 //! secret never appears in a URL, to `/oauth/token/` on the OAuth server: the override
 //! (`BITRIX24_OAUTH_URL`), else the host of the last answer's `server_endpoint`, else
 //! `https://oauth.bitrix.info`.
+//!
+//! Over 400 lines: the refresh and the token file share one state and its rules, kept
+//! together; the last third is their unit tests.
 
-use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
 use reqwest::{Url, header};
-use serde::{Deserialize, Serialize};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use super::caller::{BoxFuture, TokenSource};
@@ -28,7 +31,7 @@ use crate::redact;
 
 /// Whether `url` may receive the client secret: `https`, or `http` to a loopback host
 /// (the sandbox and tests).
-fn is_safe_oauth_server(url: &Url) -> bool {
+pub(crate) fn is_safe_oauth_server(url: &Url) -> bool {
     match url.scheme() {
         "https" => true,
         "http" => match url.host() {
@@ -51,30 +54,20 @@ const APP_DIR: &str = "bitrix24-task-results-mcp";
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// What the refresher needs, as configured.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct OAuthConfig {
     /// The application's client id.
     pub client_id: String,
     /// The application's client secret; sent only to the OAuth server.
-    pub client_secret: String,
+    pub client_secret: SecretString,
     /// `BITRIX24_REFRESH_TOKEN`, when set.
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<SecretString>,
     /// `BITRIX24_ACCESS_TOKEN`, when set.
-    pub access_token: Option<String>,
+    pub access_token: Option<SecretString>,
     /// Where the current pair is kept.
     pub token_file: PathBuf,
     /// `BITRIX24_OAUTH_URL`: the OAuth server, overriding `server_endpoint`.
     pub oauth_url: Option<Url>,
-}
-
-impl fmt::Debug for OAuthConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OAuthConfig")
-            .field("client_id", &self.client_id)
-            .field("token_file", &self.token_file)
-            .field("oauth_url", &self.oauth_url.as_ref().map(Url::as_str))
-            .finish_non_exhaustive()
-    }
 }
 
 /// `$XDG_CONFIG_HOME/bitrix24-task-results-mcp/token.json`, else under `~/.config`, else
@@ -94,8 +87,10 @@ pub fn default_token_file() -> Option<PathBuf> {
 /// The token file's content.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredTokens {
-    access_token: String,
-    refresh_token: String,
+    #[serde(serialize_with = "expose")]
+    access_token: SecretString,
+    #[serde(serialize_with = "expose")]
+    refresh_token: SecretString,
     /// Unix time the access token expires, as the OAuth server said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expires: Option<i64>,
@@ -104,47 +99,60 @@ struct StoredTokens {
     /// The `BITRIX24_REFRESH_TOKEN` this chain of refreshes started from. It is used up,
     /// so keeping it costs nothing; a different one in the environment means the user
     /// authorised again, and the environment wins over the file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    seeded_by: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose_some"
+    )]
+    seeded_by: Option<SecretString>,
+}
+
+// The token file is the one place tokens are written out in clear (mode 0600): a restart
+// must find the rotated pair. `SecretString` has no `Serialize` of its own for that reason.
+fn expose<S: Serializer>(secret: &SecretString, to: S) -> Result<S::Ok, S::Error> {
+    to.serialize_str(secret.expose_secret())
+}
+
+fn expose_some<S: Serializer>(secret: &Option<SecretString>, to: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => to.serialize_some(secret.expose_secret()),
+        None => to.serialize_none(),
+    }
 }
 
 /// The current access token and its generation (bumped by every refresh).
+#[derive(Debug)]
 struct Current {
-    access: Option<String>,
+    access: Option<SecretString>,
     generation: u64,
 }
 
 /// What only the refresh itself touches.
+#[derive(Debug)]
 struct RefreshState {
-    refresh_token: String,
+    refresh_token: SecretString,
     server_endpoint: Option<String>,
-    seeded_by: Option<String>,
+    seeded_by: Option<SecretString>,
     /// A refusal no retry can fix (`invalid_grant`, `invalid_client`): kept so that later
     /// calls do not hammer the OAuth server with a dead refresh token.
     dead: Option<CallError>,
 }
 
 /// Holds the current access token and refreshes it, one refresh at a time.
+#[derive(Debug)]
 pub struct Refresher {
     client_id: String,
-    client_secret: String,
+    client_secret: SecretString,
     oauth_url: Option<Url>,
     token_file: PathBuf,
     current: RwLock<Current>,
     state: tokio::sync::Mutex<RefreshState>,
-}
-
-impl fmt::Debug for Refresher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Refresher")
-            .field("client_id", &self.client_id)
-            .field("token_file", &self.token_file)
-            .finish_non_exhaustive()
-    }
+    /// The tokens in force, masked in every log line and error; each refresh replaces them.
+    masked: redact::Slot,
 }
 
 impl TokenSource for Refresher {
-    fn current(&self) -> (Option<String>, u64) {
+    fn current(&self) -> (Option<SecretString>, u64) {
         Refresher::current(self)
     }
 
@@ -170,7 +178,7 @@ impl Refresher {
         .into_iter()
         .flatten()
         {
-            redact::register(secret);
+            redact::register(secret.expose_secret());
         }
         let path = &config.token_file;
         let stored = match read_token_file(path) {
@@ -186,7 +194,11 @@ impl Refresher {
         let env_refresh = config.refresh_token.clone();
         let from_file = stored.filter(|s| match &env_refresh {
             None => true,
-            Some(env) => s.seeded_by.as_ref() == Some(env) || &s.refresh_token == env,
+            Some(env) => {
+                let env = env.expose_secret();
+                s.seeded_by.as_ref().map(ExposeSecret::expose_secret) == Some(env)
+                    || s.refresh_token.expose_secret() == env
+            }
         });
         let (access, state) = match from_file {
             Some(s) => {
@@ -219,6 +231,8 @@ impl Refresher {
                 )
             }
         };
+        let masked = redact::Slot::new();
+        mask_in_force(&masked, access.as_ref(), &state);
         Ok(Refresher {
             client_id: config.client_id,
             client_secret: config.client_secret,
@@ -229,6 +243,7 @@ impl Refresher {
                 generation: 0,
             }),
             state: tokio::sync::Mutex::new(state),
+            masked,
         })
     }
 
@@ -238,7 +253,7 @@ impl Refresher {
     }
 
     /// The current access token (if any yet) and its generation.
-    pub fn current(&self) -> (Option<String>, u64) {
+    pub fn current(&self) -> (Option<SecretString>, u64) {
         let c = self.current.read().unwrap_or_else(|e| e.into_inner());
         (c.access.clone(), c.generation)
     }
@@ -263,12 +278,12 @@ impl Refresher {
                 return Err(e);
             }
         };
-        redact::register(&answer.access_token);
-        redact::register(&answer.refresh_token);
         state.refresh_token = answer.refresh_token.clone();
         if answer.server_endpoint.is_some() {
             state.server_endpoint = answer.server_endpoint.clone();
         }
+        // Masked before anything can log or echo the new pair.
+        mask_in_force(&self.masked, Some(&answer.access_token), &state);
         let stored = StoredTokens {
             access_token: answer.access_token.clone(),
             refresh_token: answer.refresh_token,
@@ -334,14 +349,16 @@ impl Refresher {
         &self,
         http: &reqwest::Client,
         url: Url,
-        refresh_token: &str,
+        refresh_token: &SecretString,
     ) -> Result<TokenAnswer, CallError> {
         let origin = url.origin().ascii_serialization();
+        // The one place the client secret and the refresh token leave their wrappers: the
+        // OAuth server reads them from this body (never from a URL).
         let form = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "refresh_token")
             .append_pair("client_id", &self.client_id)
-            .append_pair("client_secret", &self.client_secret)
-            .append_pair("refresh_token", refresh_token)
+            .append_pair("client_secret", self.client_secret.expose_secret())
+            .append_pair("refresh_token", refresh_token.expose_secret())
             .finish();
         let unreachable = |e: reqwest::Error| CallError::OAuth {
             code: "unreachable".into(),
@@ -371,6 +388,17 @@ impl Refresher {
     }
 }
 
+/// Makes the identity's tokens now in force (the access token, the refresh token and the
+/// one the chain started from) the ones `slot` masks.
+fn mask_in_force(slot: &redact::Slot, access: Option<&SecretString>, state: &RefreshState) {
+    let in_force: Vec<&str> = [access, Some(&state.refresh_token), state.seeded_by.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(ExposeSecret::expose_secret)
+        .collect();
+    slot.replace(&in_force);
+}
+
 /// Refusals that only new credentials fix.
 fn is_permanent(code: &str) -> bool {
     code.eq_ignore_ascii_case("invalid_grant") || code.eq_ignore_ascii_case("invalid_client")
@@ -379,8 +407,8 @@ fn is_permanent(code: &str) -> bool {
 /// A successful token answer.
 #[derive(Debug)]
 struct TokenAnswer {
-    access_token: String,
-    refresh_token: String,
+    access_token: SecretString,
+    refresh_token: SecretString,
     expires: Option<i64>,
     server_endpoint: Option<String>,
 }
@@ -407,8 +435,8 @@ fn parse_answer(status: u16, body: &[u8], origin: &str) -> Result<TokenAnswer, C
     }
     match (status, text("access_token"), text("refresh_token")) {
         (200..=299, Some(access_token), Some(refresh_token)) => Ok(TokenAnswer {
-            access_token,
-            refresh_token,
+            access_token: access_token.into(),
+            refresh_token: refresh_token.into(),
             expires: value.get("expires").and_then(Value::as_i64),
             server_endpoint: text("server_endpoint"),
         }),
@@ -439,13 +467,8 @@ fn read_token_file(path: &Path) -> Result<Option<StoredTokens>, String> {
     }
     let stored: StoredTokens = serde_json::from_slice(&bytes)
         .map_err(|e| format!("it is not a token file written by this server ({e})"))?;
-    if stored.refresh_token.trim().is_empty() {
+    if stored.refresh_token.expose_secret().trim().is_empty() {
         return Err("it holds no refresh token".into());
-    }
-    redact::register(&stored.access_token);
-    redact::register(&stored.refresh_token);
-    if let Some(s) = &stored.seeded_by {
-        redact::register(s);
     }
     Ok(Some(stored))
 }
@@ -487,6 +510,14 @@ fn write_token_file(path: &Path, tokens: &StoredTokens) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    fn open(secret: &SecretString) -> &str {
+        secret.expose_secret()
+    }
+
+    fn open_some(secret: &Option<SecretString>) -> Option<&str> {
+        secret.as_ref().map(open)
+    }
+
     fn config(dir: &Path, refresh: Option<&str>) -> OAuthConfig {
         OAuthConfig {
             client_id: "app.1".into(),
@@ -526,8 +557,8 @@ mod tests {
             assert_eq!(dir_mode, 0o700);
         }
         let back = read_token_file(&path).unwrap().unwrap();
-        assert_eq!(back.refresh_token, "refresh-1");
-        assert_eq!(back.seeded_by.as_deref(), Some("refresh-0"));
+        assert_eq!(open(&back.refresh_token), "refresh-1");
+        assert_eq!(open_some(&back.seeded_by), Some("refresh-0"));
         // Overwriting keeps the mode and leaves no temporary file behind.
         write_token_file(&path, &stored("refresh-2", Some("refresh-0"))).unwrap();
         let names: Vec<_> = fs::read_dir(path.parent().unwrap())
@@ -543,9 +574,13 @@ mod tests {
         let cfg = config(dir.path(), Some("refresh-0"));
         write_token_file(&cfg.token_file, &stored("refresh-1", Some("refresh-0"))).unwrap();
         let r = Refresher::load(cfg).unwrap();
-        assert_eq!(r.current(), (Some("file-access-token".into()), 0));
+        let (access, generation) = r.current();
+        assert_eq!(
+            (open_some(&access), generation),
+            (Some("file-access-token"), 0)
+        );
         let state = r.state.try_lock().unwrap();
-        assert_eq!(state.refresh_token, "refresh-1");
+        assert_eq!(open(&state.refresh_token), "refresh-1");
         assert_eq!(
             r.token_url(&state).unwrap().as_str(),
             "https://oauth.bitrix24.tech/oauth/token/"
@@ -558,10 +593,10 @@ mod tests {
         let cfg = config(dir.path(), Some("refresh-new"));
         write_token_file(&cfg.token_file, &stored("refresh-1", Some("refresh-0"))).unwrap();
         let r = Refresher::load(cfg).unwrap();
-        assert_eq!(r.current().0.as_deref(), Some("env-access-token"));
+        assert_eq!(open_some(&r.current().0), Some("env-access-token"));
         let state = r.state.try_lock().unwrap();
-        assert_eq!(state.refresh_token, "refresh-new");
-        assert_eq!(state.seeded_by.as_deref(), Some("refresh-new"));
+        assert_eq!(open(&state.refresh_token), "refresh-new");
+        assert_eq!(open_some(&state.seeded_by), Some("refresh-new"));
         assert_eq!(
             r.token_url(&state).unwrap().as_str(),
             "https://oauth.bitrix.info/oauth/token/"
@@ -576,7 +611,10 @@ mod tests {
         assert!(e.contains("BITRIX24_REFRESH_TOKEN"), "{e}");
         write_token_file(&cfg.token_file, &stored("refresh-1", None)).unwrap();
         let r = Refresher::load(cfg).unwrap();
-        assert_eq!(r.state.try_lock().unwrap().refresh_token, "refresh-1");
+        assert_eq!(
+            open(&r.state.try_lock().unwrap().refresh_token),
+            "refresh-1"
+        );
     }
 
     #[test]
@@ -586,7 +624,10 @@ mod tests {
         fs::create_dir_all(cfg.token_file.parent().unwrap()).unwrap();
         fs::write(&cfg.token_file, b"{not json").unwrap();
         let r = Refresher::load(cfg).unwrap();
-        assert_eq!(r.state.try_lock().unwrap().refresh_token, "refresh-0");
+        assert_eq!(
+            open(&r.state.try_lock().unwrap().refresh_token),
+            "refresh-0"
+        );
     }
 
     #[test]
@@ -624,6 +665,94 @@ mod tests {
         );
         // Nothing was half-written.
         assert!(!r.token_file().exists());
+    }
+
+    #[tokio::test]
+    async fn a_hundred_refreshes_keep_only_the_tokens_in_force_masked() {
+        use crate::sandbox::{OAuthApp, Sandbox, SandboxOptions};
+        let sandbox = Sandbox::start(SandboxOptions {
+            oauth: Some(OAuthApp {
+                client_id: "app.1".into(),
+                client_secret: "client-secret-xyz".into(),
+                refresh_token: "refresh-hundred-0".into(),
+                access_token_ttl: std::time::Duration::from_secs(3600),
+                ..OAuthApp::default()
+            }),
+            ..SandboxOptions::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path(), Some("refresh-hundred-0"));
+        cfg.oauth_url = Some(Url::parse(&sandbox.base_url()).unwrap());
+        let r = Refresher::load(cfg).unwrap();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::new();
+        let mut first = None;
+        for _ in 0..100 {
+            let (_, seen) = r.current();
+            r.refresh(&http, seen).await.unwrap();
+            first.get_or_insert_with(|| sandbox.refresh_token().unwrap());
+        }
+        assert_eq!(sandbox.refresh_count(), 100);
+        // Access, refresh and seed token, plain and percent-encoded, now and one back.
+        assert!(r.masked.held() <= 12, "{}", r.masked.held());
+        let (access, refresh) = (r.current().0.unwrap(), sandbox.refresh_token().unwrap());
+        assert_eq!(open(&access), sandbox.access_token().unwrap());
+        for newest in [open(&access), refresh.as_str()] {
+            assert_eq!(redact::redact(&format!("<{newest}>")), "<***>");
+        }
+        // The first rotated refresh token is long used up: no longer kept.
+        let first = first.unwrap();
+        assert_eq!(redact::redact(&first), first);
+    }
+
+    #[test]
+    fn debug_of_the_token_types_shows_no_secret() {
+        let secrets = [
+            "dbg-file-access",
+            "dbg-file-refresh",
+            "dbg-seed",
+            "dbg-answer-access",
+            "dbg-answer-refresh",
+            "client-secret-xyz",
+            "env-access-token",
+        ];
+        let stored = StoredTokens {
+            access_token: "dbg-file-access".into(),
+            refresh_token: "dbg-file-refresh".into(),
+            expires: Some(1),
+            server_endpoint: None,
+            seeded_by: Some("dbg-seed".into()),
+        };
+        let answer = parse_answer(
+            200,
+            br#"{"access_token":"dbg-answer-access","refresh_token":"dbg-answer-refresh"}"#,
+            "o",
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), None);
+        write_token_file(&cfg.token_file, &stored).unwrap();
+        let refresher = Refresher::load(cfg.clone()).unwrap();
+        // The file still holds them in clear: a restart needs them.
+        let file = fs::read_to_string(&cfg.token_file).unwrap();
+        assert!(
+            file.contains("dbg-file-access") && file.contains("dbg-seed"),
+            "{file}"
+        );
+        let shown = {
+            let state = refresher.state.try_lock().unwrap();
+            let current = refresher.current.read().unwrap();
+            format!(
+                "{stored:?} {answer:?} {cfg:?} {refresher:?} {:?} {state:?} {current:?}",
+                refresher.current()
+            )
+        };
+        assert!(shown.contains("[REDACTED]"), "{shown}");
+        for secret in secrets {
+            assert!(!shown.contains(secret), "{secret}: {shown}");
+        }
     }
 
     #[test]
@@ -700,7 +829,7 @@ mod tests {
             "o",
         )
         .unwrap();
-        assert_eq!(ok.access_token, "a1");
+        assert_eq!(open(&ok.access_token), "a1");
         assert_eq!(ok.expires, Some(1780319382));
         let grant = parse_answer(
             400,

@@ -142,9 +142,10 @@ impl Retrier {
             },
             // An HTML 502/504 page from a proxy in front of the portal.
             CallError::Decode { status, .. } if *status >= 500 => self.transient(true),
-            CallError::Decode { .. } | CallError::Budget(_) | CallError::OAuth { .. } => {
-                Step::GiveUp
-            }
+            CallError::Decode { .. }
+            | CallError::Budget(_)
+            | CallError::OAuth { .. }
+            | CallError::SignInEnded(_) => Step::GiveUp,
         }
     }
 

@@ -4,7 +4,10 @@
 //!
 //! It follows `bitrix24-rest-v3-task-results.md` (the "contract"). Where the contract
 //! leaves a behaviour open, the choice is documented next to the code that makes it.
-//! Every request runs as the webhook owner (`webhook_user_id`), whichever credential is used.
+//! Webhook calls and the configured OAuth token run as `webhook_user_id`; tokens from a
+//! sign-in (`/oauth/authorize/`, the authorization-code grant) run as the person who signed
+//! in, with that person's rights.
+//! This file is the public face (options, app, handle), which is why it runs to ~400 lines.
 
 mod conn;
 mod control;
@@ -17,12 +20,14 @@ mod oauth;
 mod params;
 mod reply;
 mod routes;
+mod signin;
 mod time;
 mod world;
 
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -39,7 +44,8 @@ pub use language::Language;
 pub struct SandboxOptions {
     /// Address to bind; the default `127.0.0.1:0` picks a free port.
     pub addr: SocketAddr,
-    /// Owner of the webhook and of the OAuth token; every call runs as this user.
+    /// Owner of the webhook and of the configured OAuth token (`access_token` and
+    /// `OAuthApp::refresh_token`); calls with them run as this user.
     pub webhook_user_id: u64,
     /// Secret in `/rest/{uid}/{secret}/`.
     pub webhook_secret: String,
@@ -94,15 +100,60 @@ impl fmt::Debug for SandboxOptions {
     }
 }
 
-/// An OAuth application registered on the sandbox portal.
+/// An OAuth application registered (and installed) on the sandbox portal. Build it with
+/// [`OAuthApp::new`] or `OAuthApp { .., ..OAuthApp::default() }` so that later fields do not
+/// break the caller.
 #[derive(Clone)]
 pub struct OAuthApp {
     pub client_id: String,
     pub client_secret: String,
-    /// The refresh token valid at start; every refresh rotates it.
+    /// The configured identity's refresh token valid at start; every refresh rotates it.
     pub refresh_token: String,
     /// Lifetime of every access token (the initial one counts from `start`).
     pub access_token_ttl: Duration,
+    /// The application's registered redirect (handler) address. `/oauth/authorize/` sends
+    /// people back there; a `redirect_uri` parameter must share its scheme, host and port.
+    /// `None`: the code is shown on a page, as Bitrix24 does for apps without one.
+    pub redirect_uri: Option<String>,
+    /// Lifetime of a sign-in code (Bitrix24: 30 s, the default).
+    pub code_ttl: Duration,
+}
+
+impl OAuthApp {
+    /// An app with these credentials, one-hour access tokens, 30 s codes and no redirect
+    /// address.
+    pub fn new(
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+        refresh_token: impl Into<String>,
+    ) -> OAuthApp {
+        OAuthApp {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            refresh_token: refresh_token.into(),
+            ..OAuthApp::default()
+        }
+    }
+
+    /// The same app with `uri` as its registered redirect address.
+    pub fn with_redirect_uri(mut self, uri: impl Into<String>) -> OAuthApp {
+        self.redirect_uri = Some(uri.into());
+        self
+    }
+}
+
+impl Default for OAuthApp {
+    /// `local.sandbox.app` with a random secret and refresh token.
+    fn default() -> Self {
+        OAuthApp {
+            client_id: "local.sandbox.app".into(),
+            client_secret: random_token(32),
+            refresh_token: random_token(32),
+            access_token_ttl: Duration::from_secs(3600),
+            redirect_uri: None,
+            code_ttl: Duration::from_secs(30),
+        }
+    }
 }
 
 impl fmt::Debug for OAuthApp {
@@ -112,6 +163,8 @@ impl fmt::Debug for OAuthApp {
             .field("client_secret", &"***")
             .field("refresh_token", &"***")
             .field("access_token_ttl", &self.access_token_ttl)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("code_ttl", &self.code_ttl)
             .finish()
     }
 }
@@ -175,6 +228,9 @@ pub(crate) struct State {
     pub(crate) operating: limits::OperatingLedger,
     pub(crate) idempotency: limits::IdempotencyStore,
     pub(crate) tokens: oauth::TokenStore,
+    /// The OAuth app's registered redirect address now (it starts as
+    /// `OAuthApp::redirect_uri`; tests may re-register it once their callback has a port).
+    pub(crate) redirect_uri: Option<String>,
 }
 
 impl Shared {
@@ -183,16 +239,33 @@ impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Successful refreshes per person: every portal user (0 if none) and anyone else who
+    /// refreshed.
+    pub(crate) fn refresh_counts(&self) -> BTreeMap<u64, u32> {
+        let state = self.lock();
+        let mut counts: BTreeMap<u64, u32> = state
+            .world
+            .users
+            .iter()
+            .filter_map(|u| u64::try_from(u.id).ok())
+            .map(|id| (id, 0))
+            .collect();
+        counts.extend(state.tokens.refresh_counts());
+        counts
+    }
 }
 
 impl Sandbox {
     /// Binds `opts.addr`, spawns the HTTP server on the current Tokio runtime and returns.
-    /// Requests run as `webhook_user_id`; seeded membership is for users 1 and 2.
+    /// Webhook and configured-token calls run as `webhook_user_id`, signed-in tokens as
+    /// their person; seeded membership is for users 1 and 2.
     pub async fn start(opts: SandboxOptions) -> std::io::Result<Sandbox> {
         let listener = conn::KillableListener::bind(opts.addr).await?;
         let addr = listener.local_addr()?;
         let now = Instant::now();
         let tokens = oauth::TokenStore::new(
+            opts.webhook_user_id,
             opts.access_token.clone(),
             opts.oauth
                 .as_ref()
@@ -207,6 +280,7 @@ impl Sandbox {
             operating: limits::OperatingLedger::default(),
             idempotency: limits::IdempotencyStore::default(),
             tokens,
+            redirect_uri: opts.oauth.as_ref().and_then(|o| o.redirect_uri.clone()),
         };
         let shared = Arc::new(Shared {
             settings: Settings {
@@ -241,25 +315,66 @@ impl Sandbox {
         format!("{}/rest/{}/{}/", s.base_url(), s.user_id, s.secret)
     }
 
-    /// The most recently issued OAuth access token (the initial one until a refresh).
+    /// The configured identity's newest OAuth access token (the initial one until a
+    /// refresh; `None` after [`Sandbox::revoke_tokens_of`] its user).
     pub fn access_token(&self) -> Option<String> {
         self.shared.lock().tokens.current_access()
     }
 
-    /// The refresh token currently valid (rotates on every refresh).
+    /// The configured identity's refresh token currently valid (rotates on every refresh).
     pub fn refresh_token(&self) -> Option<String> {
         self.shared.lock().tokens.current_refresh()
     }
 
-    /// How many successful `/oauth/token/` refreshes happened.
+    /// How many successful `/oauth/token/` refreshes happened, everyone together (code
+    /// exchanges are not refreshes).
     pub fn refresh_count(&self) -> u32 {
         self.shared.lock().tokens.refresh_count()
+    }
+
+    /// Successful refreshes per user id: every portal user (0 if none) and anyone else who
+    /// refreshed.
+    pub fn refresh_counts(&self) -> BTreeMap<u64, u32> {
+        self.shared.refresh_counts()
     }
 
     /// Makes every OAuth access token issued so far expire now (calls with them get 401
     /// `expired_token`), as an hour passing would; tokens issued later are not affected.
     pub fn expire_access_tokens(&self) {
-        self.shared.lock().tokens.expire_all(Instant::now());
+        self.shared.lock().tokens.expire(None, Instant::now());
+    }
+
+    /// [`Sandbox::expire_access_tokens`] for one person's tokens only.
+    pub fn expire_access_tokens_of(&self, user_id: u64) {
+        self.shared
+            .lock()
+            .tokens
+            .expire(Some(user_id), Instant::now());
+    }
+
+    /// Ends every grant of `user_id`, as if they removed the app: their access tokens
+    /// become unknown (401 `invalid_token`), their refresh tokens and unused sign-in codes
+    /// `invalid_grant`. The configured identity counts when `user_id` is its user.
+    pub fn revoke_tokens_of(&self, user_id: u64) {
+        self.shared.lock().tokens.revoke(user_id);
+    }
+
+    /// Re-registers the OAuth app's redirect address (`None`: none, the code is shown on a
+    /// page), as editing the app's handler address on a portal would; for tests whose
+    /// callback only has a port once the sandbox runs.
+    pub fn set_redirect_uri(&self, uri: Option<&str>) {
+        self.shared.lock().redirect_uri = uri.map(String::from);
+    }
+
+    /// The portal's sign-in address for the OAuth app, `None` without one:
+    /// `{base}/oauth/authorize/?client_id=…&state=…`.
+    pub fn authorize_url(&self, state: &str) -> Option<String> {
+        let app = self.shared.settings.oauth.as_ref()?;
+        let mut url = url::Url::parse(&format!("{}/oauth/authorize/", self.base_url())).ok()?;
+        url.query_pairs_mut()
+            .append_pair("client_id", &app.client_id)
+            .append_pair("state", state);
+        Some(url.into())
     }
 
     /// The requests received so far (the newest [`journal::JOURNAL_CAP`]), in arrival

@@ -1,6 +1,7 @@
 //! HTTP front: routing by path, recording, logging, and the per-call pipeline
 //! (rate limit → scripted fault → HTTP method → auth/body → method lookup → scope →
-//! idempotency → operating limit → handler).
+//! idempotency → operating limit → handler). Over 400 lines because that pipeline reads
+//! best in one place, next to the routing that feeds it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,7 +22,7 @@ use super::reply::{
     self, IDEMPOTENCY_KEY_REUSED, INSUFFICIENT_SCOPE, INVALID_IDEMPOTENCY_KEY, INVALID_JSON,
     METHOD_NOT_FOUND, Reply, Timing, V3Error,
 };
-use super::{RecordedRequest, Shared, control, time};
+use super::{RecordedRequest, Shared, control, signin, time};
 
 /// Larger bodies are refused before any processing.
 const MAX_BODY: usize = 8 * 1024 * 1024;
@@ -134,6 +135,8 @@ pub(crate) fn redact(path: &str) -> String {
 enum Route {
     Rest(Call),
     OAuthToken,
+    /// `/oauth/authorize/`: the portal's sign-in page.
+    Authorize,
     /// `/rest/…` with no usable method segment.
     NoMethod,
     NotFound,
@@ -151,6 +154,9 @@ fn classify(path: &str) -> Route {
     let path = path.strip_suffix('/').unwrap_or(path);
     if path == "/oauth/token" {
         return Route::OAuthToken;
+    }
+    if path == "/oauth/authorize" {
+        return Route::Authorize;
     }
     let Some(rest) = path.strip_prefix("/rest/") else {
         return Route::NotFound;
@@ -181,6 +187,12 @@ async fn process(shared: &Shared, inc: &Incoming<'_>) -> (Reply, bool) {
         Route::NoMethod => (method_not_found_v1(), false),
         Route::OAuthToken => {
             with_faults(shared, OAUTH_TOKEN_METHOD, || token_endpoint(shared, inc)).await
+        }
+        Route::Authorize => {
+            let reply = method_allowed(inc.method).unwrap_or_else(|| {
+                signin::authorize(shared, inc.uri.path(), inc.uri.query(), Instant::now())
+            });
+            (reply, false)
         }
         Route::Rest(call) => {
             let admitted = {
@@ -249,10 +261,12 @@ fn token_endpoint(shared: &Shared, inc: &Incoming<'_>) -> Reply {
     oauth::token_endpoint(&shared.settings, &mut state.tokens, &params, Instant::now())
 }
 
-/// Who is calling: the key that scopes idempotency and operating time, and the kind.
+/// Who is calling: the key that scopes idempotency and operating time, the kind, and the
+/// user the call runs as.
 struct Credential {
     key: String,
     webhook: bool,
+    user: u64,
 }
 
 fn scope_error(api: Api, webhook: bool) -> Reply {
@@ -334,6 +348,7 @@ fn authenticate(
             Credential {
                 key: format!("webhook:{}", settings.user_id),
                 webhook: true,
+                user: settings.user_id,
             },
             params,
         ));
@@ -349,8 +364,8 @@ fn authenticate(
         }
     };
     let check = shared.lock().tokens.check(&token, Instant::now());
-    match check {
-        TokenCheck::Valid => {}
+    let user = match check {
+        TokenCheck::Valid(user) => user,
         TokenCheck::Expired => {
             return Err(Reply::v1_error(
                 401,
@@ -365,15 +380,16 @@ fn authenticate(
                 "The access token provided is invalid",
             ));
         }
-    }
+    };
     let app = settings
         .oauth
         .as_ref()
         .map_or("app", |o| o.client_id.as_str());
     Ok((
         Credential {
-            key: format!("oauth:{app}:{}", settings.user_id),
+            key: format!("oauth:{app}:{user}"),
             webhook: false,
+            user,
         },
         params,
     ))
@@ -462,7 +478,7 @@ fn call_method(shared: &Shared, inc: &Incoming<'_>, call: &Call, start: f64) -> 
         return echo(faults::operation_limit_reply(before.reset_at));
     }
     let ctx = Ctx {
-        user: shared.settings.user_id as i64,
+        user: i64::try_from(cred.user).unwrap_or(i64::MAX),
         now,
         body: inc.body,
     };
@@ -549,6 +565,8 @@ mod tests {
         ));
         assert!(matches!(classify("/rest/1/x/"), Route::NoMethod));
         assert!(matches!(classify("/oauth/token/"), Route::OAuthToken));
+        assert!(matches!(classify("/oauth/authorize/"), Route::Authorize));
+        assert!(matches!(classify("/oauth/authorize"), Route::Authorize));
         assert!(matches!(classify("/favicon.ico"), Route::NotFound));
     }
 }

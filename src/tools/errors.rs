@@ -99,6 +99,11 @@ pub fn call_failed(
              Next step: try again later; the server paces calls to stay within the portal's limits."
         ),
         CallError::OAuth { code, detail } => oauth_error_text(method, code, detail),
+        CallError::SignInEnded(detail) => format!(
+            "{method} was not sent: your Bitrix24 sign-in has ended ({detail}). Nothing was changed on the portal.\n\
+             Next step: sign in again: your MCP client asks for it on the next request (in Claude Code, /mcp, then \
+             Authenticate; in Codex, `codex mcp login`)."
+        ),
     };
     tool_error(&text)
 }

@@ -10,12 +10,13 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 /// The expected token, or none (auth off: only allowed on loopback addresses).
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct BearerAuth {
-    token: Option<Arc<[u8]>>,
+    token: Option<Arc<SecretString>>,
 }
 
 /// Outcome of checking one request.
@@ -29,9 +30,9 @@ pub enum AuthFailure {
 
 impl BearerAuth {
     /// Requires `token` on every request; `None` lets every request through.
-    pub fn new(token: Option<&str>) -> Self {
+    pub fn new(token: Option<&SecretString>) -> Self {
         Self {
-            token: token.map(|t| Arc::from(t.as_bytes())),
+            token: token.map(|t| Arc::new(t.clone())),
         }
     }
 
@@ -52,7 +53,11 @@ impl BearerAuth {
             .ok_or(AuthFailure::Missing)?;
         // ct_eq runs in time independent of the contents; only a length mismatch
         // returns early, and the length of a random token is no secret.
-        if bool::from(presented.as_bytes().ct_eq(expected)) {
+        if bool::from(
+            presented
+                .as_bytes()
+                .ct_eq(expected.expose_secret().as_bytes()),
+        ) {
             Ok(())
         } else {
             Err(AuthFailure::Invalid)
@@ -125,7 +130,7 @@ mod tests {
 
     #[test]
     fn accepts_only_the_exact_token() {
-        let auth = BearerAuth::new(Some("s3cret-token-value"));
+        let auth = BearerAuth::new(Some(&"s3cret-token-value".into()));
         assert!(auth.enabled());
         assert_eq!(
             auth.check(&headers(Some("Bearer s3cret-token-value"))),

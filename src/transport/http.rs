@@ -4,10 +4,9 @@
 //! Every session shares the one [`TaskResultsServer`] handed in (cloned per session), so
 //! the portal client's pacing and connection pool are per process. Host and Origin are
 //! judged by rmcp's own check on every MCP route (inside its service on `/mcp`, through
-//! [`host_origin::enforce`] first on the legacy routes), the bearer token by ours; every
-//! route has a body size limit.
+//! [`host_origin::enforce`] first on the legacy routes), the caller (bearer token or
+//! signed-in person) by ours; every route has a body size limit.
 
-use std::fmt;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +19,7 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use axum::serve::Listener;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use secrecy::SecretString;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -31,6 +31,7 @@ use super::http_jsonrpc;
 use super::inflight::{self, InFlight};
 use super::legacy_sse;
 use super::sessions::{self, BoundedSessions, SessionLimits, SessionSlots};
+use crate::auth::SignIn;
 use crate::server::TaskResultsServer;
 
 /// Path of the streamable HTTP endpoint.
@@ -44,14 +45,14 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Everything the HTTP transport needs, validated by `config`.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct HttpOptions {
     /// Address to bind; port 0 picks a free one (the bound address is logged).
     pub listen: SocketAddr,
     /// Plain JSON replies without `Mcp-Session-Id` sessions.
     pub stateless: bool,
     /// Bearer token every MCP route requires; `None` only on loopback addresses.
-    pub auth_token: Option<String>,
+    pub auth_token: Option<SecretString>,
     /// Host and Origin allow-lists.
     pub policy: HostOriginPolicy,
     /// Request body limit for every route.
@@ -62,30 +63,17 @@ pub struct HttpOptions {
     pub sessions: SessionLimits,
 }
 
-// Hand-written so the token never reaches a log.
-impl fmt::Debug for HttpOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpOptions")
-            .field("listen", &self.listen)
-            .field("stateless", &self.stateless)
-            .field("auth_token", &self.auth_token.as_ref().map(|_| "***"))
-            .field("policy", &self.policy)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("drain_timeout", &self.drain_timeout)
-            .finish()
-    }
-}
-
 /// The whole application. `sessions` ends every MCP session and event stream when
 /// cancelled; `inflight` counts the calls a shutdown waits for.
 pub fn router(
     server: TaskResultsServer,
     opts: &HttpOptions,
+    sign_in: Option<&SignIn>,
     sessions: CancellationToken,
     inflight: InFlight,
 ) -> Router {
     // rmcp's Host/Origin check runs inside its service, so on /mcp it comes after the
-    // bearer check: a foreign Host without the token is told 401 rather than 403.
+    // caller check: a foreign Host without a token is told 401 rather than 403.
     let config = opts
         .policy
         .configure(StreamableHttpServerConfig::default())
@@ -104,7 +92,18 @@ pub fn router(
         )),
         config,
     );
-    let bearer = BearerAuth::new(opts.auth_token.as_deref());
+
+    // Who is calling: a signed-in person's token, or the one static token.
+    let who = |routes: Router| match sign_in {
+        Some(s) => routes.route_layer(from_fn_with_state(
+            s.clone(),
+            crate::auth::resource::require,
+        )),
+        None => routes.route_layer(from_fn_with_state(
+            BearerAuth::new(opts.auth_token.as_ref()),
+            auth::require_bearer,
+        )),
+    };
 
     let mut streamable = Router::new().route_service(MCP_PATH, mcp);
     if !opts.stateless {
@@ -114,12 +113,11 @@ pub fn router(
             sessions::refuse_when_full,
         ));
     }
-    let streamable = streamable
+    let streamable = who(streamable
         // Bodies are judged only once the caller passed every check.
         .route_layer(axum::middleware::from_fn(http_jsonrpc::check))
-        .route_layer(from_fn_with_state(inflight.clone(), inflight::track_posts))
-        .route_layer(from_fn_with_state(bearer.clone(), auth::require_bearer));
-    let legacy = legacy_sse::router(
+        .route_layer(from_fn_with_state(inflight.clone(), inflight::track_posts)));
+    let legacy = who(legacy_sse::router(
         server,
         inflight,
         sessions,
@@ -127,8 +125,7 @@ pub fn router(
             slots,
             idle_timeout: opts.sessions.idle_timeout,
         },
-    )
-    .route_layer(from_fn_with_state(bearer, auth::require_bearer))
+    ))
     // Outermost: a foreign Host or Origin is refused before anything else is looked at.
     .route_layer(from_fn_with_state(
         RmcpCheck::new(&opts.policy),
@@ -138,6 +135,7 @@ pub fn router(
 
     Router::new()
         .merge(protected)
+        .merge(sign_in.map(SignIn::routes).unwrap_or_default())
         .route("/healthz", get(health::healthz))
         // Content-Length over the limit is refused at once; longer chunked bodies fail
         // while being read. axum's own default (2 MB) would otherwise apply to extractors.
@@ -145,24 +143,47 @@ pub fn router(
         .layer(DefaultBodyLimit::disable())
 }
 
-/// Serves until `shutdown` is cancelled, then: stops accepting, waits up to
+/// Binds the listening socket (before anything else starts, so that the address clients
+/// reach is known to whatever needs it, e.g. the sign-in callback).
+pub async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))
+}
+
+/// Serves on `listener` until `shutdown` is cancelled, then: stops accepting, waits up to
 /// `drain_timeout` for calls in flight, closes sessions and event streams, returns.
 pub async fn serve(
     server: TaskResultsServer,
     opts: HttpOptions,
+    listener: TcpListener,
+    sign_in: Option<SignIn>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(opts.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let sessions = CancellationToken::new();
     let inflight = InFlight::default();
-    let app = router(server, &opts, sessions.clone(), inflight.clone());
+    if let Some(s) = &sign_in {
+        tracing::info!(
+            resource = %s.resource(),
+            "sign-in on: people sign in with their Bitrix24 accounts; register {} as the redirect \
+             address of the Bitrix24 application",
+            s.callback_url()
+        );
+    }
+    let app = router(
+        server,
+        &opts,
+        sign_in.as_ref(),
+        sessions.clone(),
+        inflight.clone(),
+    );
 
     tracing::info!(
         stateless = opts.stateless,
-        auth = if opts.auth_token.is_some() {
+        auth = if sign_in.is_some() {
+            "sign-in (MCP authorization)"
+        } else if opts.auth_token.is_some() {
             "bearer token"
         } else {
             "none (loopback only)"

@@ -111,6 +111,7 @@ async fn oauth_replay_ignores_auth_value() {
             client_secret: "secret".into(),
             refresh_token: "r0".into(),
             access_token_ttl: Duration::from_secs(600),
+            ..crate::sandbox::OAuthApp::default()
         }),
         ..SandboxOptions::default()
     })

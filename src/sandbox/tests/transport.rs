@@ -384,6 +384,7 @@ async fn debug_output_hides_secrets() {
             client_secret: "clientsecret".into(),
             refresh_token: "refreshrefresh".into(),
             access_token_ttl: std::time::Duration::from_secs(60),
+            ..crate::sandbox::OAuthApp::default()
         }),
         ..SandboxOptions::default()
     };

@@ -1,0 +1,196 @@
+//! Sign-in for the HTTP transport (`--oauth`): each person signs in with their own
+//! Bitrix24 account, by the MCP authorization spec (2025-11-25, 2026-07-28).
+//!
+//! This process is the OAuth 2.1 resource server (`resource.rs`: every MCP request
+//! carries one of our bearer tokens) and the authorization server its clients talk to
+//! (metadata, registration, authorize, callback, token, revoke), because Bitrix24's own
+//! OAuth server offers no PKCE, registration or metadata. Behind it, Bitrix24's
+//! authorization-code flow signs the person in; their Bitrix24 tokens stay here
+//! (encrypted in the store) and are never handed to the client, and our tokens are never
+//! passed on to Bitrix24.
+
+mod authorize;
+pub mod clients;
+mod metadata;
+mod page;
+pub mod person;
+mod register;
+pub mod resource;
+pub mod secret;
+mod token;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use reqwest::Url;
+use tower_http::cors::CorsLayer;
+
+use crate::bitrix::Portal;
+use crate::bitrix::grant::App;
+use crate::store::Store;
+
+pub use person::People;
+
+/// The one scope this server issues: the task-result tools.
+pub const SCOPE: &str = "task_results";
+/// Path of the portal's redirect back to this server (register it in the Bitrix24 app).
+pub const CALLBACK_PATH: &str = "/oauth/callback";
+/// How long a pending sign-in (between /authorize and the callback) stays open.
+const PENDING_TTL: i64 = 600;
+/// How long this server's authorization code lives (the spec allows at most 60 s).
+const CODE_TTL: i64 = 60;
+/// How long a refresh token lives; each use rotates it.
+const REFRESH_TTL: i64 = 30 * 24 * 3600;
+
+/// How sign-in is configured.
+#[derive(Debug, Clone)]
+pub struct SignInOptions {
+    /// The base address clients reach, e.g. `https://mcp.example.com`.
+    pub public_url: Url,
+    /// The Bitrix24 application people sign in through.
+    pub app: App,
+    /// The OAuth server override (`--oauth-url`); default `https://oauth.bitrix.info`.
+    pub oauth_url: Option<Url>,
+    /// Life of the access tokens this server issues.
+    pub token_lifetime: Duration,
+}
+
+/// Sign-in, ready to serve: options, the store, and the people signed in.
+#[derive(Clone)]
+pub struct SignIn {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    issuer: String,
+    app: App,
+    oauth_url: Option<Url>,
+    token_lifetime: i64,
+    store: Arc<dyn Store>,
+    clients: clients::Clients,
+    portal: Portal,
+    pool: reqwest::Client,
+    people: People,
+}
+
+impl SignIn {
+    /// Sign-in for `portal`, whose connection pool also takes the OAuth exchanges.
+    pub fn new(
+        options: SignInOptions,
+        store: Arc<dyn Store>,
+        portal: Portal,
+        pool: reqwest::Client,
+    ) -> SignIn {
+        let public = options.public_url.clone();
+        let issuer = public.as_str().trim_end_matches('/').to_string();
+        let loopback = is_loopback(&public);
+        let people = People::new(
+            store.clone(),
+            options.app.clone(),
+            options.oauth_url.clone(),
+        );
+        SignIn {
+            inner: Arc::new(Inner {
+                issuer,
+                token_lifetime: i64::try_from(options.token_lifetime.as_secs()).unwrap_or(3600),
+                app: options.app,
+                oauth_url: options.oauth_url,
+                clients: clients::Clients::new(store.clone(), loopback),
+                store,
+                portal,
+                pool,
+                people,
+            }),
+        }
+    }
+
+    /// The authorization server's issuer: the public base address.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// The protected resource (RFC 8707 audience): `<public-url>/mcp`.
+    pub fn resource(&self) -> String {
+        format!("{}/mcp", self.inner.issuer)
+    }
+
+    /// Where Bitrix24 sends people back: `<public-url>/oauth/callback`.
+    pub fn callback_url(&self) -> String {
+        callback_url(&Url::parse(&self.inner.issuer).expect("the issuer is a URL"))
+    }
+
+    /// The protected resource metadata address named in every 401.
+    pub fn resource_metadata_url(&self) -> String {
+        format!(
+            "{}/.well-known/oauth-protected-resource/mcp",
+            self.inner.issuer
+        )
+    }
+
+    /// The discovery, registration and token routes (no bearer needed). Browser-based
+    /// clients read metadata and call /token and /register from another origin, so
+    /// those answer CORS requests; /authorize and the callback are page navigations.
+    pub fn routes(&self) -> Router {
+        let cors = CorsLayer::new()
+            .allow_origin(tower_http::cors::Any)
+            .allow_methods([http::Method::GET, http::Method::POST])
+            .allow_headers(tower_http::cors::Any);
+        let api = Router::new()
+            .route(
+                "/.well-known/oauth-protected-resource",
+                get(metadata::protected_resource),
+            )
+            .route(
+                "/.well-known/oauth-protected-resource/mcp",
+                get(metadata::protected_resource),
+            )
+            .route(
+                "/.well-known/oauth-authorization-server",
+                get(metadata::authorization_server),
+            )
+            .route(
+                "/.well-known/openid-configuration",
+                get(metadata::authorization_server),
+            )
+            .route("/register", post(register::register))
+            .route("/token", post(token::token))
+            .route("/revoke", post(token::revoke))
+            .layer(cors);
+        Router::new()
+            .merge(api)
+            .route("/authorize", get(authorize::authorize))
+            .route(CALLBACK_PATH, get(authorize::callback))
+            .with_state(self.clone())
+    }
+
+    fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+}
+
+/// The redirect address to register in the Bitrix24 application for `public_url`.
+pub fn callback_url(public_url: &Url) -> String {
+    format!(
+        "{}{CALLBACK_PATH}",
+        public_url.as_str().trim_end_matches('/')
+    )
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}

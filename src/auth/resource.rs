@@ -1,0 +1,99 @@
+//! The resource server's check on `/mcp`, `/sse` and `/message`: a bearer token this
+//! server issued, for this resource, not expired or revoked. The person it belongs to
+//! becomes the request's [`Caller`], which the MCP layer passes to every portal call.
+//!
+//! The store is asked on every request, so `users revoke` takes effect at once, also
+//! from another process on the same store.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::{SCOPE, SignIn, now};
+use crate::bitrix::Caller;
+use crate::store::{TokenHash, TokenKind};
+
+/// axum middleware: 401 with the discovery challenge unless the bearer token is valid.
+pub async fn require(State(sign_in): State<SignIn>, mut request: Request, next: Next) -> Response {
+    let Some(token) = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token)
+    else {
+        return challenge(&sign_in, None);
+    };
+    let found = match sign_in.store().token(&TokenHash::of(token), now()).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!("sign-in store error: {e}");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                "the sign-in store is unavailable; try again in a few seconds",
+            )
+                .into_response();
+        }
+    };
+    let valid = found.filter(|(issued, grant)| {
+        issued.kind == TokenKind::Access
+            && super::authorize::same_resource(&grant.resource, &sign_in.resource())
+    });
+    let Some((_, grant)) = valid else {
+        return challenge(
+            &sign_in,
+            Some("the access token is unknown, expired or revoked"),
+        );
+    };
+    let person = match sign_in
+        .inner
+        .people
+        .get(&grant.member_id, grant.user_id)
+        .await
+    {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return challenge(&sign_in, Some("the sign-in has ended; sign in again"));
+        }
+        Err(e) => {
+            tracing::warn!("sign-in store error: {e}");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    request.extensions_mut().insert(Caller::OAuth(person));
+    next.run(request).await
+}
+
+/// 401 with `WWW-Authenticate: Bearer resource_metadata=…, scope=…` (RFC 9728 §5.1),
+/// from which clients start the sign-in flow.
+fn challenge(sign_in: &SignIn, invalid: Option<&str>) -> Response {
+    let mut value = format!(
+        "Bearer resource_metadata=\"{}\", scope=\"{SCOPE}\"",
+        sign_in.resource_metadata_url()
+    );
+    if let Some(why) = invalid {
+        value.push_str(&format!(
+            ", error=\"invalid_token\", error_description=\"{why}\""
+        ));
+    }
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(serde_json::json!({
+            "error": if invalid.is_some() { "invalid_token" } else { "unauthorized" },
+            "error_description": invalid.unwrap_or("sign in: this server needs an access token (MCP authorization)"),
+        })),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    response
+}
+
+/// The token of an `Authorization` value whose scheme is `Bearer` (any case).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}

@@ -1,0 +1,165 @@
+//! The SQLite schema, its migrations, and the private files the store lives in.
+//!
+//! Migrations are numbered by position: `PRAGMA user_version` is how many have run. A
+//! schema change is a new entry at the end, never an edit of an old one.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+/// One entry per schema version; applied in order inside one transaction.
+const MIGRATIONS: &[&str] = &[
+    // 1: everything the sign-in flow needs. Hashes are 32-byte blobs; the Bitrix24 tokens
+    // are sealed blobs (crypto.rs). `clients.granted` lets the purge tell an abandoned
+    // registration from a client in use.
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) STRICT;
+     CREATE TABLE clients (
+         client_id TEXT PRIMARY KEY,
+         client_name TEXT,
+         redirect_uris TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         granted INTEGER NOT NULL DEFAULT 0
+     ) STRICT;
+     CREATE TABLE pending (
+         state BLOB PRIMARY KEY,
+         client_id TEXT NOT NULL,
+         redirect_uri TEXT NOT NULL,
+         code_challenge TEXT NOT NULL,
+         client_state TEXT,
+         resource TEXT NOT NULL,
+         scope TEXT,
+         expires_at INTEGER NOT NULL
+     ) STRICT;
+     CREATE INDEX pending_expiry ON pending (expires_at);
+     CREATE TABLE codes (
+         code BLOB PRIMARY KEY,
+         client_id TEXT NOT NULL,
+         redirect_uri TEXT NOT NULL,
+         code_challenge TEXT NOT NULL,
+         resource TEXT NOT NULL,
+         scope TEXT,
+         user_id INTEGER NOT NULL,
+         member_id TEXT NOT NULL,
+         expires_at INTEGER NOT NULL
+     ) STRICT;
+     CREATE INDEX codes_expiry ON codes (expires_at);
+     CREATE TABLE people (
+         member_id TEXT NOT NULL,
+         user_id INTEGER NOT NULL,
+         domain TEXT NOT NULL,
+         access BLOB NOT NULL,
+         refresh BLOB NOT NULL,
+         token_expires_at INTEGER NOT NULL,
+         server_endpoint TEXT,
+         client_endpoint TEXT,
+         scope TEXT,
+         last_used_at INTEGER NOT NULL,
+         created_at INTEGER NOT NULL,
+         PRIMARY KEY (member_id, user_id)
+     ) STRICT;
+     CREATE TABLE grants (
+         id TEXT PRIMARY KEY,
+         client_id TEXT NOT NULL,
+         member_id TEXT NOT NULL,
+         user_id INTEGER NOT NULL,
+         resource TEXT NOT NULL,
+         scope TEXT,
+         created_at INTEGER NOT NULL,
+         revoked INTEGER NOT NULL DEFAULT 0
+     ) STRICT;
+     CREATE INDEX grants_person ON grants (user_id, member_id);
+     CREATE INDEX grants_client ON grants (client_id);
+     CREATE TABLE tokens (
+         hash BLOB PRIMARY KEY,
+         grant_id TEXT NOT NULL,
+         kind TEXT NOT NULL CHECK (kind IN ('access', 'refresh')),
+         expires_at INTEGER NOT NULL,
+         used INTEGER NOT NULL DEFAULT 0
+     ) STRICT;
+     CREATE INDEX tokens_grant ON tokens (grant_id);
+     CREATE INDEX tokens_expiry ON tokens (expires_at);",
+];
+
+/// Brings the schema up to date; refuses a store written by a newer version.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db)?;
+    let version: i64 = tx
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(db)?;
+    let latest = MIGRATIONS.len() as i64;
+    if version > latest {
+        return Err(StoreError::Unavailable(format!(
+            "the store has schema version {version}, newer than this server's {latest}; \
+             run a newer version of the server"
+        )));
+    }
+    for step in &MIGRATIONS[version.max(0) as usize..] {
+        tx.execute_batch(step).map_err(db)?;
+    }
+    if version != latest {
+        tx.pragma_update(None, "user_version", latest).map_err(db)?;
+    }
+    tx.commit().map_err(db)
+}
+
+/// A SQLite error as a store error (rusqlite's texts carry no bound values).
+pub(crate) fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// The default database: `$XDG_DATA_HOME/bitrix24-task-results-mcp/store.sqlite3`, else
+/// `~/.local/share/…`. `None` when neither variable gives an absolute directory.
+pub fn default_path() -> Option<PathBuf> {
+    let absolute = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    let base =
+        absolute("XDG_DATA_HOME").or_else(|| absolute("HOME").map(|h| h.join(".local/share")))?;
+    Some(base.join("bitrix24-task-results-mcp").join("store.sqlite3"))
+}
+
+/// The key file created beside a database when no key is given: `<db>.key`.
+pub fn default_key_path(db_path: &Path) -> PathBuf {
+    let mut name = db_path.as_os_str().to_owned();
+    name.push(".key");
+    PathBuf::from(name)
+}
+
+/// Creates `dir` (and missing parents) readable by the owner only; an existing directory
+/// is left as it is.
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| {
+        StoreError::Unavailable(format!(
+            "cannot create the directory {}: {e}",
+            dir.display()
+        ))
+    })
+}
+
+/// Creates the database file with mode 0600 before SQLite opens it (SQLite gives its -wal
+/// and -shm files the database's mode); an existing file is left as it is.
+pub(crate) fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map(drop).map_err(|e| {
+        StoreError::Unavailable(format!(
+            "cannot create the store file {}: {e}",
+            path.display()
+        ))
+    })
+}

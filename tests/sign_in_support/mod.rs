@@ -1,0 +1,295 @@
+//! A headless MCP client's sign-in, driven with reqwest the way Claude Code or the
+//! Python SDK do it: the 401 challenge, both metadata documents, registration, PKCE,
+//! the browser's redirects through the portal's sign-in page (the sandbox's, which lists
+//! its users), and the token request.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::http_support::{self, HttpServer, initialize_body};
+
+/// Where the test client says it listens; nothing listens: the test reads the
+/// redirect's Location instead of following it.
+pub const CLIENT_REDIRECT: &str = "http://127.0.0.1:1/callback";
+
+/// A client registered with the server.
+pub struct Client {
+    pub base: String,
+    pub client_id: String,
+    pub http: reqwest::Client,
+}
+
+/// What the token endpoint gave.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+    pub expires_in: i64,
+}
+
+/// A code on its way back to the client, with what the token request needs.
+pub struct Authorized {
+    pub code: String,
+    pub verifier: String,
+    pub state: String,
+    pub iss: Option<String>,
+}
+
+/// reqwest that never follows redirects, as a test of each hop needs.
+pub fn no_redirects() -> reqwest::Client {
+    let _ = http_support::http();
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("reqwest client")
+}
+
+/// The query parameters of a URL.
+pub fn query(url: &str) -> HashMap<String, String> {
+    reqwest::Url::parse(url)
+        .expect("a URL")
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+pub fn location(r: &reqwest::Response) -> String {
+    r.headers()
+        .get(reqwest::header::LOCATION)
+        .unwrap_or_else(|| panic!("no Location on HTTP {}", r.status()))
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A PKCE verifier and its S256 challenge.
+pub fn pkce() -> (String, String) {
+    let verifier = format!("v-{}-{}", uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+impl Client {
+    /// Discovers the server from its 401 and registers, as an MCP client does first.
+    pub async fn discover_and_register(server: &HttpServer) -> Client {
+        let http = no_redirects();
+        let r = http
+            .post(server.mcp_url())
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize_body())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let challenge = r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let prm_url = challenge
+            .split("resource_metadata=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("resource_metadata in the challenge")
+            .to_string();
+        let prm: Value = http
+            .get(&prm_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(prm["resource"], json!(server.mcp_url()));
+        let issuer = prm["authorization_servers"][0]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let meta: Value = http
+            .get(format!("{issuer}/.well-known/oauth-authorization-server"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(meta["issuer"], json!(issuer));
+        let reg = http
+            .post(meta["registration_endpoint"].as_str().unwrap())
+            .json(
+                &json!({"redirect_uris": [CLIENT_REDIRECT], "client_name": "sign-in test",
+                "token_endpoint_auth_method": "none"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reg.status(), StatusCode::CREATED);
+        let reg: Value = reg.json().await.unwrap();
+        Client {
+            base: issuer,
+            client_id: reg["client_id"].as_str().unwrap().to_string(),
+            http,
+        }
+    }
+
+    /// The standard authorization request's parameters.
+    pub fn authorize_params(&self, challenge: &str, state: &str) -> Vec<(String, String)> {
+        [
+            ("response_type", "code"),
+            ("client_id", &self.client_id),
+            ("redirect_uri", CLIENT_REDIRECT),
+            ("code_challenge", challenge),
+            ("code_challenge_method", "S256"),
+            ("state", state),
+            ("scope", "task_results"),
+            ("resource", &format!("{}/mcp", self.base)),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// `/authorize` with `params`; the raw answer.
+    pub async fn authorize_raw(&self, params: &[(String, String)]) -> reqwest::Response {
+        let mut url = reqwest::Url::parse(&format!("{}/authorize", self.base)).unwrap();
+        url.query_pairs_mut().extend_pairs(params);
+        self.http.get(url).send().await.unwrap()
+    }
+
+    /// The browser's whole trip: /authorize, the portal's page (user `user_id` chosen),
+    /// the callback; ends at the client's redirect URI with our code.
+    pub async fn authorize(&self, user_id: i64) -> Authorized {
+        let (verifier, challenge) = pkce();
+        let state = format!("st-{}", uuid::Uuid::new_v4());
+        let r = self
+            .authorize_raw(&self.authorize_params(&challenge, &state))
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::FOUND,
+            "authorize: {:?}",
+            r.text().await
+        );
+        let portal_page = location(&r);
+        let back = self.through_portal(&portal_page, user_id).await;
+        let q = query(&back);
+        assert!(back.starts_with(CLIENT_REDIRECT), "{back}");
+        assert_eq!(q.get("state"), Some(&state));
+        Authorized {
+            code: q.get("code").cloned().expect("a code"),
+            verifier,
+            state,
+            iss: q.get("iss").cloned(),
+        }
+    }
+
+    /// From the portal's sign-in page (user `user_id` chosen) through our callback; the
+    /// Location the callback answers with.
+    pub async fn through_portal(&self, portal_page: &str, user_id: i64) -> String {
+        let page = self.http.get(portal_page).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        let html = page.text().await.unwrap();
+        assert!(
+            html.contains("user_id="),
+            "the sign-in page lists users: {html}"
+        );
+        let chosen = self
+            .http
+            .get(format!("{portal_page}&user_id={user_id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(chosen.status(), StatusCode::FOUND);
+        let callback = location(&chosen);
+        assert!(callback.contains("/oauth/callback"), "{callback}");
+        let r = self.http.get(&callback).send().await.unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::FOUND,
+            "callback: {:?}",
+            r.text().await
+        );
+        location(&r)
+    }
+
+    /// `/token` with `form`; status and JSON body.
+    pub async fn token_raw(&self, form: &[(&str, &str)]) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}/token", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(form))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Exchanges an authorized code for tokens.
+    pub async fn exchange(&self, a: &Authorized) -> Tokens {
+        let resource = format!("{}/mcp", self.base);
+        let (status, body) = self
+            .token_raw(&[
+                ("grant_type", "authorization_code"),
+                ("code", &a.code),
+                ("redirect_uri", CLIENT_REDIRECT),
+                ("client_id", &self.client_id),
+                ("code_verifier", &a.verifier),
+                ("resource", &resource),
+            ])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        tokens(&body)
+    }
+
+    /// The whole sign-in of `user_id`.
+    pub async fn sign_in(&self, user_id: i64) -> Tokens {
+        let a = self.authorize(user_id).await;
+        self.exchange(&a).await
+    }
+
+    /// A refresh.
+    pub async fn refresh(&self, refresh: &str) -> (StatusCode, Value) {
+        let resource = format!("{}/mcp", self.base);
+        self.token_raw(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", &self.client_id),
+            ("resource", &resource),
+        ])
+        .await
+    }
+}
+
+/// An `application/x-www-form-urlencoded` body.
+pub fn form_body(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+pub fn tokens(body: &Value) -> Tokens {
+    assert_eq!(body["token_type"], json!("Bearer"), "{body}");
+    Tokens {
+        access: body["access_token"].as_str().unwrap().to_string(),
+        refresh: body["refresh_token"].as_str().unwrap().to_string(),
+        expires_in: body["expires_in"].as_i64().unwrap(),
+    }
+}
+
+/// A free loopback port, so the sandbox app can register the callback before the server
+/// starts (the OS may reuse it in between; then the test fails loudly, never silently).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
