@@ -379,6 +379,12 @@ pub struct HttpArgs {
         global = true
     )]
     pub allowed_origins: Vec<String>,
+    /// Most HTTP sessions open at once (streamable HTTP and legacy SSE together); a new one past it gets 503.
+    #[arg(long, env = "MCP_MAX_SESSIONS", default_value_t = 1000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub max_sessions: u32,
+    /// Seconds without a message after which an HTTP session is closed (its Mcp-Session-Id then gets 404).
+    #[arg(long, env = "MCP_SESSION_IDLE_TIMEOUT", default_value_t = 1800, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=604_800), global = true)]
+    pub session_idle_timeout: u64,
 }
 
 /// Where a setting given to this process came from.

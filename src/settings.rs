@@ -449,6 +449,10 @@ pub fn http(args: &HttpArgs, signing_in: bool) -> Result<Option<HttpOptions>, St
         policy,
         max_body_bytes: MAX_BODY_BYTES,
         drain_timeout: DRAIN_TIMEOUT,
+        sessions: crate::transport::sessions::SessionLimits {
+            max_sessions: args.max_sessions as usize,
+            idle_timeout: Duration::from_secs(args.session_idle_timeout),
+        },
     }))
 }
 
@@ -610,6 +614,8 @@ mod tests {
             auth_token: token.map(Secret::from),
             allowed_hosts: vec![],
             allowed_origins: vec![],
+            max_sessions: 1000,
+            session_idle_timeout: 1800,
         }
     }
 

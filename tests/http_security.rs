@@ -122,6 +122,12 @@ async fn a_foreign_host_is_refused_on_every_route() {
                 .await
                 .unwrap();
             assert_eq!(reply.status(), 403, "{route:?} Host: {host}");
+            // rmcp's check judges every route, so every route answers in its words.
+            assert_eq!(
+                reply.text().await.unwrap(),
+                "Forbidden: Host header is not allowed",
+                "{route:?} Host: {host}"
+            );
         }
         for host in [
             format!("localhost:{port}"),
@@ -135,6 +141,22 @@ async fn a_foreign_host_is_refused_on_every_route() {
                 .unwrap();
             assert_eq!(reply.status(), passed(route), "{route:?} Host: {host}");
         }
+    }
+}
+
+#[tokio::test]
+async fn the_token_does_not_excuse_a_foreign_host() {
+    // On /mcp rmcp's Host check runs inside its service, after our bearer check: a
+    // request with the token must still meet it.
+    let server = spawn_http(&["--sandbox", "--auth-token", TOKEN], &[]).await;
+    for route in ROUTES {
+        let reply = request(&server, route)
+            .bearer_auth(TOKEN)
+            .header("Host", "evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 403, "{route:?}");
     }
 }
 

@@ -1,10 +1,11 @@
-//! Host allow-list and Origin validation (DNS-rebinding and cross-site defence), applied
-//! alike to `/mcp`, `/sse` and `/message`.
+//! Host allow-list and Origin validation (DNS-rebinding and cross-site defence): the one
+//! rule set for `/mcp`, `/sse` and `/message`, judged by rmcp everywhere.
 //!
-//! rmcp checks Host (and Origin, when given a list) on `/mcp` only; the legacy SSE routes
-//! are ours. One policy parsed once at start-up guards every MCP route, and the same lists
-//! are handed to rmcp (see [`HostOriginPolicy::rmcp_hosts`]) so its own check on `/mcp`
-//! can never disagree with ours.
+//! rmcp checks Host and Origin on `/mcp` itself ([`HostOriginPolicy::configure`]); the
+//! legacy SSE routes are ours, so [`enforce`] asks the same rmcp check about their
+//! requests (see [`RmcpCheck`]). What stays ours is reading the operator's entries: rmcp
+//! skips an entry it cannot parse and reads an origin without a port as "any port",
+//! so entries are validated at start-up and handed on with explicit ports.
 //!
 //! Rules (the MCP transport specification's, and rmcp's semantics):
 //! - Host: an entry without a port matches any port; `name:port` only that port; a
@@ -12,14 +13,21 @@
 //! - Origin: requests without `Origin` pass (non-browser clients send none); a present
 //!   Origin must match an entry by scheme, host and port (`:*` = any port, no port = the
 //!   scheme's default port, `null` = the browser's opaque origin), else 403.
+//!
+//! (Over 400 lines with its unit tests, which pin rmcp's verdicts for the legacy routes.)
 
 use std::fmt;
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header, uri::Authority};
+use axum::http::{StatusCode, Uri, header, uri::Authority};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use rmcp::ServerHandler;
+use rmcp::transport::streamable_http_server::{
+    StreamableHttpServerConfig, StreamableHttpService, session::never::NeverSessionManager,
+};
 
 /// Host names every local server accepts.
 pub const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
@@ -53,25 +61,9 @@ enum OriginRule {
     Tuple {
         scheme: String,
         host: String,
-        port: PortRule,
+        /// `None` = any port (`:*`).
+        port: Option<u16>,
     },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum PortRule {
-    Any,
-    Exact(u16),
-}
-
-/// Why a request was turned away.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Rejection {
-    /// No usable Host header (400).
-    BadHost,
-    /// Host not in the allow-list (403).
-    ForeignHost,
-    /// Origin present but not allowed or unreadable (403).
-    ForeignOrigin,
 }
 
 impl HostOriginPolicy {
@@ -113,38 +105,11 @@ impl HostOriginPolicy {
         })
     }
 
-    /// Checks one request's Host (or HTTP/2 `:authority`) and Origin.
-    pub fn check(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), Rejection> {
-        let authority = match headers.get(header::HOST) {
-            Some(value) => value
-                .to_str()
-                .ok()
-                .and_then(|s| Authority::try_from(s).ok())
-                .ok_or(Rejection::BadHost)?,
-            None => uri.authority().cloned().ok_or(Rejection::BadHost)?,
-        };
-        let host = normalize(authority.host());
-        let port = authority.port_u16();
-        if !self
-            .hosts
-            .iter()
-            .any(|r| r.host == host && r.port.is_none_or(|p| Some(p) == port))
-        {
-            return Err(Rejection::ForeignHost);
-        }
-        let Some(origin) = headers.get(header::ORIGIN) else {
-            return Ok(());
-        };
-        let origin = origin
-            .to_str()
-            .ok()
-            .and_then(parse_origin)
-            .ok_or(Rejection::ForeignOrigin)?;
-        if self.origins.iter().any(|rule| rule.matches(&origin)) {
-            Ok(())
-        } else {
-            Err(Rejection::ForeignOrigin)
-        }
+    /// `config` with these allow-lists as rmcp's Host and Origin checks.
+    pub fn configure(&self, config: StreamableHttpServerConfig) -> StreamableHttpServerConfig {
+        config
+            .with_allowed_hosts(self.rmcp_hosts())
+            .with_allowed_origins(self.rmcp_origins())
     }
 
     /// True when no host beyond the loopback names is allowed.
@@ -173,43 +138,68 @@ impl fmt::Debug for HostOriginPolicy {
     }
 }
 
-/// axum middleware: rejects requests that fail [`HostOriginPolicy::check`].
-pub async fn enforce(
-    State(policy): State<HostOriginPolicy>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match policy.check(request.uri(), request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(rejection) => {
-            // The offending value is attacker-chosen: log that it happened, not what it was.
-            tracing::warn!(
-                path = request.uri().path(),
-                ?rejection,
-                "request refused by the Host/Origin check"
-            );
-            rejection.into_response()
+/// rmcp's Host/Origin check for routes rmcp does not serve: an rmcp service without
+/// sessions that is only ever asked `OPTIONS`. rmcp judges Host and Origin before the
+/// method, so it answers a refused request with its own 400/403 and any other with
+/// `405`, which here means "passed".
+#[derive(Clone)]
+pub struct RmcpCheck {
+    service: StreamableHttpService<NoServer, NeverSessionManager>,
+}
+
+/// Never started: rmcp builds a server only for a request it serves.
+#[derive(Clone)]
+struct NoServer;
+
+impl ServerHandler for NoServer {}
+
+impl RmcpCheck {
+    /// The check `policy` configures on `/mcp`.
+    pub fn new(policy: &HostOriginPolicy) -> Self {
+        let config = policy
+            .configure(StreamableHttpServerConfig::default())
+            .with_legacy_session_mode(false);
+        Self {
+            service: StreamableHttpService::new(
+                || Ok(NoServer),
+                Arc::new(NeverSessionManager::default()),
+                config,
+            ),
         }
+    }
+
+    /// rmcp's refusal of a request with this URI and headers, or `None` if it passes.
+    pub async fn refusal(&self, uri: &Uri, headers: &axum::http::HeaderMap) -> Option<Response> {
+        let mut probe = axum::http::Request::builder()
+            .method(axum::http::Method::OPTIONS)
+            .uri(uri.clone());
+        for name in [header::HOST, header::ORIGIN] {
+            for value in headers.get_all(&name) {
+                probe = probe.header(&name, value);
+            }
+        }
+        let probe = probe.body(Body::empty()).ok()?;
+        let answer = self.service.handle(probe).await;
+        if answer.status() == StatusCode::METHOD_NOT_ALLOWED {
+            return None;
+        }
+        Some(answer.map(Body::new))
     }
 }
 
-impl IntoResponse for Rejection {
-    fn into_response(self) -> Response {
-        let (status, text) = match self {
-            Rejection::BadHost => (
-                StatusCode::BAD_REQUEST,
-                "Bad Request: missing or invalid Host header",
-            ),
-            Rejection::ForeignHost => (
-                StatusCode::FORBIDDEN,
-                "Forbidden: Host header is not allowed (the server operator can add it with --allowed-host)",
-            ),
-            Rejection::ForeignOrigin => (
-                StatusCode::FORBIDDEN,
-                "Forbidden: Origin header is not allowed (the server operator can add it with --allowed-origin)",
-            ),
-        };
-        (status, text).into_response()
+/// axum middleware: answers a request rmcp's check refuses as rmcp does on `/mcp`.
+pub async fn enforce(State(check): State<RmcpCheck>, request: Request, next: Next) -> Response {
+    match check.refusal(request.uri(), request.headers()).await {
+        None => next.run(request).await,
+        Some(refusal) => {
+            // rmcp logs the offending value; we only say which route was asked.
+            tracing::warn!(
+                path = request.uri().path(),
+                status = refusal.status().as_u16(),
+                "request refused by the Host/Origin check"
+            );
+            refusal
+        }
     }
 }
 
@@ -224,51 +214,18 @@ impl HostRule {
 }
 
 impl OriginRule {
-    fn matches(&self, origin: &Origin) -> bool {
-        match (self, origin) {
-            (OriginRule::Null, Origin::Null) => true,
-            (
-                OriginRule::Tuple { scheme, host, port },
-                Origin::Tuple {
-                    scheme: o_scheme,
-                    host: o_host,
-                    port: o_port,
-                },
-            ) => {
-                scheme == o_scheme
-                    && host == o_host
-                    && match port {
-                        PortRule::Any => true,
-                        PortRule::Exact(p) => *o_port == Some(*p),
-                    }
-            }
-            _ => false,
-        }
-    }
-
     fn render(&self) -> String {
         match self {
             OriginRule::Null => "null".into(),
             OriginRule::Tuple { scheme, host, port } => {
                 let host = bracket(host);
                 match port {
-                    PortRule::Any => format!("{scheme}://{host}:*"),
-                    PortRule::Exact(p) => format!("{scheme}://{host}:{p}"),
+                    None => format!("{scheme}://{host}:*"),
+                    Some(p) => format!("{scheme}://{host}:{p}"),
                 }
             }
         }
     }
-}
-
-/// A request's Origin; `port` is the explicit port or the scheme's default.
-#[derive(Debug, PartialEq, Eq)]
-enum Origin {
-    Null,
-    Tuple {
-        scheme: String,
-        host: String,
-        port: Option<u16>,
-    },
 }
 
 fn normalize(host: &str) -> String {
@@ -326,16 +283,6 @@ fn split_origin(value: &str) -> Option<(String, String, Option<u16>)> {
     Some((scheme, normalize(authority.host()), authority.port_u16()))
 }
 
-fn parse_origin(value: &str) -> Option<Origin> {
-    let value = value.trim();
-    if value.eq_ignore_ascii_case("null") {
-        return Some(Origin::Null);
-    }
-    let (scheme, host, port) = split_origin(value)?;
-    let port = port.or_else(|| default_port(&scheme));
-    Some(Origin::Tuple { scheme, host, port })
-}
-
 fn parse_origin_entry(entry: &str) -> Option<OriginRule> {
     let entry = entry.trim();
     if entry.eq_ignore_ascii_case("null") {
@@ -348,7 +295,7 @@ fn parse_origin_entry(entry: &str) -> Option<OriginRule> {
         return Some(OriginRule::Tuple {
             scheme,
             host,
-            port: PortRule::Any,
+            port: None,
         });
     }
     let (scheme, host, port) = split_origin(entry)?;
@@ -356,25 +303,23 @@ fn parse_origin_entry(entry: &str) -> Option<OriginRule> {
     Some(OriginRule::Tuple {
         scheme,
         host,
-        port: PortRule::Exact(port),
+        port: Some(port),
     })
 }
 
 #[cfg(test)]
 mod tests {
+    //! The verdicts below are rmcp's: they pin what an rmcp upgrade must not change.
     use super::*;
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderMap, HeaderValue};
 
     fn policy(hosts: &[&str], origins: &[&str]) -> HostOriginPolicy {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         HostOriginPolicy::new(&s(hosts), &s(origins)).unwrap()
     }
 
-    fn check(
-        p: &HostOriginPolicy,
-        host: Option<&str>,
-        origin: Option<&str>,
-    ) -> Result<(), Rejection> {
+    /// The status rmcp refuses with, or 0 when the request passes.
+    async fn check(p: &HostOriginPolicy, host: Option<&str>, origin: Option<&str>) -> u16 {
         let mut headers = HeaderMap::new();
         if let Some(h) = host {
             headers.insert(header::HOST, HeaderValue::from_str(h).unwrap());
@@ -382,11 +327,14 @@ mod tests {
         if let Some(o) = origin {
             headers.insert(header::ORIGIN, HeaderValue::from_str(o).unwrap());
         }
-        p.check(&Uri::from_static("/mcp"), &headers)
+        RmcpCheck::new(p)
+            .refusal(&Uri::from_static("/sse"), &headers)
+            .await
+            .map_or(0, |r| r.status().as_u16())
     }
 
-    #[test]
-    fn loopback_hosts_pass_on_any_port_and_others_do_not() {
+    #[tokio::test]
+    async fn loopback_hosts_pass_on_any_port_and_others_do_not() {
         let p = policy(&[], &[]);
         for host in [
             "localhost",
@@ -395,7 +343,7 @@ mod tests {
             "[::1]:8000",
             "LOCALHOST:9",
         ] {
-            assert_eq!(check(&p, Some(host), None), Ok(()), "{host}");
+            assert_eq!(check(&p, Some(host), None).await, 0, "{host}");
         }
         for host in [
             "evil.example",
@@ -404,38 +352,30 @@ mod tests {
             "localhost.evil.example",
             "0.0.0.0:8000",
         ] {
-            assert_eq!(
-                check(&p, Some(host), None),
-                Err(Rejection::ForeignHost),
-                "{host}"
-            );
+            assert_eq!(check(&p, Some(host), None).await, 403, "{host}");
         }
-        assert_eq!(check(&p, None, None), Err(Rejection::BadHost));
-        assert_eq!(check(&p, Some("a b"), None), Err(Rejection::BadHost));
+        assert_eq!(check(&p, None, None).await, 400);
+        assert_eq!(check(&p, Some("a b"), None).await, 400);
     }
 
-    #[test]
-    fn extra_hosts_with_and_without_port() {
+    #[tokio::test]
+    async fn extra_hosts_with_and_without_port() {
         let p = policy(&["mcp.example.com", "10.0.0.5:8000", "::2"], &[]);
-        assert_eq!(check(&p, Some("mcp.example.com:443"), None), Ok(()));
-        assert_eq!(check(&p, Some("MCP.example.com"), None), Ok(()));
-        assert_eq!(check(&p, Some("10.0.0.5:8000"), None), Ok(()));
-        assert_eq!(
-            check(&p, Some("10.0.0.5:8001"), None),
-            Err(Rejection::ForeignHost)
-        );
-        assert_eq!(check(&p, Some("[::2]:1"), None), Ok(()));
+        assert_eq!(check(&p, Some("mcp.example.com:443"), None).await, 0);
+        assert_eq!(check(&p, Some("MCP.example.com"), None).await, 0);
+        assert_eq!(check(&p, Some("10.0.0.5:8000"), None).await, 0);
+        assert_eq!(check(&p, Some("10.0.0.5:8001"), None).await, 403);
+        assert_eq!(check(&p, Some("[::2]:1"), None).await, 0);
         assert!(HostOriginPolicy::new(&["http://x/".into()], &[]).is_err());
     }
 
-    #[test]
-    fn origins_are_checked_only_when_present() {
+    #[tokio::test]
+    async fn origins_are_checked_only_when_present() {
         let p = policy(
             &[],
             &["https://app.example.com", "http://tool.example:*", "null"],
         );
-        let ok = |o: &str| check(&p, Some("localhost:8000"), Some(o));
-        assert_eq!(check(&p, Some("localhost"), None), Ok(()));
+        assert_eq!(check(&p, Some("localhost"), None).await, 0);
         for origin in [
             "http://localhost:6274",
             "http://127.0.0.1:8000",
@@ -446,8 +386,14 @@ mod tests {
             "http://tool.example:1234",
             "null",
         ] {
-            assert_eq!(ok(origin), Ok(()), "{origin}");
+            assert_eq!(
+                check(&p, Some("localhost:8000"), Some(origin)).await,
+                0,
+                "{origin}"
+            );
         }
+        // (Our own check also refused userinfo in an Origin; rmcp reads past it, and no
+        // browser sends one.)
         for origin in [
             "http://evil.example",
             "https://app.example.com:8443",
@@ -455,9 +401,12 @@ mod tests {
             "https://tool.example",
             "http://localhost.evil.example:8000",
             "garbage",
-            "http://user@localhost:1",
         ] {
-            assert_eq!(ok(origin), Err(Rejection::ForeignOrigin), "{origin}");
+            assert_eq!(
+                check(&p, Some("localhost:8000"), Some(origin)).await,
+                403,
+                "{origin}"
+            );
         }
     }
 

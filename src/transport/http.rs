@@ -2,8 +2,10 @@
 //! `/sse` + `/message`, `/healthz`, and a graceful shutdown.
 //!
 //! Every session shares the one [`TaskResultsServer`] handed in (cloned per session), so
-//! the portal client's pacing and connection pool are per process. Each MCP route passes
-//! the Host/Origin check first, then the bearer check; every route has a body size limit.
+//! the portal client's pacing and connection pool are per process. Host and Origin are
+//! judged by rmcp's own check on every MCP route (inside its service on `/mcp`, through
+//! [`host_origin::enforce`] first on the legacy routes), the caller (bearer token or
+//! signed-in person) by ours; every route has a body size limit.
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -16,9 +18,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use axum::serve::Listener;
-use rmcp::transport::streamable_http_server::{
-    StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
-};
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use secrecy::SecretString;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -26,10 +26,11 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use super::auth::{self, BearerAuth};
 use super::health;
-use super::host_origin::{self, HostOriginPolicy};
+use super::host_origin::{self, HostOriginPolicy, RmcpCheck};
 use super::http_jsonrpc;
 use super::inflight::{self, InFlight};
 use super::legacy_sse;
+use super::sessions::{self, BoundedSessions, SessionLimits, SessionSlots};
 use crate::auth::SignIn;
 use crate::server::TaskResultsServer;
 
@@ -58,6 +59,8 @@ pub struct HttpOptions {
     pub max_body_bytes: usize,
     /// Bound on waiting for calls in flight at shutdown.
     pub drain_timeout: Duration,
+    /// How many sessions may be open and for how long idle.
+    pub sessions: SessionLimits,
 }
 
 /// The whole application. `sessions` ends every MCP session and event stream when
@@ -69,29 +72,29 @@ pub fn router(
     sessions: CancellationToken,
     inflight: InFlight,
 ) -> Router {
-    let config = StreamableHttpServerConfig::default()
-        // The same lists as our own check, so rmcp's copy on /mcp agrees with it.
-        .with_allowed_hosts(opts.policy.rmcp_hosts())
-        .with_allowed_origins(opts.policy.rmcp_origins())
+    // rmcp's Host/Origin check runs inside its service, so on /mcp it comes after the
+    // caller check: a foreign Host without a token is told 401 rather than 403.
+    let config = opts
+        .policy
+        .configure(StreamableHttpServerConfig::default())
         .with_legacy_session_mode(!opts.stateless)
         .with_json_response(opts.stateless)
         .with_max_request_body_bytes(opts.max_body_bytes)
         .with_cancellation_token(sessions.child_token());
+    // One pool for both transports: a session costs the same whichever way it came.
+    let slots = SessionSlots::new(opts.sessions.max_sessions);
     let factory_server = server.clone();
     let mcp = StreamableHttpService::new(
         move || Ok(factory_server.clone()),
-        Arc::new(LocalSessionManager::default()),
+        Arc::new(BoundedSessions::new(
+            slots.clone(),
+            opts.sessions.idle_timeout,
+        )),
         config,
     );
 
-    let routes = Router::new()
-        .route_service(MCP_PATH, mcp)
-        // Innermost: bodies are judged only once the caller passed every check.
-        .route_layer(axum::middleware::from_fn(http_jsonrpc::check))
-        .route_layer(from_fn_with_state(inflight.clone(), inflight::track_posts))
-        .merge(legacy_sse::router(server, inflight, sessions));
     // Who is calling: a signed-in person's token, or the one static token.
-    let routes = match sign_in {
+    let who = |routes: Router| match sign_in {
         Some(s) => routes.route_layer(from_fn_with_state(
             s.clone(),
             crate::auth::resource::require,
@@ -101,11 +104,34 @@ pub fn router(
             auth::require_bearer,
         )),
     };
+
+    let mut streamable = Router::new().route_service(MCP_PATH, mcp);
+    if !opts.stateless {
+        // Inside the body check, which marks an `initialize`.
+        streamable = streamable.route_layer(from_fn_with_state(
+            slots.clone(),
+            sessions::refuse_when_full,
+        ));
+    }
+    let streamable = who(streamable
+        // Bodies are judged only once the caller passed every check.
+        .route_layer(axum::middleware::from_fn(http_jsonrpc::check))
+        .route_layer(from_fn_with_state(inflight.clone(), inflight::track_posts)));
+    let legacy = who(legacy_sse::router(
+        server,
+        inflight,
+        sessions,
+        legacy_sse::Bounds {
+            slots,
+            idle_timeout: opts.sessions.idle_timeout,
+        },
+    ))
     // Outermost: a foreign Host or Origin is refused before anything else is looked at.
-    let protected = routes.route_layer(from_fn_with_state(
-        opts.policy.clone(),
+    .route_layer(from_fn_with_state(
+        RmcpCheck::new(&opts.policy),
         host_origin::enforce,
     ));
+    let protected = streamable.merge(legacy);
 
     Router::new()
         .merge(protected)

@@ -49,12 +49,16 @@ pub(super) enum Verdict<M> {
 }
 
 /// What an HTTP transport should do with one POSTed JSON-RPC body.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub enum BodyCheck {
-    /// A valid message: hand it on as it is.
-    Pass,
-    /// Valid once its lone surrogate escapes are replaced: hand on these bytes instead.
-    Replace(Vec<u8>),
+    /// A valid message, parsed once here for whoever can take it parsed.
+    Pass {
+        /// The message as rmcp reads it.
+        message: Box<RxJsonRpcMessage<RoleServer>>,
+        /// The body with its lone surrogate escapes replaced, when it had any: a
+        /// transport that hands bytes on must hand on these.
+        repaired: Option<Vec<u8>>,
+    },
     /// Refuse with this JSON-RPC error (HTTP 400).
     Refuse(Value),
 }
@@ -66,18 +70,15 @@ pub fn check_body(body: &[u8]) -> BodyCheck {
     if body.iter().all(u8::is_ascii_whitespace) {
         return BodyCheck::Refuse(error(None, PARSE_ERROR, "Parse error: the body is empty"));
     }
-    match judge(body) {
-        Verdict::Serve(_) => {
-            if serde_json::from_slice::<RxJsonRpcMessage<RoleServer>>(body).is_ok() {
-                BodyCheck::Pass
-            } else {
-                replace_lone_surrogates(body).map_or(BodyCheck::Pass, BodyCheck::Replace)
-            }
-        }
+    match judge_repairing(body) {
+        (Verdict::Serve(message), repaired) => BodyCheck::Pass {
+            message: Box::new(message),
+            repaired,
+        },
         // MCP has no batches, so one HTTP answer carries one message: the first error.
-        Verdict::Answer(mut replies) => BodyCheck::Refuse(replies.swap_remove(0)),
+        (Verdict::Answer(mut replies), _) => BodyCheck::Refuse(replies.swap_remove(0)),
         // A malformed notification or response: HTTP says 400, with an id-less error.
-        Verdict::Ignore => BodyCheck::Refuse(error(
+        (Verdict::Ignore, _) => BodyCheck::Refuse(error(
             None,
             INVALID_REQUEST,
             "a malformed notification or response",
@@ -85,23 +86,35 @@ pub fn check_body(body: &[u8]) -> BodyCheck {
     }
 }
 
-/// Decides what one line (newline included) is.
+/// Decides what one line (newline included) is. A valid message is deserialized once,
+/// straight into rmcp's type; only a refused one is read again to explain why.
 pub(super) fn judge(raw: &[u8]) -> Verdict<RxJsonRpcMessage<RoleServer>> {
+    judge_repairing(raw).0
+}
+
+/// [`judge`], with the repaired bytes when lone surrogates were replaced.
+fn judge_repairing(raw: &[u8]) -> (Verdict<RxJsonRpcMessage<RoleServer>>, Option<Vec<u8>>) {
     let line = raw.strip_suffix(b"\n").unwrap_or(raw);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
     if line.iter().all(u8::is_ascii_whitespace) {
-        return Verdict::Ignore;
+        return (Verdict::Ignore, None);
     }
     match serde_json::from_slice::<RxJsonRpcMessage<RoleServer>>(line) {
-        Ok(message) => return check_served(message),
+        Ok(message) => return (check_served(message), None),
         Err(e) if e.is_syntax() || e.is_eof() => {}
-        Err(_) => return explain(line),
+        Err(_) => return (explain(line), None),
     }
     if let Some(repaired) = replace_lone_surrogates(line) {
         tracing::debug!("replaced lone surrogate escapes with U+FFFD");
-        return judge(&repaired);
+        let verdict = judge(&repaired);
+        return (verdict, Some(repaired));
     }
+    (judge_unparsed(line), None)
+}
+
+/// A line serde_json could not read as a message for a reason of syntax.
+fn judge_unparsed(line: &[u8]) -> Verdict<RxJsonRpcMessage<RoleServer>> {
     match serde_json::from_slice::<Value>(line) {
         // Valid JSON that serde_json still refused as a message: nesting over its limit.
         Ok(_) => explain(line),
@@ -475,5 +488,24 @@ mod tests {
         let a = answer(&line);
         assert_eq!(a["id"], "deep", "{a}");
         assert_eq!(a["error"]["code"], INVALID_REQUEST);
+    }
+
+    #[test]
+    fn a_body_is_parsed_once_and_handed_on_with_its_repair() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        let BodyCheck::Pass { message, repaired } = check_body(body) else {
+            panic!("refused");
+        };
+        assert_eq!(serde_json::to_value(&message).unwrap()["id"], 1);
+        assert_eq!(repaired, None);
+        let body = br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"t","arguments":{"s":"a\ud800"}}}"#;
+        let BodyCheck::Pass { message, repaired } = check_body(body) else {
+            panic!("refused");
+        };
+        let text = serde_json::to_value(&message).unwrap()["params"]["arguments"]["s"].clone();
+        assert_eq!(text, "a\u{fffd}");
+        let repaired: Value = serde_json::from_slice(&repaired.expect("repaired bytes")).unwrap();
+        assert_eq!(repaired["params"]["arguments"]["s"], text);
+        assert!(matches!(check_body(b" "), BodyCheck::Refuse(_)));
     }
 }

@@ -4,8 +4,8 @@
 //! to (`/message?sessionId=…`); each POSTed JSON-RPC message is answered `202` and its
 //! reply arrives on the stream as an `event: message`. rmcp 3 ships no such transport,
 //! so each stream gets its own rmcp session over a pair of channels (rmcp accepts any
-//! `(Sink, Stream)` as a transport). Auth and Host/Origin checks are layered on by
-//! [`super::http`] exactly as for `/mcp`.
+//! `(Sink, Stream)` as a transport). [`super::http`] layers on the bearer check and
+//! rmcp's Host/Origin check, so these routes are refused exactly as `/mcp` is.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -23,12 +23,13 @@ use futures::StreamExt;
 use rmcp::model::{ClientJsonRpcMessage, JsonRpcMessage, RequestId};
 use rmcp::service::TxJsonRpcMessage;
 use rmcp::{RoleServer, ServerHandler, ServiceExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::{CancellationToken, PollSender};
 
 use super::inflight::{InFlight, InFlightToken};
 use super::jsonrpc::{BodyCheck, check_body};
+use super::sessions::SessionSlots;
 
 /// Path of the event stream.
 pub const SSE_PATH: &str = "/sse";
@@ -46,6 +47,16 @@ type Pending = Arc<Mutex<HashMap<RequestId, InFlightToken>>>;
 struct Session {
     to_server: mpsc::Sender<ClientJsonRpcMessage>,
     pending: Pending,
+    /// Told of every message POSTed, so an idle session can be closed.
+    activity: watch::Sender<()>,
+}
+
+/// The session bounds, shared with `/mcp` (see [`super::sessions`]).
+pub struct Bounds {
+    /// The pool every open stream takes a slot from.
+    pub slots: SessionSlots,
+    /// A session without a POSTed message (and no call running) for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 struct Shared<S> {
@@ -53,6 +64,7 @@ struct Shared<S> {
     server: S,
     inflight: InFlight,
     shutdown: CancellationToken,
+    bounds: Bounds,
 }
 
 impl<S> Shared<S> {
@@ -63,7 +75,12 @@ impl<S> Shared<S> {
 
 /// The `GET /sse` and `POST /message` routes. `server` is cloned for each stream;
 /// cancelling `shutdown` ends every session and closes every stream.
-pub fn router<S>(server: S, inflight: InFlight, shutdown: CancellationToken) -> Router
+pub fn router<S>(
+    server: S,
+    inflight: InFlight,
+    shutdown: CancellationToken,
+    bounds: Bounds,
+) -> Router
 where
     S: ServerHandler + Clone + Send + Sync + 'static,
 {
@@ -72,6 +89,7 @@ where
         server,
         inflight,
         shutdown,
+        bounds,
     });
     Router::new()
         .route(SSE_PATH, get(open_stream::<S>))
@@ -90,16 +108,21 @@ where
         )
             .into_response();
     }
+    let Some(slot) = shared.bounds.slots.try_take() else {
+        return shared.bounds.slots.full(None);
+    };
     let session_id = uuid::Uuid::new_v4().simple().to_string();
     let (to_server_tx, to_server_rx) = mpsc::channel::<ClientJsonRpcMessage>(CHANNEL_CAPACITY);
     let (to_client_tx, to_client_rx) =
         mpsc::channel::<TxJsonRpcMessage<RoleServer>>(CHANNEL_CAPACITY);
     let pending = Pending::default();
+    let (activity, mut activity_rx) = watch::channel(());
     shared.sessions().insert(
         session_id.clone(),
         Session {
             to_server: to_server_tx,
             pending: pending.clone(),
+            activity,
         },
     );
     tracing::debug!(session = %session_id, "legacy SSE session opened");
@@ -109,6 +132,8 @@ where
     let client_gone = to_client_tx.clone();
     let task_shared = shared.clone();
     let sid = session_id.clone();
+    let idle_timeout = shared.bounds.idle_timeout;
+    let running = pending.clone();
     tokio::spawn(async move {
         let transport = (
             PollSender::new(to_client_tx),
@@ -125,11 +150,28 @@ where
                 }
             }
         };
+        let idle = async {
+            loop {
+                match tokio::time::timeout(idle_timeout, activity_rx.changed()).await {
+                    Ok(Ok(())) => {}
+                    // Only once the session is gone from the map, which happens below.
+                    Ok(Err(_)) => std::future::pending::<()>().await,
+                    // A call still running is not idleness; its reply is on its way.
+                    Err(_) if !lock(&running).is_empty() => {}
+                    Err(_) => break,
+                }
+            }
+        };
         tokio::select! {
             _ = run => {}
             _ = client_gone.closed() => session_ct.cancel(),
+            _ = idle => {
+                tracing::info!(session = %sid, ?idle_timeout, "legacy SSE session closed after idling");
+                session_ct.cancel();
+            }
         }
         task_shared.sessions().remove(&sid);
+        drop(slot);
         tracing::debug!(session = %sid, "legacy SSE session closed");
     });
 
@@ -174,24 +216,15 @@ where
 {
     // The same validator as stdio and /mcp: a malformed body gets a JSON-RPC error (HTTP
     // 400), never axum's plain-text rejection.
-    let body = match check_body(&body) {
-        BodyCheck::Pass => body.to_vec(),
-        BodyCheck::Replace(repaired) => repaired,
+    // Parsed once: the validator's message is the one served.
+    let mut message: ClientJsonRpcMessage = match check_body(&body) {
+        BodyCheck::Pass { message, .. } => *message,
         BodyCheck::Refuse(error) => return json_rpc_error(error),
     };
-    let mut message: ClientJsonRpcMessage = match serde_json::from_slice(&body) {
-        Ok(m) => m,
-        Err(e) => {
-            return json_rpc_error(serde_json::json!({
-                "jsonrpc": "2.0",
-                "error": {"code": -32700, "message": format!("Parse error: {e}")},
-            }));
-        }
-    };
-    let found = shared
-        .sessions()
-        .get(&query.session_id)
-        .map(|s| (s.to_server.clone(), s.pending.clone()));
+    let found = shared.sessions().get(&query.session_id).map(|s| {
+        s.activity.send_replace(());
+        (s.to_server.clone(), s.pending.clone())
+    });
     let Some((to_server, pending)) = found else {
         return (
             StatusCode::NOT_FOUND,

@@ -1,8 +1,10 @@
-//! Newline-delimited JSON-RPC over a byte stream (stdio): the framing; what a line means
-//! is judged by [`super::jsonrpc`].
+//! Newline-delimited JSON-RPC over a byte stream (stdio): the framing, by tokio-util's
+//! [`LinesCodec`]; what a line means is judged by [`super::jsonrpc`], shared with the
+//! HTTP transports.
 //!
-//! The judgement of each line (what rmcp would drop, and how it is answered instead)
-//! lives in [`super::jsonrpc`], shared with the HTTP transports.
+//! The codec is driven by hand over our own buffer rather than through `FramedRead`,
+//! which ends its stream after a decoder error: an over-long or non-UTF-8 line is
+//! answered and the next line read as usual.
 
 use std::sync::Arc;
 
@@ -10,23 +12,28 @@ use rmcp::RoleServer;
 use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::Transport;
 use serde_json::Value;
+use tokio_util::bytes::BytesMut;
+use tokio_util::codec::{Decoder, LinesCodec, LinesCodecError};
 
-use super::jsonrpc::{INVALID_REQUEST, Verdict, answer, error, judge};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use super::jsonrpc::{INVALID_REQUEST, PARSE_ERROR, Verdict, answer, error, judge};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Mutex;
 
-/// Largest message accepted, as in rmcp's stdio transport (16 MiB).
+/// Largest message accepted, newline included, as in rmcp's stdio transport (16 MiB).
 pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+/// Room made in the buffer before each read.
+const READ_CHUNK: usize = 64 * 1024;
 
 type Writer<W> = Arc<Mutex<Option<W>>>;
 
 /// The server side of JSON-RPC over a reader (client to server) and a writer.
 pub struct JsonRpcLines<R, W> {
-    read: BufReader<R>,
-    line: Vec<u8>,
-    /// Dropping the rest of an oversized line; kept here because `receive` can be
-    /// cancelled (rmcp polls it in a `select!`) in the middle of a line.
-    discarding: bool,
+    read: R,
+    /// Bytes read and not yet framed. With the codec's own state (the rest of an
+    /// oversized line being dropped), it survives a cancelled `receive` (rmcp polls it
+    /// in a `select!`) in the middle of a line.
+    buf: BytesMut,
+    codec: LinesCodec,
     write: Writer<W>,
 }
 
@@ -38,65 +45,29 @@ where
     /// A transport reading requests from `read` and writing answers to `write`.
     pub fn new(read: R, write: W) -> Self {
         Self {
-            read: BufReader::new(read),
-            line: Vec::new(),
-            discarding: false,
+            read,
+            buf: BytesMut::new(),
+            // The codec's limit excludes the newline.
+            codec: LinesCodec::new_with_max_length(MAX_LINE_BYTES - 1),
             write: Arc::new(Mutex::new(Some(write))),
         }
     }
 
-    /// Reads one line into `self.line`; cancel-safe (no await between copying bytes out
-    /// of the buffer and consuming them).
+    /// The next line; cancel-safe (`read_buf` reads nothing if cancelled, and decoding
+    /// does not await).
     async fn read_line(&mut self) -> std::io::Result<Line> {
         loop {
-            let (used, step) = {
-                let available = self.read.fill_buf().await?;
-                if available.is_empty() {
-                    return Ok(Line::Eof);
-                }
-                let newline = available.iter().position(|b| *b == b'\n');
-                let take = newline.map_or(available.len(), |i| i + 1);
-                if self.discarding {
-                    (
-                        take,
-                        if newline.is_some() {
-                            Step::EndDiscard
-                        } else {
-                            Step::More
-                        },
-                    )
-                } else if self.line.len() + take > MAX_LINE_BYTES {
-                    self.line.clear();
-                    (
-                        take,
-                        if newline.is_some() {
-                            Step::Oversized
-                        } else {
-                            Step::StartDiscard
-                        },
-                    )
-                } else {
-                    self.line.extend_from_slice(&available[..take]);
-                    (
-                        take,
-                        if newline.is_some() {
-                            Step::Line
-                        } else {
-                            Step::More
-                        },
-                    )
-                }
-            };
-            self.read.consume(used);
-            match step {
-                Step::Line => return Ok(Line::Complete),
-                Step::More => {}
-                Step::EndDiscard => self.discarding = false,
-                Step::Oversized => return Ok(Line::Oversized),
-                Step::StartDiscard => {
-                    self.discarding = true;
-                    return Ok(Line::Oversized);
-                }
+            match self.codec.decode(&mut self.buf) {
+                Ok(Some(line)) => return Ok(Line::Complete(line)),
+                Ok(None) => {}
+                Err(LinesCodecError::MaxLineLengthExceeded) => return Ok(Line::Oversized),
+                // The codec has already taken the line off the buffer.
+                Err(LinesCodecError::Io(_)) => return Ok(Line::NotUtf8),
+            }
+            self.buf.reserve(READ_CHUNK);
+            // An unterminated last line is dropped, as before.
+            if self.read.read_buf(&mut self.buf).await? == 0 {
+                return Ok(Line::Eof);
             }
         }
     }
@@ -114,17 +85,10 @@ where
 }
 
 enum Line {
-    Complete,
+    Complete(String),
     Oversized,
+    NotUtf8,
     Eof,
-}
-
-enum Step {
-    Line,
-    More,
-    EndDiscard,
-    Oversized,
-    StartDiscard,
 }
 
 async fn write_line<W, T>(write: &Writer<W>, message: &T) -> std::io::Result<()>
@@ -163,11 +127,12 @@ where
     async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleServer>> {
         loop {
             let verdict = match self.read_line().await {
-                Ok(Line::Complete) => {
-                    let verdict = judge(&self.line);
-                    self.line.clear();
-                    verdict
-                }
+                Ok(Line::Complete(line)) => judge(line.as_bytes()),
+                Ok(Line::NotUtf8) => answer(error(
+                    None,
+                    PARSE_ERROR,
+                    "Parse error: the message is not valid UTF-8",
+                )),
                 Ok(Line::Oversized) => {
                     tracing::warn!(max_bytes = MAX_LINE_BYTES, "dropped an oversized message");
                     answer(error(
@@ -205,7 +170,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::jsonrpc::PARSE_ERROR;
 
     #[tokio::test]
     async fn a_cancelled_receive_resumes_the_same_line_and_replies_whole_lines() {
@@ -233,5 +197,58 @@ mod tests {
         let reply: Value =
             serde_json::from_str(&replies.next_line().await.unwrap().unwrap()).unwrap();
         assert_eq!(reply["error"]["code"], PARSE_ERROR);
+    }
+
+    #[tokio::test]
+    async fn a_line_that_is_not_utf8_is_answered_and_the_next_one_served() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (server_r, server_w) = tokio::io::split(server);
+        let (client_r, mut client_w) = tokio::io::split(client);
+        let mut t = JsonRpcLines::new(server_r, server_w);
+        client_w
+            .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}\n")
+            .await
+            .unwrap();
+        let served = serde_json::to_value(t.receive().await.unwrap()).unwrap();
+        assert_eq!(served["id"], 2);
+        let mut replies = tokio::io::BufReader::new(client_r).lines();
+        let reply: Value =
+            serde_json::from_str(&replies.next_line().await.unwrap().unwrap()).unwrap();
+        assert_eq!(reply["error"]["code"], PARSE_ERROR);
+        assert!(reply.get("id").is_none(), "{reply}");
+    }
+
+    #[tokio::test]
+    async fn the_limit_is_16_mib_newline_included() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (server_r, server_w) = tokio::io::split(server);
+        let (client_r, mut client_w) = tokio::io::split(client);
+        let mut t = JsonRpcLines::new(server_r, server_w);
+        let line = |id: u32, total: usize| {
+            let head = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping","params":{{"p":""#);
+            let tail = "\"}}\n";
+            let pad = "y".repeat(total - head.len() - tail.len());
+            format!("{head}{pad}{tail}")
+        };
+        let (fits, over) = (line(1, MAX_LINE_BYTES), line(2, MAX_LINE_BYTES + 1));
+        tokio::spawn(async move {
+            client_w.write_all(fits.as_bytes()).await.unwrap();
+            client_w.write_all(over.as_bytes()).await.unwrap();
+            client_w
+                .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}\n")
+                .await
+                .unwrap();
+        });
+        let first = serde_json::to_value(t.receive().await.unwrap()).unwrap();
+        assert_eq!(first["id"], 1);
+        let next = serde_json::to_value(t.receive().await.unwrap()).unwrap();
+        assert_eq!(next["id"], 3, "the over-long line is not served");
+        let mut replies = tokio::io::BufReader::new(client_r).lines();
+        let reply: Value =
+            serde_json::from_str(&replies.next_line().await.unwrap().unwrap()).unwrap();
+        assert_eq!(reply["error"]["code"], INVALID_REQUEST);
+        assert!(reply.get("id").is_none(), "{reply}");
     }
 }

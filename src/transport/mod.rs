@@ -9,4 +9,5 @@ pub mod inflight;
 pub mod jsonrpc;
 pub mod legacy_sse;
 pub mod lines;
+pub mod sessions;
 pub mod stdio;

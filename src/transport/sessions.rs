@@ -1,0 +1,282 @@
+//! Bounds on HTTP sessions: at most `--max-sessions` open at once (streamable HTTP and
+//! legacy SSE draw on one pool), each closed after `--session-idle-timeout` without a
+//! message.
+//!
+//! On `/mcp` rmcp's [`LocalSessionManager`] keeps the sessions and, through its
+//! `keep_alive`, closes idle ones (a request with their `Mcp-Session-Id` then gets
+//! rmcp's 404, the spec's cue to start over); [`BoundedSessions`] wraps it to hold one
+//! [`Slot`] per session. [`refuse_when_full`] takes the slot for an `initialize`
+//! before rmcp sees it, so a refusal is a 503 with a JSON-RPC error rather than rmcp's
+//! 500 for a failed `create_session`; rmcp then creates the session in the same task,
+//! where the slot is waiting for it.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::transport::streamable_http_server::session::local::{
+    LocalSessionManager, LocalSessionManagerError,
+};
+use rmcp::transport::streamable_http_server::session::{
+    ServerSseMessage, SessionId, SessionManager,
+};
+use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A JSON-RPC error code of the server-defined range: no session can be opened now.
+const TOO_MANY_SESSIONS: i64 = -32000;
+
+/// The header rmcp reads a session id from.
+const SESSION_HEADER: &str = "mcp-session-id";
+
+/// How many sessions may be open and how long one may idle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Open sessions at once, both transports together.
+    pub max_sessions: usize,
+    /// Time without a message after which a session is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            max_sessions: 1000,
+            idle_timeout: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// The pool of session slots. Cheap to clone.
+#[derive(Clone)]
+pub struct SessionSlots {
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+/// One open session's share of the pool; dropping it frees the slot.
+pub struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
+
+impl SessionSlots {
+    /// A pool of `max` slots.
+    pub fn new(max: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// A free slot, or `None` when `max` sessions are open.
+    pub fn try_take(&self) -> Option<Slot> {
+        self.permits.clone().try_acquire_owned().ok().map(Slot)
+    }
+
+    /// Sessions open now.
+    pub fn in_use(&self) -> usize {
+        self.max - self.permits.available_permits()
+    }
+
+    /// The answer to a request that would open a session past the limit: 503 and a
+    /// JSON-RPC error naming the limit and how to raise it.
+    pub fn full(&self, id: Option<Value>) -> Response {
+        tracing::warn!(
+            max_sessions = self.max,
+            "refused a new session: the session limit is reached"
+        );
+        let mut error = json!({"jsonrpc": "2.0", "error": {
+            "code": TOO_MANY_SESSIONS,
+            "message": format!(
+                "too many sessions: {} are open, the limit set by --max-sessions \
+                 (MCP_MAX_SESSIONS); close one or try again later",
+                self.max
+            ),
+        }});
+        if let Some(id) = id {
+            error["id"] = id;
+        }
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/json")],
+            error.to_string(),
+        )
+            .into_response()
+    }
+}
+
+/// Set by [`super::http_jsonrpc::check`] on a request that is a JSON-RPC `initialize`;
+/// holds its id.
+#[derive(Clone, Debug)]
+pub struct Initialize(pub Value);
+
+tokio::task_local! {
+    /// The slot [`refuse_when_full`] took for the request being handled.
+    static RESERVED: RefCell<Option<Slot>>;
+}
+
+/// axum middleware on `/mcp` (sessionful mode): an `initialize` without a session id
+/// opens a session, so it needs a free slot or gets 503.
+pub async fn refuse_when_full(
+    State(slots): State<SessionSlots>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(Initialize(id)) = request.extensions().get::<Initialize>().cloned() else {
+        return next.run(request).await;
+    };
+    if request.headers().contains_key(SESSION_HEADER) {
+        return next.run(request).await;
+    }
+    let Some(slot) = slots.try_take() else {
+        return slots.full(Some(id));
+    };
+    // Not used (rmcp refused the request before creating a session): freed here.
+    RESERVED
+        .scope(RefCell::new(Some(slot)), next.run(request))
+        .await
+}
+
+/// rmcp's [`LocalSessionManager`] (idle sessions closed by its `keep_alive`), holding a
+/// slot per session.
+pub struct BoundedSessions {
+    inner: LocalSessionManager,
+    slots: SessionSlots,
+    held: Mutex<HashMap<SessionId, Slot>>,
+}
+
+impl BoundedSessions {
+    /// Sessions drawing on `slots`, each closed after `idle_timeout` without an event.
+    pub fn new(slots: SessionSlots, idle_timeout: Duration) -> Self {
+        let mut inner = LocalSessionManager::default();
+        inner.session_config.keep_alive = Some(idle_timeout);
+        Self {
+            inner,
+            slots,
+            held: Mutex::default(),
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Slot>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Why a session operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BoundedSessionsError {
+    /// Every slot is taken (only when two `initialize` raced for the last one without
+    /// passing [`refuse_when_full`]; rmcp answers it with a 500).
+    #[error("the session limit is reached")]
+    Full,
+    /// rmcp's own error.
+    #[error(transparent)]
+    Local(#[from] LocalSessionManagerError),
+}
+
+impl SessionManager for BoundedSessions {
+    type Error = BoundedSessionsError;
+    type Transport = <LocalSessionManager as SessionManager>::Transport;
+
+    async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
+        let reserved = RESERVED.try_with(|r| r.borrow_mut().take()).ok().flatten();
+        let slot = reserved
+            .or_else(|| self.slots.try_take())
+            .ok_or(BoundedSessionsError::Full)?;
+        let (id, transport) = self.inner.create_session().await?;
+        self.held().insert(id.clone(), slot);
+        Ok((id, transport))
+    }
+
+    async fn initialize_session(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<ServerJsonRpcMessage, Self::Error> {
+        Ok(self.inner.initialize_session(id, message).await?)
+    }
+
+    async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
+        Ok(self.inner.has_session(id).await?)
+    }
+
+    async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
+        let closed = self.inner.close_session(id).await;
+        // rmcp has forgotten the session even when closing its worker failed.
+        let freed = self.held().remove(id);
+        if freed.is_some() {
+            drop(freed);
+            // Idle, deleted by the client, or shut down; the id is not logged.
+            tracing::info!(open = self.slots.in_use(), "HTTP session closed");
+        }
+        Ok(closed?)
+    }
+
+    async fn create_stream(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        Ok(self.inner.create_stream(id, message).await?)
+    }
+
+    async fn accept_message(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<(), Self::Error> {
+        Ok(self.inner.accept_message(id, message).await?)
+    }
+
+    async fn create_standalone_stream(
+        &self,
+        id: &SessionId,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        Ok(self.inner.create_standalone_stream(id).await?)
+    }
+
+    async fn resume(
+        &self,
+        id: &SessionId,
+        last_event_id: String,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        Ok(self.inner.resume(id, last_event_id).await?)
+    }
+    // restore_session keeps the default (not supported): there is no session store, and
+    // a restored session would bypass the slots.
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_freed_when_dropped() {
+        let slots = SessionSlots::new(2);
+        let a = slots.try_take().unwrap();
+        let _b = slots.try_take().unwrap();
+        assert!(slots.try_take().is_none());
+        assert_eq!(slots.in_use(), 2);
+        drop(a);
+        assert!(slots.try_take().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_closed_session_frees_its_slot() {
+        let slots = SessionSlots::new(1);
+        let sessions = BoundedSessions::new(slots.clone(), Duration::from_secs(60));
+        let (id, _transport) = sessions.create_session().await.unwrap();
+        assert!(matches!(
+            sessions.create_session().await,
+            Err(BoundedSessionsError::Full)
+        ));
+        sessions.close_session(&id).await.unwrap();
+        assert_eq!(slots.in_use(), 0);
+        assert!(!sessions.has_session(&id).await.unwrap());
+    }
+}
