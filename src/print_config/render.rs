@@ -425,6 +425,7 @@ mod tests {
                 secret: true,
             }],
             url: crate::cli::DEFAULT_HTTP_URL,
+            sign_in: false,
         }
     }
 
