@@ -41,6 +41,7 @@ impl Settings {
     /// Validates every part of `cli`. Registers the HTTP bearer token for redaction.
     pub fn from_cli(cli: &Cli) -> Settings {
         let signing_in = cli.sign_in.enabled;
+        let call_budget = Duration::from_secs(cli.portal.limits.call_budget);
         Settings {
             portal: if signing_in {
                 sign_in_portal(&cli.portal)
@@ -49,9 +50,26 @@ impl Settings {
             },
             pacing: pacing(&cli.portal.limits),
             tools: selection(&cli.tools),
-            http: http(&cli.http, signing_in),
+            http: http(&cli.http, signing_in).and_then(|h| budget_fits_sessions(h, call_budget)),
             sign_in: sign_in(cli),
         }
+    }
+}
+
+/// A session must outlive the longest call, or a slow call loses its session on `/mcp`
+/// (rmcp counts only messages as activity).
+fn budget_fits_sessions(
+    http: Option<HttpOptions>,
+    call_budget: Duration,
+) -> Result<Option<HttpOptions>, String> {
+    match &http {
+        Some(h) if !h.stateless && h.sessions.idle_timeout < call_budget => Err(format!(
+            "--session-idle-timeout ({} s, MCP_SESSION_IDLE_TIMEOUT) must be at least --call-budget \
+             ({} s, BITRIX24_CALL_BUDGET): a call that waits its whole budget would lose its session",
+            h.sessions.idle_timeout.as_secs(),
+            call_budget.as_secs()
+        )),
+        _ => Ok(http),
     }
 }
 
@@ -685,5 +703,118 @@ mod tests {
         ])
         .unwrap();
         assert!(Settings::from_cli(&cli).http.is_err());
+    }
+
+    #[test]
+    fn a_session_outlives_the_longest_call() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["x", "--sandbox", "--transport", "http"];
+            argv.extend_from_slice(args);
+            Settings::from_cli(&crate::cli::Cli::try_parse_given(argv).unwrap().0)
+        };
+        let short = parse(&["--session-idle-timeout", "10", "--call-budget", "30"]);
+        let e = short.http.unwrap_err();
+        assert!(
+            e.contains("--session-idle-timeout") && e.contains("--call-budget"),
+            "{e}"
+        );
+        assert!(
+            parse(&["--session-idle-timeout", "30", "--call-budget", "30"])
+                .http
+                .is_ok()
+        );
+        let stateless = parse(&[
+            "--stateless",
+            "--session-idle-timeout",
+            "10",
+            "--call-budget",
+            "30",
+        ]);
+        assert!(stateless.http.is_ok());
+    }
+
+    #[test]
+    fn sign_in_rules() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["x"];
+            argv.extend_from_slice(args);
+            Settings::from_cli(&crate::cli::Cli::try_parse_given(argv).unwrap().0)
+        };
+        assert!(
+            parse(&["--sandbox", "--oauth"])
+                .sign_in
+                .unwrap_err()
+                .contains("--transport http")
+        );
+        let off_loopback = parse(&[
+            "--sandbox",
+            "--oauth",
+            "--transport",
+            "http",
+            "--listen",
+            "0.0.0.0:8000",
+        ]);
+        assert!(off_loopback.sign_in.unwrap_err().contains("--public-url"));
+        assert!(
+            off_loopback.http.is_ok(),
+            "sign-in guards a non-loopback address without --auth-token"
+        );
+        let both = parse(&[
+            "--sandbox",
+            "--oauth",
+            "--transport",
+            "http",
+            "--auth-token",
+            "tok-0123456789abcdef",
+        ]);
+        assert!(both.sign_in.is_err());
+        let plain = parse(&[
+            "--sandbox",
+            "--oauth",
+            "--transport",
+            "http",
+            "--public-url",
+            "http://mcp.example.com",
+        ]);
+        assert!(plain.sign_in.unwrap_err().contains("https"));
+        let real = parse(&[
+            "--oauth",
+            "--transport",
+            "http",
+            "--portal-url",
+            "https://p.example",
+            "--client-id",
+            "app",
+            "--client-secret",
+            "very-secret-value-1",
+            "--store-key",
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        ]);
+        let s = real.sign_in.unwrap().unwrap();
+        assert_eq!(s.app.as_ref().unwrap().client_id, "app");
+        let shown = format!("{s:?} {:?}", real.portal);
+        assert!(
+            !shown.contains("very-secret-value-1") && !shown.contains("00112233445566778899"),
+            "{shown}"
+        );
+        let webhook_too = parse(&[
+            "--oauth",
+            "--transport",
+            "http",
+            "--portal-url",
+            "https://p.example",
+            "--client-id",
+            "app",
+            "--client-secret",
+            "s",
+            "--access-token",
+            "t",
+        ]);
+        assert!(
+            webhook_too
+                .portal
+                .unwrap_err()
+                .contains("every call runs as the person")
+        );
     }
 }

@@ -129,6 +129,9 @@ async fn an_idle_session_is_dropped_and_its_id_gets_404() {
             "2",
             "--session-idle-timeout",
             "1",
+            // A session must outlive the longest call: the budget may not exceed it.
+            "--call-budget",
+            "1",
         ],
         &[],
     )
@@ -154,6 +157,9 @@ async fn an_idle_legacy_session_is_closed_and_its_endpoint_gets_404() {
             "--max-sessions",
             "2",
             "--session-idle-timeout",
+            "1",
+            // A session must outlive the longest call: the budget may not exceed it.
+            "--call-budget",
             "1",
         ],
         &[],

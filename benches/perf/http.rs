@@ -42,11 +42,20 @@ pub struct HttpServer {
 
 impl HttpServer {
     pub fn start(bins: &Bins, webhook: &str, extra: &[&str]) -> HttpServer {
-        let port = free_port();
+        Self::start_on(
+            bins,
+            free_port(),
+            extra,
+            &[("BITRIX24_WEBHOOK_URL", webhook)],
+        )
+    }
+
+    /// The server on `port` with `env` as its portal settings.
+    pub fn start_on(bins: &Bins, port: u16, extra: &[&str], env: &[(&str, &str)]) -> HttpServer {
         let listen = format!("127.0.0.1:{port}");
         let mut args = vec!["--transport", "http", "--listen", listen.as_str()];
         args.extend_from_slice(extra);
-        let child = server_command(bins, &args, &[("BITRIX24_WEBHOOK_URL", webhook)])
+        let child = server_command(bins, &args, env)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -80,6 +89,7 @@ pub struct HttpSession {
     client: reqwest::Client,
     url: String,
     session: Option<String>,
+    bearer: Option<String>,
     next_id: u64,
 }
 
@@ -96,10 +106,16 @@ fn message(body: &str) -> Option<serde_json::Value> {
 
 impl HttpSession {
     pub async fn open(client: reqwest::Client, url: &str) -> HttpSession {
+        Self::open_as(client, url, None).await
+    }
+
+    /// A session whose requests carry `Authorization: Bearer <bearer>`.
+    pub async fn open_as(client: reqwest::Client, url: &str, bearer: Option<&str>) -> HttpSession {
         let mut s = HttpSession {
             client,
             url: url.to_string(),
             session: None,
+            bearer: bearer.map(String::from),
             next_id: 1,
         };
         let init = format!(
@@ -133,6 +149,9 @@ impl HttpSession {
             .body(body);
         if let Some(id) = &self.session {
             request = request.header("mcp-session-id", id);
+        }
+        if let Some(token) = &self.bearer {
+            request = request.bearer_auth(token);
         }
         request.send().await.expect("POST /mcp")
     }

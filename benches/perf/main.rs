@@ -12,6 +12,7 @@ mod direct;
 mod http;
 mod overhead;
 mod peer;
+mod sign_in;
 mod stats;
 
 use std::path::PathBuf;
@@ -30,7 +31,7 @@ pub struct Opts {
     pub sessions: usize,
     /// Seconds of the HTTP throughput measurement.
     pub seconds: f64,
-    /// Only these sections (cold, call, http, burst); empty = all.
+    /// Only these sections (cold, call, http, burst, signin); empty = all.
     pub only: Vec<String>,
 }
 
@@ -57,7 +58,7 @@ impl Opts {
                 "--seconds" => o.seconds = num("--seconds"),
                 "--only" => o.only.extend(
                     args.next()
-                        .expect("--only takes cold,call,http,burst")
+                        .expect("--only takes cold,call,http,burst,signin")
                         .split(',')
                         .map(String::from),
                 ),
@@ -65,7 +66,7 @@ impl Opts {
                 "--bench" => {}
                 "--help" | "-h" => {
                     println!(
-                        "cargo bench --bench perf [-- --runs N] [--calls N] [--sessions N] [--seconds S] [--only cold,call,http,burst]"
+                        "cargo bench --bench perf [-- --runs N] [--calls N] [--sessions N] [--seconds S] [--only cold,call,http,burst,signin]"
                     );
                     std::process::exit(0);
                 }
@@ -170,6 +171,9 @@ fn main() {
     }
     if opts.wants("burst") {
         rows.extend(burst::run(&bins, &runtime, &opts));
+    }
+    if opts.wants("signin") {
+        rows.extend(sign_in::run(&bins, &runtime, &opts));
     }
 
     println!();

@@ -163,6 +163,7 @@ async fn code_grant(
     let code = found.ok_or_else(invalid)?;
     // The code is spent whatever follows: a wrong verifier must not leave it usable.
     if code.client_id != client_id
+        || !same_resource(&code.resource, &sign_in.resource())
         || get("redirect_uri").is_some_and(|r| r != code.redirect_uri)
         || !pkce_matches(verifier, &code.code_challenge)
     {
@@ -204,6 +205,13 @@ async fn refresh_grant(
         .map_err(unavailable)?;
     match used {
         RefreshUse::Fresh(_, grant) => {
+            if !same_resource(&grant.resource, &sign_in.resource()) {
+                // A store shared with another server holds its grants too.
+                return Err(refused(
+                    "invalid_grant",
+                    "the refresh token was issued for another resource",
+                ));
+            }
             if client.is_some_and(|c| c != grant.client_id) {
                 return Err(refused(
                     "invalid_grant",

@@ -18,7 +18,7 @@ use tokio::process::Command;
 pub const BIN: &str = env!("CARGO_BIN_EXE_bitrix24-task-results-mcp");
 
 /// Env vars a test must not inherit from the developer's shell.
-pub const PORTAL_VARS: [&str; 18] = [
+pub const PORTAL_VARS: [&str; 23] = [
     "BITRIX24_WEBHOOK_URL",
     "BITRIX24_PORTAL_URL",
     "BITRIX24_ACCESS_TOKEN",
@@ -37,6 +37,11 @@ pub const PORTAL_VARS: [&str; 18] = [
     "BITRIX24_CALL_BUDGET",
     "BITRIX24_OAUTH_URL",
     "BITRIX24_TIMEOUT",
+    "MCP_OAUTH",
+    "MCP_PUBLIC_URL",
+    "MCP_TOKEN_LIFETIME",
+    "MCP_STORE",
+    "MCP_STORE_KEY",
 ];
 
 /// A command for the binary with a clean environment.

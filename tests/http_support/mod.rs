@@ -19,13 +19,20 @@ use tokio::process::Child;
 use crate::common;
 
 /// Env vars of the HTTP side a test must not inherit.
-pub const HTTP_VARS: [&str; 6] = [
+pub const HTTP_VARS: [&str; 13] = [
     "MCP_TRANSPORT",
     "MCP_LISTEN",
     "MCP_STATELESS",
     "MCP_AUTH_TOKEN",
     "MCP_ALLOWED_HOSTS",
     "MCP_ALLOWED_ORIGINS",
+    "MCP_MAX_SESSIONS",
+    "MCP_SESSION_IDLE_TIMEOUT",
+    "MCP_OAUTH",
+    "MCP_PUBLIC_URL",
+    "MCP_TOKEN_LIFETIME",
+    "MCP_STORE",
+    "MCP_STORE_KEY",
 ];
 
 /// A token long enough to be registered for redaction.
