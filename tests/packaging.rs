@@ -157,6 +157,52 @@ async fn tool_names(
     names
 }
 
+/// A client stopping the server signals the launcher's pid: the server must see the
+/// signal (it logs it and exits 0), and the launcher must exit as the server did.
+#[cfg(unix)]
+async fn sigterm_reaches_the_server(launcher: &Path, env: &BTreeMap<String, String>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let mut cmd = Command::new(launcher);
+    for var in common::PORTAL_VARS {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd
+        .envs(env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"t\",\"version\":\"0\"}}}\n",
+        )
+        .await
+        .unwrap();
+    // The answer means the server is up, its signal handlers with it.
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .await
+        .unwrap();
+    assert!(line.contains("\"id\":1"), "{line}");
+    let pid = child.id().unwrap().to_string();
+    run(std::process::Command::new("kill").args(["-TERM", &pid]));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    let status = child.wait().await.unwrap();
+    drop(stdin);
+    assert!(status.success(), "{status:?}\n{stderr}");
+    assert!(stderr.contains("signal received"), "{stderr}");
+}
+
 /// `${user_config.KEY}` and `${__dirname}` replaced as Claude Desktop does.
 fn substitute(s: &str, dir: &Path, user: &BTreeMap<&str, String>) -> String {
     let mut s = s.replace("${__dirname}", dir.to_str().unwrap());
@@ -219,6 +265,8 @@ async fn dist_artifacts_install_and_answer_tools_list() {
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
     assert!(bad.stdout.is_empty(), "stdout is the protocol's: {bad:?}");
     assert_eq!(tool_names(&launcher, &[], &portal).await, all);
+    #[cfg(unix)]
+    sigterm_reaches_the_server(&launcher, &portal).await;
 
     // The bundle: unpack, validate, start as the manifest says.
     let unpacked = tmp.path().join("bundle");

@@ -341,10 +341,13 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Copies the binary, executable for everyone (npm and mcpb keep the mode).
+/// Puts the binary in a staging dir, executable for everyone (npm and mcpb keep the
+/// mode): a hard link where it can be, since a dev binary is ~180 MB.
 fn copy_exe(from: &Path, to: &Path) -> Result<()> {
     fs::create_dir_all(to.parent().expect("a file in a dir")).map_err(io("create a dir"))?;
-    fs::copy(from, to).map_err(|e| format!("{}: {e}", to.display()))?;
+    if fs::hard_link(from, to).is_err() {
+        fs::copy(from, to).map_err(|e| format!("{}: {e}", to.display()))?;
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
