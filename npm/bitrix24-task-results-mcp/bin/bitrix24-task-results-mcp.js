@@ -22,7 +22,7 @@ function binaryPath() {
   if (!pkg) {
     fail(
       `no prebuilt binary for ${key} (there are: ${Object.keys(PLATFORMS).join(", ")}). ` +
-        "Build from source instead: cargo install bitrix24-task-results-mcp",
+        "Build it from source instead: cargo install --locked --path . in a checkout (see the README)",
     );
   }
   const exe = process.platform === "win32" ? "bitrix24-task-results-mcp.exe" : "bitrix24-task-results-mcp";
@@ -32,7 +32,7 @@ function binaryPath() {
     fail(
       `the package ${pkg}, which carries the binary for ${key}, is not installed. ` +
         "It is an optional dependency: reinstall without --no-optional / --omit=optional, " +
-        "or build from source: cargo install bitrix24-task-results-mcp",
+        "or build it from source: cargo install --locked --path . in a checkout",
     );
   }
 }
