@@ -147,6 +147,12 @@ async fn authorize_without_s256_pkce_is_sent_back_as_invalid_request() {
         let r = client.authorize_raw(&params).await;
         assert_error_redirect(r, &client.base, "invalid_request", "st-pkce").await;
     }
+    for response_type in [None, Some("token"), Some("code id_token")] {
+        let r = client
+            .authorize_raw(&with_param(&good, "response_type", response_type))
+            .await;
+        assert_error_redirect(r, &client.base, "unsupported_response_type", "st-pkce").await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -735,6 +741,25 @@ async fn client_id_metadata_documents_are_checked() {
         "/missing.json",
     ] {
         let c = as_client(path);
+        let (_, challenge) = pkce();
+        let r = c
+            .authorize_raw(&c.authorize_params(&challenge, "st-doc"))
+            .await;
+        assert_page(r, StatusCode::BAD_REQUEST).await;
+    }
+    // Never fetched: private addresses (checked before any connection), and plain http
+    // off loopback (not a metadata URL, so an unknown registered id).
+    for id in [
+        "https://10.0.0.1/client.json",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[fd00::1]/client.json",
+        "http://client.example/client.json",
+    ] {
+        let c = Client {
+            base: server.base.clone(),
+            client_id: id.to_string(),
+            http: no_redirects(),
+        };
         let (_, challenge) = pkce();
         let r = c
             .authorize_raw(&c.authorize_params(&challenge, "st-doc"))
