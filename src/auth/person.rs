@@ -180,20 +180,32 @@ impl PersonSource {
         let lock = format!("refresh:{member_id}:{user_id}");
         let holder = uuid::Uuid::new_v4().to_string();
         let give_up = tokio::time::Instant::now() + LOCK_WAIT;
+        let mut locked = false;
         let person = loop {
+            // Read (again) after taking the lock: the previous holder may have stored
+            // its pair between our last read and the lock.
             let Some(person) = self
                 .store
                 .person(member_id, user_id)
                 .await
                 .map_err(store_unavailable)?
             else {
+                if locked {
+                    let _ = self.store.unlock(&lock, &holder).await;
+                }
                 return Err(CallError::SignInEnded("it was revoked".into()));
             };
             if person.tokens.access.expose_secret() != mine {
                 // Refreshed elsewhere (another process, or a new sign-in): take that pair.
+                if locked {
+                    let _ = self.store.unlock(&lock, &holder).await;
+                }
                 self.mask(&person.tokens);
                 self.replace(person.tokens.access.clone());
                 return Ok(());
+            }
+            if locked {
+                break person;
             }
             let until = now_ms().saturating_add(LOCK_HOLD_MS);
             if self
@@ -202,7 +214,8 @@ impl PersonSource {
                 .await
                 .map_err(store_unavailable)?
             {
-                break person;
+                locked = true;
+                continue;
             }
             if tokio::time::Instant::now() >= give_up {
                 return Err(CallError::OAuth {
