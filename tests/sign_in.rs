@@ -172,7 +172,10 @@ async fn each_person_acts_as_themselves_and_a_restart_keeps_them_signed_in() {
     assert_eq!(counts.get(&2).copied().unwrap_or(0), 0, "{counts:?}");
 
     // A restart on the same store keeps both signed in, user 1 with the rotated pair.
+    let mut server = server;
     server.sigterm().await;
+    // The port is taken again at once: wait until the first process is gone.
+    assert!(server.wait().await.success());
     drop(server);
     let server = team.server().await;
     let url = server.mcp_url();
