@@ -11,6 +11,7 @@
 //! Callers pass `now` so that tests need no clock.
 
 pub mod crypto;
+pub mod redis_bucket;
 mod schema;
 pub mod sqlite;
 
