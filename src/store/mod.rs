@@ -11,6 +11,7 @@
 //! Callers pass `now` so that tests need no clock.
 
 pub mod crypto;
+pub mod redis;
 pub mod redis_bucket;
 mod schema;
 pub mod sqlite;
@@ -21,6 +22,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+pub use self::redis::{RedisOptions, RedisStore, RedisUrl};
 pub use crypto::StoreKey;
 pub use schema::{default_key_path, default_path};
 /// Re-exported so callers build and read [`BitrixTokens`] without naming the crate.
