@@ -262,3 +262,17 @@ async fn a_client_call_without_its_shared_bucket_is_not_sent() {
     assert_eq!(sandbox.requests().len(), sent, "a call went out unpaced");
     sandbox.shutdown();
 }
+
+#[tokio::test]
+async fn the_redis_password_never_shows() {
+    // Nothing listens on port 1: connecting fails, and says where without the credentials.
+    let err = RedisBucket::connect("redis://pacer:s3cret-pw@127.0.0.1:1/2")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Redis at 127.0.0.1:1/2"), "{err}");
+    assert!(
+        !err.contains("s3cret-pw") && !err.contains("pacer:"),
+        "{err}"
+    );
+}
