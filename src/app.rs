@@ -11,13 +11,15 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::{SignIn, SignInOptions};
+use crate::bitrix::SharedBucket;
 use crate::bitrix::grant::App;
 use crate::bitrix::{Caller, Client, Endpoint, Refresher, StaticToken};
 use crate::redact;
 use crate::sandbox::{OAuthApp, Sandbox, SandboxOptions};
 use crate::server::TaskResultsServer;
 use crate::settings::{Pacing, Portal, PortalChoice, Settings, SignInSettings, StoreLocation};
-use crate::store::{SqliteStore, Store, StoreKey};
+use crate::store::redis_bucket::RedisBucket;
+use crate::store::{RedisStore, SqliteStore, Store, StoreKey};
 use crate::transport;
 
 /// Starts the built-in sandbox portal and the webhook endpoint that reaches it.
@@ -56,32 +58,52 @@ pub async fn start_sign_in_sandbox(callback: &str) -> std::io::Result<(Endpoint,
     Ok((endpoint, sandbox, app))
 }
 
-/// Opens the sign-in store: the key from `--store-key`, else the key file beside the
-/// database (created, with a warning, the first time).
-pub fn open_store(
+/// Opens the sign-in store: the key from `--store-key`, else (SQLite only) the key file
+/// beside the database (created, with a warning, the first time). A Redis store needs
+/// `--store-key`: every replica must seal with the same key, and there is no file to share.
+pub async fn open_store(
     location: &StoreLocation,
     key: Option<&SecretString>,
 ) -> Result<Arc<dyn Store>, String> {
-    let StoreLocation::Sqlite(path) = location;
-    let key = match key {
-        Some(hex) => StoreKey::from_hex(hex.expose_secret()).map_err(|e| e.to_string())?,
-        None => {
-            let key_path = crate::store::default_key_path(path);
-            let (key, created) = StoreKey::load_or_create(&key_path).map_err(|e| e.to_string())?;
-            if created {
-                tracing::warn!(
-                    key_file = %key_path.display(),
-                    "created a key file for the sign-in store; in production set MCP_STORE_KEY \
-                     (64 hex characters, e.g. `openssl rand -hex 32`) and keep it out of the data directory"
-                );
-            }
-            key
+    let given = key
+        .map(|hex| StoreKey::from_hex(hex.expose_secret()).map_err(|e| e.to_string()))
+        .transpose()?;
+    match location {
+        StoreLocation::Sqlite(path) => {
+            let key = match given {
+                Some(key) => key,
+                None => {
+                    let key_path = crate::store::default_key_path(path);
+                    let (key, created) =
+                        StoreKey::load_or_create(&key_path).map_err(|e| e.to_string())?;
+                    if created {
+                        tracing::warn!(
+                            key_file = %key_path.display(),
+                            "created a key file for the sign-in store; in production set MCP_STORE_KEY \
+                             (64 hex characters, e.g. `openssl rand -hex 32`) and keep it out of the data directory"
+                        );
+                    }
+                    key
+                }
+            };
+            let store = SqliteStore::open(path, key)
+                .map_err(|e| format!("cannot open the sign-in store {}: {e}", path.display()))?;
+            tracing::info!(store = %path.display(), "sign-in store opened");
+            Ok(Arc::new(store))
         }
-    };
-    let store = SqliteStore::open(path, key)
-        .map_err(|e| format!("cannot open the sign-in store {}: {e}", path.display()))?;
-    tracing::info!(store = %path.display(), "sign-in store opened");
-    Ok(Arc::new(store))
+        StoreLocation::Redis(url) => {
+            let key = given.ok_or_else(|| {
+                "a Redis store needs --store-key (MCP_STORE_KEY, 64 hex characters, e.g. \
+                 `openssl rand -hex 32`), the same on every replica"
+                    .to_string()
+            })?;
+            let store = RedisStore::open(url, key)
+                .await
+                .map_err(|e| format!("cannot open the sign-in store {}: {e}", url.shown()))?;
+            tracing::info!(store = %url.shown(), "sign-in store opened (Redis, shared by replicas)");
+            Ok(Arc::new(store))
+        }
+    }
 }
 
 /// The one place settings become a portal client: the endpoint (portal and its
@@ -91,8 +113,13 @@ pub fn portal_client(
     mut endpoint: Endpoint,
     portal: &Portal,
     pacing: &Pacing,
+    shared_bucket: Option<Arc<dyn SharedBucket>>,
 ) -> Result<(Client, Caller), String> {
-    let options = pacing.client_options(portal);
+    let mut options = pacing.client_options(portal);
+    if let Some(bucket) = shared_bucket {
+        tracing::info!("the pacing bucket is shared with the other replicas through the store");
+        options.shared_bucket = Some(bucket);
+    }
     if options.rate.is_unlimited() {
         tracing::info!(
             call_budget_s = options.call_budget.as_secs(),
@@ -200,7 +227,19 @@ pub async fn serve(settings: Settings) -> ExitCode {
         },
     };
     tracing::info!(portal = %endpoint.describe(), version = env!("CARGO_PKG_VERSION"), "bitrix24-task-results-mcp starting");
-    let (client, caller) = match portal_client(endpoint, &portal, &pacing) {
+    // Replicas on one Redis pace their portal calls together.
+    let shared_bucket: Option<Arc<dyn SharedBucket>> = match settings.shared {
+        Err(e) => return usage(&e),
+        Ok(None) => None,
+        Ok(Some(url)) => match RedisBucket::connect(url.expose()).await {
+            Ok(bucket) => Some(Arc::new(bucket)),
+            Err(e) => {
+                eprintln!("error: cannot reach the Redis store {}: {e}", url.shown());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let (client, caller) = match portal_client(endpoint, &portal, &pacing, shared_bucket) {
         Ok(pair) => pair,
         Err(e) => return usage(&e),
     };
@@ -208,13 +247,15 @@ pub async fn serve(settings: Settings) -> ExitCode {
         tracing::info!("read-only mode: write tools are hidden and refused");
     }
     let sign_in = match (sign_in, public_url) {
-        (Some(s), Some(public_url)) => match sign_in_service(s, public_url, sandbox_app, &client) {
-            Ok(service) => Some(service),
-            Err(e) => {
-                eprintln!("error: {}", redact::redact(&e));
-                return ExitCode::FAILURE;
+        (Some(s), Some(public_url)) => {
+            match sign_in_service(s, public_url, sandbox_app, &client).await {
+                Ok(service) => Some(service),
+                Err(e) => {
+                    eprintln!("error: {}", redact::redact(&e));
+                    return ExitCode::FAILURE;
+                }
             }
-        },
+        }
         _ => None,
     };
     let server = TaskResultsServer::new(client, caller, inventory);
@@ -252,13 +293,13 @@ pub async fn serve(settings: Settings) -> ExitCode {
 
 /// Sign-in at `public_url`: the store, the application (the sandbox's own on the
 /// sandbox), and the portal client's portal and pool.
-fn sign_in_service(
+async fn sign_in_service(
     s: SignInSettings,
     public_url: reqwest::Url,
     sandbox_app: Option<(App, String)>,
     client: &Client,
 ) -> Result<SignIn, String> {
-    let store = open_store(&s.store, s.store_key.as_ref())?;
+    let store = open_store(&s.store, s.store_key.as_ref()).await?;
     let (app, oauth_url) = match (sandbox_app, s.app) {
         (Some((app, base)), _) => (app, reqwest::Url::parse(&base).ok()),
         (None, Some(app)) => (app, s.oauth_url),

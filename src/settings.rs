@@ -19,6 +19,7 @@ use crate::cli::{
     Cli, HttpArgs, LimitsArgs, Plan, PortalArgs, Secret, SignInArgs, ToolArgs, Transport,
 };
 use crate::server::ToolSelection;
+use crate::store::RedisUrl;
 use crate::transport::host_origin::HostOriginPolicy;
 use crate::transport::http::{DRAIN_TIMEOUT, HttpOptions, MAX_BODY_BYTES};
 
@@ -35,6 +36,8 @@ pub struct Settings {
     pub http: Result<Option<HttpOptions>, String>,
     /// `None` unless `--oauth`: people sign in with their own Bitrix24 accounts.
     pub sign_in: Result<Option<SignInSettings>, String>,
+    /// The Redis server shared by replicas (`--store redis://…`), when given.
+    pub shared: Result<Option<RedisUrl>, String>,
 }
 
 impl Settings {
@@ -50,9 +53,21 @@ impl Settings {
             },
             pacing: pacing(&cli.portal.limits),
             tools: selection(&cli.tools),
-            http: http(&cli.http, signing_in).and_then(|h| budget_fits_sessions(h, call_budget)),
+            http: http(&cli.http, signing_in)
+                .map(|h| stateless_with_redis(h, cli.sign_in.store.as_deref()))
+                .and_then(|h| budget_fits_sessions(h, call_budget)),
             sign_in: sign_in(cli),
+            shared: shared(cli),
         }
+    }
+}
+
+/// `--store redis://…`: the Redis server replicas share, also in webhook mode (the
+/// pacing bucket lives there).
+fn shared(cli: &Cli) -> Result<Option<RedisUrl>, String> {
+    match cli.sign_in.store.as_deref() {
+        Some(s) if is_redis(Some(s)) => RedisUrl::parse(s).map(Some),
+        _ => Ok(None),
     }
 }
 
@@ -70,6 +85,26 @@ fn budget_fits_sessions(
             call_budget.as_secs()
         )),
         _ => Ok(http),
+    }
+}
+
+/// With a Redis store the replicas share everything but MCP sessions, so the HTTP server
+/// runs stateless: a load balancer may send any request to any replica. Legacy SSE keeps
+/// its in-memory sessions and needs sticky sessions.
+fn stateless_with_redis(http: Option<HttpOptions>, store: Option<&str>) -> Option<HttpOptions> {
+    match http {
+        Some(mut h) if is_redis(store) => {
+            let by_default = !h.stateless;
+            h.stateless = true;
+            tracing::info!(
+                by_default,
+                "Redis store: the HTTP server runs stateless (no Mcp-Session-Id), so any replica \
+                 may answer any request; legacy SSE (/sse) keeps its sessions in one replica's \
+                 memory and needs sticky sessions at the load balancer"
+            );
+            Some(h)
+        }
+        other => other,
     }
 }
 
@@ -95,6 +130,16 @@ pub struct SignInSettings {
 pub enum StoreLocation {
     /// An SQLite database file.
     Sqlite(PathBuf),
+    /// A Redis server shared by several replicas (`redis://` or `rediss://`).
+    Redis(RedisUrl),
+}
+
+/// `--store` names a Redis server: the state is shared by replicas behind one address.
+fn is_redis(store: Option<&str>) -> bool {
+    store.is_some_and(|s| {
+        let s = s.trim_start().to_ascii_lowercase();
+        s.starts_with("redis://") || s.starts_with("rediss://")
+    })
 }
 
 /// The sign-in part; `Ok(None)` without `--oauth`.
@@ -185,12 +230,24 @@ pub fn store_location(args: &SignInArgs) -> Result<StoreLocation, String> {
                 "no data directory is known (HOME and XDG_DATA_HOME are unset): set MCP_STORE=sqlite:PATH"
                     .to_string()
             }),
+        Some(s) if is_redis(Some(&s)) => RedisUrl::parse(&s).map(StoreLocation::Redis),
         Some(s) => {
             let path = s
                 .strip_prefix("sqlite://")
                 .or_else(|| s.strip_prefix("sqlite:"))
                 .ok_or_else(|| {
-                    format!("MCP_STORE `{s}` is not a store this server knows; use sqlite:PATH")
+                    // The value is not repeated when it may be a mistyped Redis address
+                    // with its password.
+                    if s.contains('@') {
+                        "MCP_STORE is not a store this server knows; use sqlite:PATH or \
+                         redis://HOST:PORT/DB"
+                            .to_string()
+                    } else {
+                        format!(
+                            "MCP_STORE `{s}` is not a store this server knows; use sqlite:PATH \
+                             or redis://HOST:PORT/DB"
+                        )
+                    }
                 })?;
             if path.is_empty() {
                 return Err("MCP_STORE=sqlite: needs a path, e.g. sqlite:/var/lib/bitrix24-mcp/store.sqlite3".into());
@@ -816,5 +873,55 @@ mod tests {
                 .unwrap_err()
                 .contains("every call runs as the person")
         );
+    }
+    #[test]
+    fn a_redis_store_is_parsed_and_makes_the_server_stateless() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["x", "--transport", "http", "--sandbox", "--oauth"];
+            argv.extend_from_slice(args);
+            Settings::from_cli(&crate::cli::Cli::try_parse_given(argv).unwrap().0)
+        };
+        let redis = parse(&["--store", "redis://:pa55-w0rd-x@127.0.0.1:6390/2"]);
+        let s = redis.sign_in.unwrap().unwrap();
+        let StoreLocation::Redis(url) = &s.store else {
+            panic!("a Redis store: {:?}", s.store);
+        };
+        assert_eq!(url.shown(), "redis://127.0.0.1:6390/2");
+        assert!(!format!("{s:?}").contains("pa55-w0rd-x"));
+        assert!(redis.http.unwrap().unwrap().stateless);
+        let tls = parse(&["--store", "rediss://redis.example.com:6380/0"]);
+        assert!(matches!(
+            tls.sign_in.unwrap().unwrap().store,
+            StoreLocation::Redis(_)
+        ));
+        // Explicitly stateless stays so; SQLite keeps sessions by default.
+        assert!(
+            parse(&["--store", "redis://127.0.0.1/0", "--stateless"])
+                .http
+                .unwrap()
+                .unwrap()
+                .stateless
+        );
+        let sqlite = parse(&["--store", "sqlite:/tmp/x.sqlite3"]);
+        assert!(!sqlite.http.unwrap().unwrap().stateless);
+        // Sessions are off, so a short idle timeout is no longer refused.
+        let short = parse(&[
+            "--store",
+            "redis://127.0.0.1/0",
+            "--session-idle-timeout",
+            "10",
+            "--call-budget",
+            "30",
+        ]);
+        assert!(short.http.is_ok());
+        for bad in [
+            "redis://:pa55-w0rd-x@127.0.0.1:6390/db",
+            "redis:///0",
+            "redis:/:pa55-w0rd-x@127.0.0.1",
+        ] {
+            let e = parse(&["--store", bad]).sign_in.unwrap_err();
+            assert!(!e.contains("pa55-w0rd-x"), "{e}");
+            assert!(e.contains("MCP_STORE"), "{e}");
+        }
     }
 }

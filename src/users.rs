@@ -10,8 +10,10 @@ use crate::store::Store;
 
 /// Runs the `users` subcommand; the report goes to stdout.
 pub async fn run(cli: &Cli, args: &UsersArgs) -> ExitCode {
-    let opened = store_location(&cli.sign_in)
-        .and_then(|location| crate::app::open_store(&location, cli.sign_in.store_key.as_ref()));
+    let opened = match store_location(&cli.sign_in) {
+        Ok(location) => crate::app::open_store(&location, cli.sign_in.store_key.as_ref()).await,
+        Err(e) => Err(e),
+    };
     let store = match opened {
         Ok(s) => s,
         Err(e) => {

@@ -6,7 +6,7 @@
 //! bucket is the portal's. The bounds asserted are the GCRA's own, with a few tens of
 //! milliseconds of scheduling slack; nothing else is timed.
 
-mod redis_server;
+mod redis_support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use bitrix24_task_results_mcp::bitrix::{
 };
 use bitrix24_task_results_mcp::sandbox::{RateLimit, Sandbox, SandboxOptions};
 use bitrix24_task_results_mcp::store::redis_bucket::{KEY_PREFIX, RedisBucket};
-use redis_server::RedisServer;
+use redis_support::RedisServer;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -34,7 +34,7 @@ fn ms(n: u64) -> Duration {
 }
 
 async fn bucket(redis: &RedisServer) -> Arc<RedisBucket> {
-    Arc::new(RedisBucket::connect(&redis.url()).await.unwrap())
+    Arc::new(RedisBucket::connect(&redis.url(0)).await.unwrap())
 }
 
 /// Asserts that `wait` is `expected` less at most the slack (time passes between calls).
@@ -150,7 +150,7 @@ async fn the_script_is_the_local_gcra() {
     );
 
     // The key lives while the bucket is not empty, and no longer.
-    let client = redis::Client::open(redis.url()).unwrap();
+    let client = redis::Client::open(redis.url(0)).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let ttl: i64 = redis::cmd("PTTL")
         .arg(format!("{KEY_PREFIX}full"))

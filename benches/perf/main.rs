@@ -94,7 +94,19 @@ pub struct Bins {
 /// the server is not linked a second time.
 fn build() -> Bins {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
+    let mut cmd = Command::new(cargo);
+    // The variables cargo sets for this bench process (CARGO_PKG_*, CARGO_MANIFEST_*,
+    // OUT_DIR, ...) would reach the inner build's build scripts; ring's and others'
+    // rerun-if-env-changed then see a change and rebuild the TLS stack, and the next
+    // `cargo bench` rebuilds it back. Only the user's own cargo settings pass through.
+    for (k, _) in std::env::vars_os() {
+        if let Some(k) = k.to_str()
+            && cargo_set(k)
+        {
+            cmd.env_remove(k);
+        }
+    }
+    let status = cmd
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args([
             "build",
@@ -117,6 +129,23 @@ fn build() -> Bins {
         .join("bare_server");
     assert!(bare.exists(), "{} was not built", bare.display());
     Bins { server, bare }
+}
+
+/// Whether cargo set `k` for the process it runs (as opposed to a setting of the user's,
+/// such as CARGO_TARGET_DIR, CARGO_HOME or CARGO_BUILD_JOBS, which the inner build keeps).
+fn cargo_set(k: &str) -> bool {
+    const PREFIXES: [&str; 5] = [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_BIN_",
+        "CARGO_CRATE_",
+        "CARGO_PRIMARY_",
+    ];
+    PREFIXES.iter().any(|p| k.starts_with(p))
+        || matches!(
+            k,
+            "OUT_DIR" | "CARGO_TARGET_TMPDIR" | "CARGO_RUSTC_CURRENT_DIR"
+        )
 }
 
 /// A command for the server with a clean portal environment.

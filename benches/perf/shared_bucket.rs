@@ -3,8 +3,8 @@
 //! buckets, shown for contrast, send three times it), and the per-acquire cost of the
 //! Redis round trip against the local `Pacer`. Starts its own `redis-server`.
 
-#[path = "../../tests/redis_server/mod.rs"]
-mod redis_server;
+#[path = "../../tests/redis_support/mod.rs"]
+mod redis_support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +24,8 @@ const RATE: Rate = Rate {
 const COST_SAMPLES: usize = 2000;
 
 pub fn run(rt: &tokio::runtime::Runtime, opts: &Opts) -> Vec<Row> {
-    let redis = redis_server::RedisServer::start();
-    let url = redis.url();
+    let redis = redis_support::RedisServer::start();
+    let url = redis.url(0);
     let n = RATE.burst as usize + (RATE.per_sec * opts.seconds) as usize;
     println!();
     println!(

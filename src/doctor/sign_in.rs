@@ -31,7 +31,7 @@ pub async fn check(r: &mut Report, settings: &Settings, s: &SignInSettings) -> b
         ),
     );
     let mut ok = true;
-    match open_store(&s.store, s.store_key.as_ref()) {
+    match open_store(&s.store, s.store_key.as_ref()).await {
         Ok(store) => match store.people().await {
             Ok(people) => r.line(
                 "ok",
