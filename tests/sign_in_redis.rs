@@ -240,3 +240,44 @@ async fn an_unreachable_redis_at_start_up_exits_1_with_a_clear_error() {
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("MCP_STORE_KEY"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_reaches_redis_over_tls_and_checks_its_certificate() {
+    let team = Replicas::new().await;
+    let tls = RedisServer::start_tls();
+    let ca = tls.ca_file().display().to_string();
+    let mut env = team.env();
+    env.retain(|(k, _)| *k != "MCP_STORE");
+    env.push(("MCP_STORE", tls.tls_url(0)));
+    let listen = format!("127.0.0.1:{}", team.port_a);
+
+    // The test CA is not among the system's: the certificate is refused.
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, stderr) = run_to_exit(
+        &["--transport", "http", "--listen", &listen, "--oauth"],
+        &pairs,
+    )
+    .await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot open the sign-in store") && stderr.contains("SSL_CERT_FILE"),
+        "{stderr}"
+    );
+
+    // Trusted (rustls reads SSL_CERT_FILE): signed in and called over it.
+    env.push(("SSL_CERT_FILE", ca));
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = spawn_http_on(&listen, &["--oauth"], &pairs).await;
+    let client = Client::discover_and_register(&server).await;
+    let one = client.sign_in(1).await;
+    let r = ok(&call_as(
+        &server.mcp_url(),
+        &one.access,
+        "task_result_add",
+        json!({"taskId": 51, "text": "stored over TLS"}),
+    )
+    .await);
+    assert_eq!(r["authorId"], 1, "{r}");
+    let logs = server.stderr();
+    assert!(logs.contains(&tls.tls_url(0)), "{logs}");
+}

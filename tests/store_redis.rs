@@ -957,3 +957,27 @@ async fn no_record_or_store_prints_a_secret() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_password_in_the_address_is_used_and_a_wrong_one_is_named_without_its_value() {
+    let server = RedisServer::start_with_password("s3cret-pass-4e1d");
+    let good = format!("redis://:s3cret-pass-4e1d@127.0.0.1:{}/0", server.port());
+    let store = RedisStore::open(&RedisUrl::parse(&good).unwrap(), key())
+        .await
+        .unwrap();
+    store.put_person(person("m1", 1)).await.unwrap();
+    assert!(!format!("{store:?}").contains("s3cret-pass-4e1d"));
+
+    for bad in [
+        format!("redis://:wrong-pass-9c2a@127.0.0.1:{}/0", server.port()),
+        server.url(0),
+    ] {
+        let err = RedisStore::open(&RedisUrl::parse(&bad).unwrap(), key())
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(text.contains("credentials in MCP_STORE"), "{text}");
+        assert!(!text.contains("wrong-pass-9c2a"), "{text}");
+    }
+}

@@ -307,8 +307,17 @@ fn timed_out() -> StoreError {
 fn redis_error(e: RedisError) -> StoreError {
     let why = if e.is_timeout() {
         "Redis did not answer in time".to_string()
+    } else if e.is_io_error() && e.to_string().contains("certificate") {
+        // rustls's words for a refused certificate; the text itself is not repeated.
+        "Redis's TLS certificate is not trusted or not for this host name (for a private CA, \
+         set SSL_CERT_FILE to its certificate)"
+            .to_string()
     } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
         "Redis is unreachable".to_string()
+    } else if e.kind() == ::redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
+    {
+        "Redis refused the credentials in MCP_STORE".to_string()
     } else if let Some(code) = e.code() {
         format!("Redis refused a call ({code})")
     } else {

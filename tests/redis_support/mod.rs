@@ -13,11 +13,30 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    /// Listening with TLS only, on a certificate of a CA of its own (`ca.crt`).
+    tls: bool,
+    /// `--requirepass`, when set.
+    password: Option<String>,
 }
 
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers `PING`.
     pub fn start() -> Self {
+        Self::start_with(false, None)
+    }
+
+    /// A server that requires `password` (`--requirepass`).
+    pub fn start_with_password(password: &str) -> Self {
+        Self::start_with(false, Some(password.into()))
+    }
+
+    /// A server that speaks TLS only, for `rediss://localhost:PORT`; its CA is
+    /// [`RedisServer::ca_file`]. The certificates are made with the `openssl` command.
+    pub fn start_tls() -> Self {
+        Self::start_with(true, None)
+    }
+
+    fn start_with(tls: bool, password: Option<String>) -> Self {
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .and_then(|l| l.local_addr())
             .expect("a free loopback port")
@@ -26,9 +45,93 @@ impl RedisServer {
             child: None,
             port,
             dir: tempfile::tempdir().expect("tempdir"),
+            tls,
+            password,
         };
+        if tls {
+            server.make_certificates();
+        }
         server.spawn();
         server
+    }
+
+    /// The CA that signed a TLS server's certificate (PEM).
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    /// `rediss://localhost:PORT/DB` of a TLS server.
+    pub fn tls_url(&self, db: u8) -> String {
+        format!("rediss://localhost:{}/{db}", self.port)
+    }
+
+    fn make_certificates(&self) {
+        let dir = self.dir.path();
+        std::fs::write(
+            dir.join("ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .expect("write the certificate extensions");
+        let steps: [&[&str]; 3] = [
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=redis-test-ca",
+            ],
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.crt",
+                "-days",
+                "2",
+                "-extfile",
+                "ext",
+            ],
+        ];
+        for args in steps {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("cannot run openssl ({e}): install it with `apt-get install openssl` (or run .ci/deps)")
+                });
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     /// `redis://127.0.0.1:PORT/DB`.
@@ -55,8 +158,33 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
+        let port = self.port.to_string();
+        let mut command = Command::new("redis-server");
+        if self.tls {
+            command
+                .args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port,
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .args([
+                    "--tls-cert-file",
+                    "server.crt",
+                    "--tls-key-file",
+                    "server.key",
+                ])
+                .args(["--tls-ca-cert-file", "ca.crt"])
+                .current_dir(self.dir.path());
+        } else {
+            command.args(["--port", &port]);
+        }
+        if let Some(password) = &self.password {
+            command.args(["--requirepass", password]);
+        }
+        let child = command
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--dir", &self.dir.path().display().to_string()])
             .stdin(Stdio::null())
@@ -89,6 +217,14 @@ impl RedisServer {
     }
 
     fn ping(&self) -> bool {
+        if self.tls {
+            return Command::new("redis-cli")
+                .args(["--tls", "--cacert"])
+                .arg(self.ca_file())
+                .args(["-h", "localhost", "-p", &self.port.to_string(), "ping"])
+                .output()
+                .is_ok_and(|o| o.stdout.starts_with(b"PONG"));
+        }
         let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)) else {
             return false;
         };
@@ -96,8 +232,9 @@ impl RedisServer {
         if stream.write_all(b"PING\r\n").is_err() {
             return false;
         }
+        // A server with a password answers NOAUTH: up, all the same.
         let mut reply = [0u8; 7];
-        stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+        stream.read_exact(&mut reply).is_ok() && (&reply == b"+PONG\r\n" || &reply == b"-NOAUTH")
     }
 
     /// Runs `redis-cli` against this server and returns its stdout.
