@@ -17,12 +17,22 @@ pub struct RedisServer {
     tls: bool,
     /// `--requirepass`, when set.
     password: Option<String>,
+    /// An append-only file synced on every write, so a restart keeps the data.
+    persistent: bool,
 }
 
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers `PING`.
     pub fn start() -> Self {
         Self::start_with(false, None)
+    }
+
+    /// A server that keeps its data across [`RedisServer::restart`] (`appendfsync always`).
+    pub fn start_persistent() -> Self {
+        let mut server = Self::start_with(false, None);
+        server.persistent = true;
+        server.restart();
+        server
     }
 
     /// A server that requires `password` (`--requirepass`).
@@ -47,6 +57,7 @@ impl RedisServer {
             dir: tempfile::tempdir().expect("tempdir"),
             tls,
             password,
+            persistent: false,
         };
         if tls {
             server.make_certificates();
@@ -143,7 +154,7 @@ impl RedisServer {
         self.port
     }
 
-    /// Kills the server (its data is gone: nothing is persisted).
+    /// Kills the server (SIGKILL; only a persistent one keeps its data).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -151,7 +162,7 @@ impl RedisServer {
         }
     }
 
-    /// Starts it again on the same port, empty.
+    /// Starts it again on the same port: empty, unless persistent.
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
@@ -184,8 +195,17 @@ impl RedisServer {
         if let Some(password) = &self.password {
             command.args(["--requirepass", password]);
         }
+        let appendonly = if self.persistent { "yes" } else { "no" };
         let child = command
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                appendonly,
+            ])
+            .args(["--appendfsync", "always"])
             .args(["--dir", &self.dir.path().display().to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
