@@ -47,10 +47,7 @@ impl RedisServer {
     }
 
     fn start_with(tls: bool, password: Option<String>) -> Self {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
+        let port = free_port();
         let mut server = Self {
             child: None,
             port,
@@ -62,8 +59,14 @@ impl RedisServer {
         if tls {
             server.make_certificates();
         }
-        server.spawn();
-        server
+        // The free port may be taken between the probe and the server's bind: another.
+        for _ in 0..5 {
+            if server.spawn() {
+                return server;
+            }
+            server.port = free_port();
+        }
+        panic!("redis-server exited at start five times on free ports");
     }
 
     /// The CA that signed a TLS server's certificate (PEM).
@@ -165,10 +168,15 @@ impl RedisServer {
     /// Starts it again on the same port: empty, unless persistent.
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn();
+        assert!(
+            self.spawn(),
+            "redis-server did not start again on port {}",
+            self.port
+        );
     }
 
-    fn spawn(&mut self) {
+    /// Starts the process and waits for it; `false` when it exited at once.
+    fn spawn(&mut self) -> bool {
         let port = self.port.to_string();
         let mut command = Command::new("redis-server");
         if self.tls {
@@ -221,15 +229,13 @@ impl RedisServer {
         // Polls the port; a server that never answers fails the test instead of hanging.
         for _ in 0..400 {
             if self.ping() {
-                return;
+                return true;
             }
             if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
+                && let Ok(Some(_)) = child.try_wait()
             {
-                panic!(
-                    "redis-server exited at start ({status}); is port {} taken?",
-                    self.port
-                );
+                self.child = None;
+                return false;
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -267,6 +273,13 @@ impl RedisServer {
         assert!(out.status.success(), "redis-cli {args:?} failed");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
 }
 
 impl Drop for RedisServer {
