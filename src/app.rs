@@ -11,12 +11,14 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::{SignIn, SignInOptions};
+use crate::bitrix::SharedBucket;
 use crate::bitrix::grant::App;
 use crate::bitrix::{Caller, Client, Endpoint, Refresher, StaticToken};
 use crate::redact;
 use crate::sandbox::{OAuthApp, Sandbox, SandboxOptions};
 use crate::server::TaskResultsServer;
 use crate::settings::{Pacing, Portal, PortalChoice, Settings, SignInSettings, StoreLocation};
+use crate::store::redis_bucket::RedisBucket;
 use crate::store::{RedisStore, SqliteStore, Store, StoreKey};
 use crate::transport;
 
@@ -111,8 +113,13 @@ pub fn portal_client(
     mut endpoint: Endpoint,
     portal: &Portal,
     pacing: &Pacing,
+    shared_bucket: Option<Arc<dyn SharedBucket>>,
 ) -> Result<(Client, Caller), String> {
-    let options = pacing.client_options(portal);
+    let mut options = pacing.client_options(portal);
+    if let Some(bucket) = shared_bucket {
+        tracing::info!("the pacing bucket is shared with the other replicas through the store");
+        options.shared_bucket = Some(bucket);
+    }
     if options.rate.is_unlimited() {
         tracing::info!(
             call_budget_s = options.call_budget.as_secs(),
@@ -220,7 +227,19 @@ pub async fn serve(settings: Settings) -> ExitCode {
         },
     };
     tracing::info!(portal = %endpoint.describe(), version = env!("CARGO_PKG_VERSION"), "bitrix24-task-results-mcp starting");
-    let (client, caller) = match portal_client(endpoint, &portal, &pacing) {
+    // Replicas on one Redis pace their portal calls together.
+    let shared_bucket: Option<Arc<dyn SharedBucket>> = match settings.shared {
+        Err(e) => return usage(&e),
+        Ok(None) => None,
+        Ok(Some(url)) => match RedisBucket::connect(url.expose()).await {
+            Ok(bucket) => Some(Arc::new(bucket)),
+            Err(e) => {
+                eprintln!("error: cannot reach the Redis store {}: {e}", url.shown());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let (client, caller) = match portal_client(endpoint, &portal, &pacing, shared_bucket) {
         Ok(pair) => pair,
         Err(e) => return usage(&e),
     };

@@ -36,6 +36,8 @@ pub struct Settings {
     pub http: Result<Option<HttpOptions>, String>,
     /// `None` unless `--oauth`: people sign in with their own Bitrix24 accounts.
     pub sign_in: Result<Option<SignInSettings>, String>,
+    /// The Redis server shared by replicas (`--store redis://…`), when given.
+    pub shared: Result<Option<RedisUrl>, String>,
 }
 
 impl Settings {
@@ -55,7 +57,17 @@ impl Settings {
                 .map(|h| stateless_with_redis(h, cli.sign_in.store.as_deref()))
                 .and_then(|h| budget_fits_sessions(h, call_budget)),
             sign_in: sign_in(cli),
+            shared: shared(cli),
         }
+    }
+}
+
+/// `--store redis://…`: the Redis server replicas share, also in webhook mode (the
+/// pacing bucket lives there).
+fn shared(cli: &Cli) -> Result<Option<RedisUrl>, String> {
+    match cli.sign_in.store.as_deref() {
+        Some(s) if is_redis(Some(s)) => RedisUrl::parse(s).map(Some),
+        _ => Ok(None),
     }
 }
 

@@ -49,11 +49,17 @@ impl Team {
     }
 
     async fn server(&self) -> HttpServer {
+        self.replica(self.port).await
+    }
+
+    /// A server on `port` that serves the same public address and store as the first.
+    async fn replica(&self, port: u16) -> HttpServer {
         let base = self.sandbox.base_url();
         let store = format!("sqlite:{}", self.db().display());
+        let public = format!("http://127.0.0.1:{}", self.port);
         spawn_http_on(
-            &format!("127.0.0.1:{}", self.port),
-            &["--oauth"],
+            &format!("127.0.0.1:{port}"),
+            &["--oauth", "--public-url", &public],
             &[
                 ("BITRIX24_PORTAL_URL", &base),
                 ("BITRIX24_CLIENT_ID", APP_ID),
@@ -166,7 +172,10 @@ async fn each_person_acts_as_themselves_and_a_restart_keeps_them_signed_in() {
     assert_eq!(counts.get(&2).copied().unwrap_or(0), 0, "{counts:?}");
 
     // A restart on the same store keeps both signed in, user 1 with the rotated pair.
+    let mut server = server;
     server.sigterm().await;
+    // The port is taken again at once: wait until the first process is gone.
+    assert!(server.wait().await.success());
     drop(server);
     let server = team.server().await;
     let url = server.mcp_url();
@@ -328,4 +337,44 @@ async fn doctor_names_the_callback_and_checks_the_application() {
     let text = String::from_utf8_lossy(&bad.stdout).to_string();
     assert_eq!(bad.status.code(), Some(1), "{text}");
     assert!(text.contains("invalid_client"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_on_one_store_refresh_a_person_once() {
+    let team = Team::new().await;
+    let a = team.server().await;
+    let b = team.replica(free_port()).await;
+    let client = Client::discover_and_register(&a).await;
+    let one = client.sign_in(1).await;
+    // Both know the person before the token expires.
+    ok(&call_as(
+        &a.mcp_url(),
+        &one.access,
+        "task_result_list",
+        json!({"taskId": 51}),
+    )
+    .await);
+    ok(&call_as(
+        &b.mcp_url(),
+        &one.access,
+        "task_result_list",
+        json!({"taskId": 51}),
+    )
+    .await);
+    team.sandbox.expire_access_tokens_of(1);
+    let calls = (0..6).map(|i| {
+        let url = if i % 2 == 0 { a.mcp_url() } else { b.mcp_url() };
+        let token = one.access.clone();
+        tokio::spawn(async move {
+            call_as(&url, &token, "task_result_list", json!({"taskId": 51})).await
+        })
+    });
+    for call in calls.collect::<Vec<_>>() {
+        ok(&call.await.unwrap());
+    }
+    assert_eq!(
+        team.sandbox.refresh_counts().get(&1),
+        Some(&1),
+        "one refresh for both processes"
+    );
 }

@@ -847,8 +847,7 @@ async fn a_token_moved_to_another_person_does_not_open() {
     }
 }
 
-/// Retries `call` until it succeeds; the manager reconnects in the background, so the
-/// first calls after a restart may still see the old failure.
+/// Retries `call` until it succeeds: a write is never repeated by the store itself.
 async fn until_ok<T>(mut call: impl AsyncFnMut() -> Result<T, StoreError>) -> T {
     for _ in 0..100 {
         if let Ok(value) = call().await {
@@ -893,8 +892,10 @@ async fn redis_stopped_fails_calls_and_a_restart_is_used_without_reopening() {
         started.elapsed()
     );
 
-    // Back on the same port, empty (no persistence): the same store object works again.
+    // Back on the same port, empty (no persistence): the same store object works again,
+    // from its first read on (a read that meets the dead connection is asked again).
     server.restart();
+    assert!(store.person("m1", 1).await.unwrap().is_none());
     until_ok(async || store.put_person(person("m1", 1)).await).await;
     signed_in(store.as_ref()).await;
     assert!(live(store.as_ref(), "at1", NOW).await);
@@ -956,6 +957,43 @@ async fn no_record_or_store_prints_a_secret() {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_lock_is_held_by_one_replica_until_released_or_expired() {
+    let server = RedisServer::start();
+    let a = open(&server).await;
+    let b = open(&server).await;
+    let far = i64::MAX / 2;
+    assert!(a.try_lock("refresh:m:1", "a", far).await.unwrap());
+    assert!(
+        !b.try_lock("refresh:m:1", "b", far).await.unwrap(),
+        "held by a"
+    );
+    assert!(
+        a.try_lock("refresh:m:1", "a", far).await.unwrap(),
+        "a may renew its own"
+    );
+    assert!(
+        b.try_lock("refresh:m:2", "b", far).await.unwrap(),
+        "another name is free"
+    );
+    b.unlock("refresh:m:1", "b").await.unwrap();
+    assert!(
+        !b.try_lock("refresh:m:1", "b", far).await.unwrap(),
+        "only the holder unlocks"
+    );
+    a.unlock("refresh:m:1", "a").await.unwrap();
+    assert!(b.try_lock("refresh:m:1", "b", far).await.unwrap());
+    // A lock whose holder died frees itself when its time is up.
+    let soon = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 200;
+    assert!(a.try_lock("refresh:m:3", "a", soon).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(b.try_lock("refresh:m:3", "b", far).await.unwrap());
 }
 
 #[tokio::test]

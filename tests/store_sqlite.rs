@@ -840,6 +840,38 @@ async fn a_confidential_client_keeps_only_the_hash_of_its_secret() {
     assert!(!bytes.windows(needle.len()).any(|w| w == needle));
 }
 
+#[tokio::test]
+async fn a_lock_is_held_by_one_process_until_released_or_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = SqliteStore::open(&db_path(&dir), key()).unwrap();
+    let b = SqliteStore::open(&db_path(&dir), key()).unwrap();
+    let long_ago_ms = 1_000_000_000_000;
+    let far = i64::MAX / 2;
+    assert!(a.try_lock("refresh:m:1", "a", far).await.unwrap());
+    assert!(
+        !b.try_lock("refresh:m:1", "b", far).await.unwrap(),
+        "held by a"
+    );
+    assert!(
+        a.try_lock("refresh:m:1", "a", far).await.unwrap(),
+        "a may renew its own"
+    );
+    assert!(
+        b.try_lock("refresh:m:2", "b", far).await.unwrap(),
+        "another name is free"
+    );
+    b.unlock("refresh:m:1", "b").await.unwrap();
+    assert!(
+        !b.try_lock("refresh:m:1", "b", far).await.unwrap(),
+        "only the holder unlocks"
+    );
+    a.unlock("refresh:m:1", "a").await.unwrap();
+    assert!(b.try_lock("refresh:m:1", "b", far).await.unwrap());
+    // An expired lock (a holder that crashed) is free.
+    assert!(a.try_lock("refresh:m:3", "a", long_ago_ms).await.unwrap());
+    assert!(b.try_lock("refresh:m:3", "b", far).await.unwrap());
+}
+
 #[test]
 fn a_store_from_a_newer_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -849,7 +881,7 @@ fn a_store_from_a_newer_version_is_refused() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2, "every migration ran");
+    assert_eq!(version, 3, "every migration ran");
     raw.pragma_update(None, "user_version", 99).unwrap();
     drop(raw);
     let err = SqliteStore::open(&path, key()).unwrap_err();

@@ -12,6 +12,7 @@ mod direct;
 mod http;
 mod overhead;
 mod peer;
+mod shared_bucket;
 mod sign_in;
 mod stats;
 
@@ -203,6 +204,9 @@ fn main() {
     }
     if opts.wants("signin") {
         rows.extend(sign_in::run(&bins, &runtime, &opts));
+    }
+    if opts.wants("bucket") {
+        rows.extend(shared_bucket::run(&runtime, &opts));
     }
 
     println!();

@@ -21,6 +21,27 @@ use crate::store::{BitrixTokens, Store, StoreError};
 
 /// How often a person's last use is written (every request would be a write each).
 const TOUCH_EVERY: i64 = 60;
+/// How long a refresh may hold the shared lock (a crashed holder frees it then).
+const LOCK_HOLD_MS: i64 = 30_000;
+/// How long a process waits for another's refresh before giving up.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+/// How often a waiting process looks for the other's new pair.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A refresh that could not reach the store: nothing was spent, so trying again is safe.
+fn store_unavailable(e: StoreError) -> CallError {
+    CallError::OAuth {
+        code: "store_unavailable".into(),
+        detail: format!("the sign-in store is unavailable ({e}); try again"),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
 
 type Key = (String, i64);
 
@@ -147,18 +168,6 @@ impl PersonSource {
             return Ok(());
         }
         let (member_id, user_id) = (&self.key.0, self.key.1);
-        let unavailable = |e: StoreError| CallError::OAuth {
-            code: "store_unavailable".into(),
-            detail: format!("the sign-in store is unavailable ({e}); try again"),
-        };
-        let Some(person) = self
-            .store
-            .person(member_id, user_id)
-            .await
-            .map_err(unavailable)?
-        else {
-            return Err(CallError::SignInEnded("it was revoked".into()));
-        };
         let mine = self
             .current
             .read()
@@ -166,12 +175,69 @@ impl PersonSource {
             .access
             .expose_secret()
             .to_string();
-        if person.tokens.access.expose_secret() != mine {
-            // Refreshed elsewhere (another process, or a new sign-in): take that pair.
-            self.mask(&person.tokens);
-            self.replace(person.tokens.access.clone());
-            return Ok(());
-        }
+        // Processes sharing the store take turns: the first refreshes, the others wait
+        // for its pair to appear in the store and take it.
+        let lock = format!("refresh:{member_id}:{user_id}");
+        let holder = uuid::Uuid::new_v4().to_string();
+        let give_up = tokio::time::Instant::now() + LOCK_WAIT;
+        let mut locked = false;
+        let person = loop {
+            // Read (again) after taking the lock: the previous holder may have stored
+            // its pair between our last read and the lock.
+            let Some(person) = self
+                .store
+                .person(member_id, user_id)
+                .await
+                .map_err(store_unavailable)?
+            else {
+                if locked {
+                    let _ = self.store.unlock(&lock, &holder).await;
+                }
+                return Err(CallError::SignInEnded("it was revoked".into()));
+            };
+            if person.tokens.access.expose_secret() != mine {
+                // Refreshed elsewhere (another process, or a new sign-in): take that pair.
+                if locked {
+                    let _ = self.store.unlock(&lock, &holder).await;
+                }
+                self.mask(&person.tokens);
+                self.replace(person.tokens.access.clone());
+                return Ok(());
+            }
+            if locked {
+                break person;
+            }
+            let until = now_ms().saturating_add(LOCK_HOLD_MS);
+            if self
+                .store
+                .try_lock(&lock, &holder, until)
+                .await
+                .map_err(store_unavailable)?
+            {
+                locked = true;
+                continue;
+            }
+            if tokio::time::Instant::now() >= give_up {
+                return Err(CallError::OAuth {
+                    code: "refresh_busy".into(),
+                    detail: "another server is refreshing this person's token and has not finished; try again"
+                        .into(),
+                });
+            }
+            tokio::time::sleep(LOCK_POLL).await;
+        };
+        let outcome = self.exchange_and_store(http, person).await;
+        let _ = self.store.unlock(&lock, &holder).await;
+        outcome
+    }
+
+    /// Spends the person's refresh token and stores the new pair.
+    async fn exchange_and_store(
+        &self,
+        http: &reqwest::Client,
+        person: crate::store::Person,
+    ) -> Result<(), CallError> {
+        let (member_id, user_id) = (&self.key.0, self.key.1);
         let url = grant::token_url(
             self.oauth_url.as_ref(),
             person.tokens.server_endpoint.as_deref(),
@@ -216,7 +282,7 @@ impl PersonSource {
         self.store
             .set_person_tokens(member_id, user_id, tokens)
             .await
-            .map_err(unavailable)?;
+            .map_err(store_unavailable)?;
         self.replace(issued.access_token);
         tracing::info!(user_id, "a signed-in person's Bitrix24 token was refreshed");
         Ok(())

@@ -25,7 +25,7 @@ pub use endpoint::{Endpoint, EndpointError, Portal};
 pub use envelope::{Success, TimeInfo};
 pub use error::{CallError, ErrorClass, FieldError, PortalError, TransportError, TransportKind};
 pub use oauth::{OAuthConfig, Refresher};
-pub use pacing::{Pacer, Rate};
+pub use pacing::{BucketUnavailable, NoSlot, PaceError, Pacer, Rate, SharedBucket};
 pub use retry::RetryPolicy;
 
 use retry::{Admit, OperatingGate, Retrier, Step};
@@ -55,6 +55,9 @@ pub struct ClientOptions {
     pub max_response_bytes: usize,
     /// The client-side leaky bucket, matching the portal's plan.
     pub rate: Rate,
+    /// Where the bucket lives when replicas share it (keyed by the portal's origin);
+    /// `None` = in this process.
+    pub shared_bucket: Option<Arc<dyn SharedBucket>>,
     /// How long one call may wait in all (for a rate-limit slot, between retries, for an
     /// operating-limit reset) before it gives up; attempts themselves are not counted.
     pub call_budget: Duration,
@@ -69,6 +72,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(65),
             max_response_bytes: 16 * 1024 * 1024,
             rate: Rate::STANDARD,
+            shared_bucket: None,
             call_budget: Duration::from_secs(30),
             retry: RetryPolicy::default(),
         }
@@ -105,10 +109,15 @@ struct RawAnswer {
 impl Client {
     /// A client for `portal`.
     pub fn new(portal: Portal, options: ClientOptions) -> Self {
+        // The portal's bucket, less a small reserve (see `Rate::with_reserve`).
+        let rate = options.rate.with_reserve();
+        let pacer = match &options.shared_bucket {
+            Some(bucket) => Pacer::shared(rate, bucket.clone(), portal.origin()),
+            None => Pacer::new(rate),
+        };
         Self {
             inner: Arc::new(Inner {
-                // The portal's bucket, less a small reserve (see `Rate::with_reserve`).
-                pacer: Pacer::new(options.rate.with_reserve()),
+                pacer,
                 gate: OperatingGate::default(),
                 portal,
                 options,
@@ -239,7 +248,7 @@ impl Client {
             let delay = match retrier.next(&err, self.inner.gate.last_reset(method)) {
                 Step::GiveUp => return Err(err),
                 Step::QueryLimit(delay) => {
-                    self.inner.pacer.note_full();
+                    self.inner.pacer.note_full().await;
                     delay
                 }
                 Step::Transient(delay) => delay,
@@ -290,15 +299,22 @@ impl Client {
                 tokio::time::sleep(wait).await;
             }
         }
-        self.inner.pacer.acquire(deadline).await.map_err(|no| {
-            let rate = self.inner.pacer.rate();
-            CallError::Budget(format!(
-                "too many calls are queued for the portal's rate limit ({} requests/s, burst {}): the next free slot \
-                 is {:.1} s away, longer than one call may wait ({budget:.0} s)",
-                rate.per_sec,
-                rate.burst,
-                no.wait.as_secs_f64()
-            ))
+        self.inner.pacer.acquire(deadline).await.map_err(|e| match e {
+            PaceError::NoSlot(no) => {
+                let rate = self.inner.pacer.rate();
+                CallError::Budget(format!(
+                    "too many calls are queued for the portal's rate limit ({} requests/s, burst {}): the next free slot \
+                     is {:.1} s away, longer than one call may wait ({budget:.0} s)",
+                    rate.per_sec,
+                    rate.burst,
+                    no.wait.as_secs_f64()
+                ))
+            }
+            // Sending unpaced would let the replicas together exceed the portal's limit.
+            PaceError::Unavailable(e) => {
+                tracing::warn!(method, error = %e, "no rate-limit slot; the call was not sent");
+                CallError::Budget(e.to_string())
+            }
         })
     }
 

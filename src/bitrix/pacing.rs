@@ -10,11 +10,20 @@
 //! *reserves* the slot a caller will use, so waiters are served in arrival order, a
 //! caller knows up front how long it would wait (and can refuse when that exceeds its
 //! time budget), and a 503 from the portal can mark the bucket full for every caller.
+//!
+//! Replicas behind one address share the portal's bucket, so they must share this one too:
+//! [`Pacer::shared`] keeps the state in a [`SharedBucket`] (Redis, in `store::redis_bucket`)
+//! that runs the same GCRA atomically on its own clock. This file is over 400 lines because
+//! the local and the shared bucket, and the tests that pin their common semantics, belong
+//! together.
 
-use std::sync::Mutex;
+use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use super::caller::BoxFuture;
 
 /// Leak rate and capacity of a leaky bucket.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -88,15 +97,93 @@ pub struct NoSlot {
     pub wait: Duration,
 }
 
-/// A leaky bucket shared by every call of the process.
+/// The shared bucket could not be asked: nothing was reserved, and the call must not go
+/// (an unpaced call from every replica is what the shared bucket is there to prevent).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the shared rate-limit bucket ({store}) is unavailable: {detail}")]
+pub struct BucketUnavailable {
+    /// The store, as [`SharedBucket::store`] names it.
+    pub store: String,
+    /// What went wrong, without credentials.
+    pub detail: String,
+}
+
+/// Why [`Pacer::acquire`] gave no slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaceError {
+    /// The slot lies beyond the deadline.
+    NoSlot(NoSlot),
+    /// The shared bucket did not answer.
+    Unavailable(BucketUnavailable),
+}
+
+impl From<NoSlot> for PaceError {
+    fn from(no: NoSlot) -> Self {
+        PaceError::NoSlot(no)
+    }
+}
+
+impl From<BucketUnavailable> for PaceError {
+    fn from(e: BucketUnavailable) -> Self {
+        PaceError::Unavailable(e)
+    }
+}
+
+/// A GCRA bucket kept outside the process, so that several replicas share it.
+///
+/// Implementations run [`Pacer`]'s algorithm atomically on the store's own clock (the
+/// replicas' clocks may disagree): per `key`, a theoretical arrival time `tat`, absent
+/// meaning an empty bucket.
+pub trait SharedBucket: Send + Sync {
+    /// Names the store for errors and logs ("Redis at host:port/db"), without credentials.
+    fn store(&self) -> String;
+
+    /// With `now` the store's clock: `next = max(tat, now)`; the slot starts at
+    /// `next - tolerance` when `next - now > tolerance`, else now. A slot more than
+    /// `max_wait` away is refused with [`PaceError::NoSlot`] and nothing changes;
+    /// otherwise `tat = next + interval` and the answer is the wait until the slot.
+    fn reserve<'a>(
+        &'a self,
+        key: &'a str,
+        interval: Duration,
+        tolerance: Duration,
+        max_wait: Duration,
+    ) -> BoxFuture<'a, Result<Duration, PaceError>>;
+
+    /// The bucket is full now: `tat = max(tat, now + tolerance + interval)`.
+    fn note_full<'a>(
+        &'a self,
+        key: &'a str,
+        interval: Duration,
+        tolerance: Duration,
+    ) -> BoxFuture<'a, Result<(), BucketUnavailable>>;
+}
+
+impl fmt::Debug for dyn SharedBucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SharedBucket({})", self.store())
+    }
+}
+
+/// A bucket in a [`SharedBucket`], under one key.
+#[derive(Debug)]
+struct Shared {
+    bucket: Arc<dyn SharedBucket>,
+    key: String,
+}
+
+/// A leaky bucket shared by every call of the process (and, with [`Pacer::shared`], of
+/// every replica).
 #[derive(Debug)]
 pub struct Pacer {
     rate: Rate,
     interval: Duration,
     /// How far ahead of now the theoretical arrival time may run: `(burst - 1) * interval`.
     tolerance: Duration,
-    /// Theoretical arrival time of the next request; `None` = empty bucket.
+    /// Theoretical arrival time of the next request; `None` = empty bucket. Unused when
+    /// `shared` is set.
     tat: Mutex<Option<Instant>>,
+    shared: Option<Shared>,
 }
 
 impl Pacer {
@@ -108,6 +195,19 @@ impl Pacer {
             interval,
             tolerance: interval * rate.burst.max(1).saturating_sub(1),
             tat: Mutex::new(None),
+            shared: None,
+        }
+    }
+
+    /// A bucket with `rate` kept in `bucket` under `key` (one key per portal): every
+    /// `Pacer` on the same key, in this process or another, draws from the same slots.
+    pub fn shared(rate: Rate, bucket: Arc<dyn SharedBucket>, key: impl Into<String>) -> Self {
+        Pacer {
+            shared: Some(Shared {
+                bucket,
+                key: key.into(),
+            }),
+            ..Pacer::new(rate)
         }
     }
 
@@ -117,12 +217,24 @@ impl Pacer {
     }
 
     /// Waits for the next slot. When that slot would come after `deadline`, returns at
-    /// once with how long the wait would have been, and reserves nothing.
-    pub async fn acquire(&self, deadline: Instant) -> Result<(), NoSlot> {
+    /// once with how long the wait would have been, and reserves nothing. With a shared
+    /// bucket that does not answer, returns [`PaceError::Unavailable`]: no slot, no call.
+    pub async fn acquire(&self, deadline: Instant) -> Result<(), PaceError> {
         if self.rate.is_unlimited() {
             return Ok(());
         }
         let now = Instant::now();
+        if let Some(shared) = &self.shared {
+            let max_wait = deadline.saturating_duration_since(now);
+            let wait = shared
+                .bucket
+                .reserve(&shared.key, self.interval, self.tolerance, max_wait)
+                .await?;
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            return Ok(());
+        }
         let at = self.reserve(now, deadline)?;
         // Only sleep for a real wait: tokio's timer rounds up to the next millisecond
         // tick, so a sleep until "now" would add up to 1 ms to every call.
@@ -150,8 +262,19 @@ impl Pacer {
 
     /// The portal refused a request as over its limit, so its bucket is full now
     /// (other clients on the same IP count too): the next slot is one interval away.
-    pub fn note_full(&self) {
+    /// A shared bucket that does not answer is only logged: the next `acquire` fails.
+    pub async fn note_full(&self) {
         if self.rate.is_unlimited() {
+            return;
+        }
+        if let Some(shared) = &self.shared {
+            let marked = shared
+                .bucket
+                .note_full(&shared.key, self.interval, self.tolerance)
+                .await;
+            if let Err(e) = marked {
+                tracing::warn!(error = %e, "could not mark the shared rate-limit bucket full");
+            }
             return;
         }
         let now = Instant::now();
@@ -185,7 +308,7 @@ mod tests {
         assert_eq!(Rate::UNLIMITED.min_makespan(1000), Duration::ZERO);
         let p = Pacer::new(Rate::UNLIMITED.with_reserve());
         let t0 = Instant::now();
-        p.note_full();
+        p.note_full().await;
         for _ in 0..10_000 {
             p.acquire(t0).await.unwrap();
         }
@@ -260,7 +383,7 @@ mod tests {
         let t0 = Instant::now();
         let far = t0 + Duration::from_secs(60);
         assert_eq!(p.reserve(t0, far).unwrap(), t0);
-        p.note_full();
+        p.note_full().await;
         assert_eq!(p.reserve(t0, far).unwrap(), t0 + ms(100));
         assert_eq!(p.reserve(t0, far).unwrap(), t0 + ms(200));
     }
@@ -299,5 +422,62 @@ mod tests {
                 "{in_window} starts in 100 ms from {s:?}"
             );
         }
+    }
+
+    /// A shared bucket whose store is down, counting the calls it gets.
+    struct Down(std::sync::atomic::AtomicUsize);
+
+    impl Down {
+        fn unavailable(&self) -> BucketUnavailable {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            BucketUnavailable {
+                store: self.store(),
+                detail: "connection refused".into(),
+            }
+        }
+    }
+
+    impl SharedBucket for Down {
+        fn store(&self) -> String {
+            "Test at nowhere".into()
+        }
+        fn reserve<'a>(
+            &'a self,
+            _: &'a str,
+            _: Duration,
+            _: Duration,
+            _: Duration,
+        ) -> BoxFuture<'a, Result<Duration, PaceError>> {
+            Box::pin(async move { Err(self.unavailable().into()) })
+        }
+        fn note_full<'a>(
+            &'a self,
+            _: &'a str,
+            _: Duration,
+            _: Duration,
+        ) -> BoxFuture<'a, Result<(), BucketUnavailable>> {
+            Box::pin(async move { Err(self.unavailable()) })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shared_bucket_that_is_down_gives_no_slot_and_unlimited_never_asks() {
+        let down = Arc::new(Down(Default::default()));
+        let p = Pacer::shared(Rate::STANDARD, down.clone(), "https://x.example");
+        let far = Instant::now() + Duration::from_secs(60);
+        let Err(PaceError::Unavailable(e)) = p.acquire(far).await else {
+            panic!("a slot without the store");
+        };
+        assert_eq!(
+            e.to_string(),
+            "the shared rate-limit bucket (Test at nowhere) is unavailable: connection refused"
+        );
+        p.note_full().await;
+        assert_eq!(down.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+        let p = Pacer::shared(Rate::UNLIMITED, down.clone(), "https://x.example");
+        p.note_full().await;
+        p.acquire(far).await.unwrap();
+        assert_eq!(down.0.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }

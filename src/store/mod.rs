@@ -12,6 +12,7 @@
 
 pub mod crypto;
 pub mod redis;
+pub mod redis_bucket;
 mod schema;
 pub mod sqlite;
 
@@ -290,4 +291,22 @@ pub trait Store: Send + Sync + 'static {
     /// token (revoked, or
     /// an hour old), and registered clients that never got a grant within a day.
     async fn purge_expired(&self, now: i64) -> Result<(), StoreError>;
+
+    /// Takes the lock `name` for `holder` until `expires_at_ms` (unix milliseconds), unless
+    /// another holder has it and it has not expired: `true` when taken. Serializes work
+    /// that processes sharing this store must not do twice at once (a person's refresh:
+    /// Bitrix24 rotates refresh tokens). The default suits a store used by one process.
+    async fn try_lock(
+        &self,
+        _name: &str,
+        _holder: &str,
+        _expires_at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// Releases `name` if `holder` still has it.
+    async fn unlock(&self, _name: &str, _holder: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

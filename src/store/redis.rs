@@ -92,6 +92,11 @@ impl RedisUrl {
         &self.shown
     }
 
+    /// The address itself, password included, for the Redis client only.
+    pub fn expose(&self) -> &str {
+        self.url.expose_secret()
+    }
+
     /// `rediss://`: TLS.
     pub fn is_tls(&self) -> bool {
         self.shown.starts_with("rediss:")
@@ -266,18 +271,51 @@ impl RedisStore {
         Ok(())
     }
 
+    /// One command that is safe to repeat (a read, or `SET NX`): retried once on a
+    /// connection that turns out dead (see [`once_more_if_dropped`]).
     async fn query<T: ::redis::FromRedisValue>(&self, cmd: ::redis::Cmd) -> Result<T, StoreError> {
-        let mut conn = self.inner.conn.clone();
-        bounded(async move { cmd.query_async(&mut conn).await }).await
+        let conn = self.inner.conn.clone();
+        bounded(once_more_if_dropped(|| {
+            let (cmd, mut conn) = (cmd.clone(), conn.clone());
+            async move { cmd.query_async(&mut conn).await }
+        }))
+        .await
     }
 
-    /// Runs `script` with the prefix as `ARGV[1]`, then `args`.
+    /// Runs `script` with the prefix as `ARGV[1]`, then `args`. Never repeated: a script
+    /// that writes may have run before its connection failed.
     async fn run<T: ::redis::FromRedisValue>(
         &self,
         script: &Script,
         keys: &[String],
         args: Args,
     ) -> Result<T, StoreError> {
+        let invocation = self.invocation(script, keys, args);
+        let mut conn = self.inner.conn.clone();
+        bounded(async move { invocation.invoke_async(&mut conn).await }).await
+    }
+
+    /// [`RedisStore::run`] for a script that only reads: retried once like `query`.
+    async fn run_read<T: ::redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        args: Args,
+    ) -> Result<T, StoreError> {
+        let invocation = self.invocation(script, &[], args);
+        let (invocation, conn) = (&invocation, self.inner.conn.clone());
+        bounded(once_more_if_dropped(|| {
+            let mut conn = conn.clone();
+            async move { invocation.invoke_async(&mut conn).await }
+        }))
+        .await
+    }
+
+    fn invocation<'a>(
+        &self,
+        script: &'a Script,
+        keys: &[String],
+        args: Args,
+    ) -> ::redis::ScriptInvocation<'a> {
         let mut invocation = script.prepare_invoke();
         for key in keys {
             invocation.key(key);
@@ -286,8 +324,21 @@ impl RedisStore {
         for arg in args.0 {
             invocation.arg(arg);
         }
-        let mut conn = self.inner.conn.clone();
-        bounded(async move { invocation.invoke_async(&mut conn).await }).await
+        invocation
+    }
+}
+
+/// After Redis restarts, the first command on the old connection fails (broken pipe)
+/// and the manager reconnects; a read may simply be asked again, so the first request
+/// after an outage does not fail for nothing.
+async fn once_more_if_dropped<T, F, Fut>(call: F) -> Result<T, RedisError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, RedisError>>,
+{
+    match call().await {
+        Err(e) if e.is_connection_dropped() || e.is_unrecoverable_error() => call().await,
+        other => other,
     }
 }
 
@@ -760,7 +811,7 @@ impl Store for RedisStore {
         now: i64,
     ) -> Result<Option<(IssuedToken, Grant)>, StoreError> {
         let args = Args::new().arg(hex(hash)).arg(now);
-        let mut raw: Vec<Vec<u8>> = self.run(&self.inner.scripts.token, &[], args).await?;
+        let mut raw: Vec<Vec<u8>> = self.run_read(&self.inner.scripts.token, args).await?;
         if raw.is_empty() {
             return Ok(None);
         }
@@ -846,7 +897,7 @@ impl Store for RedisStore {
 
     async fn people(&self) -> Result<Vec<PersonSummary>, StoreError> {
         let raw: Vec<Vec<u8>> = self
-            .run(&self.inner.scripts.people, &[], Args::new())
+            .run_read(&self.inner.scripts.people, Args::new())
             .await?;
         if !raw.len().is_multiple_of(5) {
             return Err(corrupt("person"));
@@ -874,6 +925,46 @@ impl Store for RedisStore {
                 .then_with(|| a.user_id.cmp(&b.user_id))
         });
         Ok(people)
+    }
+
+    async fn try_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        expires_at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        // Free, or already ours: take it until `expires_at_ms` (a holder that dies frees
+        // it then); otherwise leave it.
+        let script = Script::new(
+            "local cur = redis.call('GET', KEYS[1])
+             if cur == false or cur == ARGV[1] then
+               redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
+               return 1
+             end
+             return 0",
+        );
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(self.key(&format!("lock:{name}")))
+            .arg(holder)
+            .arg(expires_at_ms.max(1));
+        let mut conn = self.inner.conn.clone();
+        let taken: i64 = bounded(async move { invocation.invoke_async(&mut conn).await }).await?;
+        Ok(taken == 1)
+    }
+
+    async fn unlock(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let script = Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+             return 0",
+        );
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(self.key(&format!("lock:{name}")))
+            .arg(holder);
+        let mut conn = self.inner.conn.clone();
+        let _: i64 = bounded(async move { invocation.invoke_async(&mut conn).await }).await?;
+        Ok(())
     }
 
     async fn purge_expired(&self, now: i64) -> Result<(), StoreError> {

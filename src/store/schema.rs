@@ -83,6 +83,8 @@ const MIGRATIONS: &[&str] = &[
     // 2: confidential clients (client_secret_post / client_secret_basic) keep the hash of
     // their secret.
     "ALTER TABLE clients ADD COLUMN secret_hash BLOB;",
+    // 3: locks between processes sharing the file (a person's refresh).
+    "CREATE TABLE locks (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at_ms INTEGER NOT NULL) STRICT;",
 ];
 
 /// Brings the schema up to date; refuses a store written by a newer version.

@@ -813,6 +813,51 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn try_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        expires_at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.run(move |conn, _, _| {
+            let now_ms = i64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or(0),
+            )
+            .unwrap_or(i64::MAX);
+            let tx = immediate(conn)?;
+            // Taken when free, expired, or already ours.
+            let changed = tx
+                .execute(
+                    "INSERT INTO locks (name, holder, expires_at_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
+                         expires_at_ms = excluded.expires_at_ms
+                     WHERE locks.expires_at_ms <= ?4 OR locks.holder = excluded.holder",
+                    params![name, holder, expires_at_ms, now_ms],
+                )
+                .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn unlock(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.run(move |conn, _, _| {
+            conn.execute(
+                "DELETE FROM locks WHERE name = ?1 AND holder = ?2",
+                params![name, holder],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn purge_expired(&self, now: i64) -> Result<(), StoreError> {
         self.run(move |conn, _, _| {
             let tx = immediate(conn)?;

@@ -293,3 +293,57 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+impl Client {
+    /// From the portal's sign-in page (user `user_id` chosen) to the portal's redirect:
+    /// the callback URL on this server, not yet visited.
+    pub async fn portal_redirect(&self, portal_page: &str, user_id: i64) -> String {
+        let chosen = self
+            .http
+            .get(format!("{portal_page}&user_id={user_id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(chosen.status(), StatusCode::FOUND);
+        let callback = location(&chosen);
+        assert!(callback.contains("/oauth/callback"), "{callback}");
+        callback
+    }
+
+    /// `/authorize` with the standard parameters for a fresh PKCE pair; the portal page it
+    /// sends the browser to, and the verifier.
+    pub async fn start(&self, state: &str) -> (String, String) {
+        let (verifier, challenge) = pkce();
+        let r = self
+            .authorize_raw(&self.authorize_params(&challenge, state))
+            .await;
+        assert_eq!(r.status(), StatusCode::FOUND);
+        (location(&r), verifier)
+    }
+}
+
+/// `params` with `key` set to `value` (or removed when `None`).
+pub fn with_param(
+    params: &[(String, String)],
+    key: &str,
+    value: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = params.iter().filter(|(k, _)| k != key).cloned().collect();
+    if let Some(v) = value {
+        out.push((key.to_string(), v.to_string()));
+    }
+    out
+}
+
+/// The status of an MCP `initialize` POST to `mcp_url` with `token` as the bearer.
+pub async fn mcp_status(mcp_url: &str, token: &str) -> StatusCode {
+    no_redirects()
+        .post(mcp_url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize_body())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}

@@ -2,6 +2,8 @@
 //! pagination.
 //!
 //! Check order: filter → required `taskId` → select → order → pagination → access.
+//! Over 400 lines because the contract's list rules (every filter operator, select,
+//! order and page bound) are one method, checked in the order the portal checks them.
 
 use std::cmp::Ordering;
 

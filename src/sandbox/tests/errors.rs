@@ -1,4 +1,5 @@
-//! Every documented method error: status, code and validation field.
+//! Every documented method error: status, code and validation field. Long because it is
+//! a table: one test per documented error of each method.
 
 use serde_json::{Value, json};
 

@@ -1,4 +1,5 @@
-//! Success shapes of every method.
+//! Success shapes of every method. Long because it is a table: one test per method and
+//! answer shape.
 
 use serde_json::{Value, json};
 
