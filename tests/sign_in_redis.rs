@@ -1,8 +1,10 @@
 //! Two replicas on one Redis store (`--store redis://…`, the same `--store-key` and
 //! `--public-url`): a person signs in through replica A and calls tools through replica
 //! B as themselves; a refresh through B of a token A issued works once; `users revoke`
-//! on the same Redis ends their sign-in on both at once. A Redis that cannot be reached
-//! at start-up stops the server with a clear error and exit code 1.
+//! on the same Redis ends their sign-in on both at once. Redis stopped mid-run: requests
+//! get 503, and once it is back the same replicas work again. A Redis that cannot be
+//! reached at start-up stops the server with a clear error and exit code 1; `rediss://`
+//! checks the certificate.
 
 mod common;
 mod http_support;
@@ -29,7 +31,10 @@ struct Replicas {
 
 impl Replicas {
     async fn new() -> Replicas {
-        let redis = RedisServer::start();
+        Self::on(RedisServer::start()).await
+    }
+
+    async fn on(redis: RedisServer) -> Replicas {
         let port_a = free_port();
         let sandbox = Sandbox::start(SandboxOptions {
             oauth: Some(
@@ -278,4 +283,109 @@ async fn two_replicas_meeting_one_expired_token_refresh_it_once() {
         Some(&1),
         "one refresh reached the OAuth server for both replicas"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_reaches_redis_over_tls_and_checks_its_certificate() {
+    let team = Replicas::new().await;
+    let tls = RedisServer::start_tls();
+    let ca = tls.ca_file().display().to_string();
+    let mut env = team.env();
+    env.retain(|(k, _)| *k != "MCP_STORE");
+    env.push(("MCP_STORE", tls.tls_url(0)));
+    let listen = format!("127.0.0.1:{}", team.port_a);
+
+    // The test CA is not among the system's: the certificate is refused.
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, stderr) = run_to_exit(
+        &["--transport", "http", "--listen", &listen, "--oauth"],
+        &pairs,
+    )
+    .await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        (stderr.contains("cannot open the sign-in store")
+            || stderr.contains("cannot reach the Redis store"))
+            && stderr.contains("certificate"),
+        "{stderr}"
+    );
+
+    // Trusted (rustls reads SSL_CERT_FILE): signed in and called over it.
+    env.push(("SSL_CERT_FILE", ca));
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = spawn_http_on(&listen, &["--oauth"], &pairs).await;
+    let client = Client::discover_and_register(&server).await;
+    let one = client.sign_in(1).await;
+    let r = ok(&call_as(
+        &server.mcp_url(),
+        &one.access,
+        "task_result_add",
+        json!({"taskId": 51, "text": "stored over TLS"}),
+    )
+    .await);
+    assert_eq!(r["authorId"], 1, "{r}");
+    let logs = server.stderr();
+    assert!(logs.contains(&tls.tls_url(0)), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_mid_run_fails_calls_cleanly_and_its_return_is_picked_up() {
+    let mut team = Replicas::on(RedisServer::start_persistent()).await;
+    let a = team.replica(team.port_a).await;
+    let b = team.replica(free_port()).await;
+    let client = Client::discover_and_register(&a).await;
+    let one = client.sign_in(1).await;
+    let added = ok(&call_as(
+        &b.mcp_url(),
+        &one.access,
+        "task_result_add",
+        json!({"taskId": 51, "text": "before the outage"}),
+    )
+    .await);
+
+    team.redis.stop();
+    for replica in [&a, &b] {
+        let Err(status) = connect(&replica.mcp_url(), Some(&one.access)).await else {
+            panic!("a request was let in while the sign-in store was down");
+        };
+        assert!(status.contains("503"), "{status}");
+    }
+
+    // Redis returns with its data: the same replicas, not restarted, let the person in
+    // again. The shared pacing bucket may fail the first call after the outage (its
+    // connection is found dead only then): a clean "not sent", so the test asks again.
+    team.redis.restart();
+    for replica in [&b, &a] {
+        let client = connect(&replica.mcp_url(), Some(&one.access))
+            .await
+            .expect("a replica lets the person in at once when Redis is back");
+        let mut listed = None;
+        for _ in 0..20 {
+            let r = call(&client, "task_result_list", json!({"taskId": 51})).await;
+            if r.is_error != Some(true) {
+                listed = Some(ok(&r));
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        client.cancel().await.ok();
+        let listed = listed.expect("calls work again");
+        assert!(listed.to_string().contains("before the outage"), "{listed}");
+    }
+    // Nothing was sent twice: the one add is stored once.
+    let stored: Vec<_> = team
+        .sandbox
+        .results()
+        .into_iter()
+        .filter(|r| r["text"] == "before the outage")
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["id"], added["id"]);
+    for replica in [&a, &b] {
+        let logs = replica.stderr();
+        assert!(
+            !logs.contains(one.access.as_str()),
+            "a token reached the log"
+        );
+    }
 }

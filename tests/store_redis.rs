@@ -847,8 +847,7 @@ async fn a_token_moved_to_another_person_does_not_open() {
     }
 }
 
-/// Retries `call` until it succeeds; the manager reconnects in the background, so the
-/// first calls after a restart may still see the old failure.
+/// Retries `call` until it succeeds: a write is never repeated by the store itself.
 async fn until_ok<T>(mut call: impl AsyncFnMut() -> Result<T, StoreError>) -> T {
     for _ in 0..100 {
         if let Ok(value) = call().await {
@@ -893,8 +892,10 @@ async fn redis_stopped_fails_calls_and_a_restart_is_used_without_reopening() {
         started.elapsed()
     );
 
-    // Back on the same port, empty (no persistence): the same store object works again.
+    // Back on the same port, empty (no persistence): the same store object works again,
+    // from its first read on (a read that meets the dead connection is asked again).
     server.restart();
+    assert!(store.person("m1", 1).await.unwrap().is_none());
     until_ok(async || store.put_person(person("m1", 1)).await).await;
     signed_in(store.as_ref()).await;
     assert!(live(store.as_ref(), "at1", NOW).await);
@@ -993,4 +994,28 @@ async fn a_lock_is_held_by_one_replica_until_released_or_expired() {
     assert!(a.try_lock("refresh:m:3", "a", soon).await.unwrap());
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(b.try_lock("refresh:m:3", "b", far).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_password_in_the_address_is_used_and_a_wrong_one_is_named_without_its_value() {
+    let server = RedisServer::start_with_password("s3cret-pass-4e1d");
+    let good = format!("redis://:s3cret-pass-4e1d@127.0.0.1:{}/0", server.port());
+    let store = RedisStore::open(&RedisUrl::parse(&good).unwrap(), key())
+        .await
+        .unwrap();
+    store.put_person(person("m1", 1)).await.unwrap();
+    assert!(!format!("{store:?}").contains("s3cret-pass-4e1d"));
+
+    for bad in [
+        format!("redis://:wrong-pass-9c2a@127.0.0.1:{}/0", server.port()),
+        server.url(0),
+    ] {
+        let err = RedisStore::open(&RedisUrl::parse(&bad).unwrap(), key())
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(text.contains("credentials in MCP_STORE"), "{text}");
+        assert!(!text.contains("wrong-pass-9c2a"), "{text}");
+    }
 }

@@ -271,18 +271,51 @@ impl RedisStore {
         Ok(())
     }
 
+    /// One command that is safe to repeat (a read, or `SET NX`): retried once on a
+    /// connection that turns out dead (see [`once_more_if_dropped`]).
     async fn query<T: ::redis::FromRedisValue>(&self, cmd: ::redis::Cmd) -> Result<T, StoreError> {
-        let mut conn = self.inner.conn.clone();
-        bounded(async move { cmd.query_async(&mut conn).await }).await
+        let conn = self.inner.conn.clone();
+        bounded(once_more_if_dropped(|| {
+            let (cmd, mut conn) = (cmd.clone(), conn.clone());
+            async move { cmd.query_async(&mut conn).await }
+        }))
+        .await
     }
 
-    /// Runs `script` with the prefix as `ARGV[1]`, then `args`.
+    /// Runs `script` with the prefix as `ARGV[1]`, then `args`. Never repeated: a script
+    /// that writes may have run before its connection failed.
     async fn run<T: ::redis::FromRedisValue>(
         &self,
         script: &Script,
         keys: &[String],
         args: Args,
     ) -> Result<T, StoreError> {
+        let invocation = self.invocation(script, keys, args);
+        let mut conn = self.inner.conn.clone();
+        bounded(async move { invocation.invoke_async(&mut conn).await }).await
+    }
+
+    /// [`RedisStore::run`] for a script that only reads: retried once like `query`.
+    async fn run_read<T: ::redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        args: Args,
+    ) -> Result<T, StoreError> {
+        let invocation = self.invocation(script, &[], args);
+        let (invocation, conn) = (&invocation, self.inner.conn.clone());
+        bounded(once_more_if_dropped(|| {
+            let mut conn = conn.clone();
+            async move { invocation.invoke_async(&mut conn).await }
+        }))
+        .await
+    }
+
+    fn invocation<'a>(
+        &self,
+        script: &'a Script,
+        keys: &[String],
+        args: Args,
+    ) -> ::redis::ScriptInvocation<'a> {
         let mut invocation = script.prepare_invoke();
         for key in keys {
             invocation.key(key);
@@ -291,8 +324,21 @@ impl RedisStore {
         for arg in args.0 {
             invocation.arg(arg);
         }
-        let mut conn = self.inner.conn.clone();
-        bounded(async move { invocation.invoke_async(&mut conn).await }).await
+        invocation
+    }
+}
+
+/// After Redis restarts, the first command on the old connection fails (broken pipe)
+/// and the manager reconnects; a read may simply be asked again, so the first request
+/// after an outage does not fail for nothing.
+async fn once_more_if_dropped<T, F, Fut>(call: F) -> Result<T, RedisError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, RedisError>>,
+{
+    match call().await {
+        Err(e) if e.is_connection_dropped() || e.is_unrecoverable_error() => call().await,
+        other => other,
     }
 }
 
@@ -312,8 +358,17 @@ fn timed_out() -> StoreError {
 fn redis_error(e: RedisError) -> StoreError {
     let why = if e.is_timeout() {
         "Redis did not answer in time".to_string()
+    } else if e.is_io_error() && e.to_string().contains("certificate") {
+        // rustls's words for a refused certificate; the text itself is not repeated.
+        "Redis's TLS certificate is not trusted or not for this host name (for a private CA, \
+         set SSL_CERT_FILE to its certificate)"
+            .to_string()
     } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
         "Redis is unreachable".to_string()
+    } else if e.kind() == ::redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
+    {
+        "Redis refused the credentials in MCP_STORE".to_string()
     } else if let Some(code) = e.code() {
         format!("Redis refused a call ({code})")
     } else {
@@ -756,7 +811,7 @@ impl Store for RedisStore {
         now: i64,
     ) -> Result<Option<(IssuedToken, Grant)>, StoreError> {
         let args = Args::new().arg(hex(hash)).arg(now);
-        let mut raw: Vec<Vec<u8>> = self.run(&self.inner.scripts.token, &[], args).await?;
+        let mut raw: Vec<Vec<u8>> = self.run_read(&self.inner.scripts.token, args).await?;
         if raw.is_empty() {
             return Ok(None);
         }
@@ -842,7 +897,7 @@ impl Store for RedisStore {
 
     async fn people(&self) -> Result<Vec<PersonSummary>, StoreError> {
         let raw: Vec<Vec<u8>> = self
-            .run(&self.inner.scripts.people, &[], Args::new())
+            .run_read(&self.inner.scripts.people, Args::new())
             .await?;
         if !raw.len().is_multiple_of(5) {
             return Err(corrupt("person"));
