@@ -97,10 +97,10 @@ pub struct SignInArgs {
     /// Life of the access tokens this server issues to clients.
     #[arg(long, env = "MCP_TOKEN_LIFETIME", default_value_t = 3600, value_name = "SECONDS", global = true, value_parser = clap::value_parser!(u64).range(60..=86_400))]
     pub token_lifetime: u64,
-    /// Where sign-ins are kept: sqlite:PATH [default: sqlite: under the user's data directory].
+    /// Where sign-ins are kept: sqlite:PATH, or redis://HOST:PORT/DB (rediss:// for TLS) for several replicas, which then also share the pacing bucket and refresh turns [default: sqlite: under the user's data directory].
     #[arg(long, env = "MCP_STORE", value_name = "STORE", global = true)]
     pub store: Option<String>,
-    /// Key (64 hex characters) encrypting the Bitrix24 tokens in the store; without it a key file is created beside the database. Secret: never logged.
+    /// Key (64 hex characters) encrypting the Bitrix24 tokens in the store; required with Redis; with SQLite, without it a key file is created beside the database. Secret: never logged.
     #[arg(
         long,
         env = "MCP_STORE_KEY",

@@ -10,17 +10,22 @@ use crate::store::Store;
 
 /// Runs the `users` subcommand; the report goes to stdout.
 pub async fn run(cli: &Cli, args: &UsersArgs) -> ExitCode {
-    let opened = match store_location(&cli.sign_in) {
-        Ok(location) => crate::app::open_store(&location, cli.sign_in.store_key.as_ref()).await,
-        Err(e) => Err(e),
-    };
-    let store = match opened {
-        Ok(s) => s,
+    // A wrong --store is a usage error (exit 2); a store that cannot be opened is not.
+    let location = match store_location(&cli.sign_in) {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("error: {}", crate::redact::redact(&e));
             return ExitCode::from(2);
         }
     };
+    let store = match crate::app::open_store(&location, cli.sign_in.store_key.as_ref()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {}", crate::redact::redact(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+
     match &args.action {
         UsersAction::List => list(store.as_ref()).await,
         UsersAction::Revoke { user_id } => revoke(store.as_ref(), *user_id).await,

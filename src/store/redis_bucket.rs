@@ -112,11 +112,23 @@ impl RedisBucket {
             .arg(tolerance.as_micros() as u64)
             .arg(max_wait.as_micros() as u64);
         let mut conn = self.conn.clone();
-        let answer = tokio::time::timeout(
+        let mut answer = tokio::time::timeout(
             ROUND_TRIP_TIMEOUT,
             invocation.invoke_async::<(i64, i64)>(&mut conn),
         )
         .await;
+        // The first call after a Redis restart finds the old connection dead (broken
+        // pipe) while the manager reconnects: try once more on the new one. A repeat at
+        // worst reserves one slot too many, which only makes the pacing stricter.
+        if let Ok(Err(e)) = &answer
+            && (e.is_connection_dropped() || e.is_io_error())
+        {
+            answer = tokio::time::timeout(
+                ROUND_TRIP_TIMEOUT,
+                invocation.invoke_async::<(i64, i64)>(&mut conn),
+            )
+            .await;
+        }
         match answer {
             Ok(Ok((granted, wait))) => Ok((granted == 1, wait.max(0) as u64)),
             Ok(Err(e)) => Err(self.unavailable(e.to_string())),
