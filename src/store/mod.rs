@@ -13,6 +13,7 @@
 pub mod crypto;
 pub mod redis;
 pub mod redis_bucket;
+pub mod redis_gate;
 mod schema;
 pub mod sqlite;
 
