@@ -11,7 +11,9 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::{SignIn, SignInOptions};
+use crate::bitrix::OAuthConfig;
 use crate::bitrix::grant::App;
+use crate::bitrix::oauth::Shared;
 use crate::bitrix::{Caller, Client, Endpoint, Refresher, StaticToken};
 use crate::bitrix::{SharedBucket, SharedGate};
 use crate::redact;
@@ -20,7 +22,8 @@ use crate::server::TaskResultsServer;
 use crate::settings::{Pacing, Portal, PortalChoice, Settings, SignInSettings, StoreLocation};
 use crate::store::redis_bucket::RedisBucket;
 use crate::store::redis_gate::RedisGate;
-use crate::store::{RedisStore, SqliteStore, Store, StoreKey};
+use crate::store::redis_tokens::RedisTokens;
+use crate::store::{RedisStore, RedisUrl, SqliteStore, Store, StoreKey};
 use crate::transport;
 
 /// Starts the built-in sandbox portal and the webhook endpoint that reaches it.
@@ -165,7 +168,7 @@ pub async fn serve(settings: Settings) -> ExitCode {
         Ok(i) => i,
         Err(e) => return usage(&e),
     };
-    let (portal, pacing) = match (settings.portal, settings.pacing) {
+    let (mut portal, pacing) = match (settings.portal, settings.pacing) {
         (Err(e), _) | (_, Err(e)) => return usage(&e),
         (Ok(portal), Ok(pacing)) => (portal, pacing),
     };
@@ -235,10 +238,20 @@ pub async fn serve(settings: Settings) -> ExitCode {
         },
     };
     tracing::info!(portal = %endpoint.describe(), version = env!("CARGO_PKG_VERSION"), "bitrix24-task-results-mcp starting");
+    if let (Ok(Some(url)), Some(config)) = (&settings.shared, portal.refresh.as_mut()) {
+        match shared_identity(url, settings.store_key.as_ref(), &endpoint.portal(), config).await {
+            Ok(()) => {}
+            Err(SharedIdentityError::Usage(e)) => return usage(&e),
+            Err(SharedIdentityError::Unreachable(e)) => {
+                eprintln!("error: {}", redact::redact(&e));
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     // Replicas on one Redis pace their portal calls together.
     // ... and remember together which methods the portal blocks.
-    type Shared = (Arc<dyn SharedBucket>, Arc<dyn SharedGate>);
-    let shared: Option<Shared> = match settings.shared {
+    type Replicated = (Arc<dyn SharedBucket>, Arc<dyn SharedGate>);
+    let shared: Option<Replicated> = match settings.shared {
         Err(e) => return usage(&e),
         Ok(None) => None,
         Ok(Some(url)) => {
@@ -309,6 +322,46 @@ pub async fn serve(settings: Settings) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Why the identity cannot be shared: settings (exit 2) or Redis (exit 1).
+enum SharedIdentityError {
+    /// Exit code 2: the settings do not fit.
+    Usage(String),
+    /// Exit code 1: Redis is away.
+    Unreachable(String),
+}
+
+/// Replicas with one configured OAuth identity share its pair through Redis, so that one
+/// refreshes and the others adopt the new pair (a second refresh would be refused).
+async fn shared_identity(
+    url: &RedisUrl,
+    store_key: Option<&SecretString>,
+    origin: &str,
+    config: &mut OAuthConfig,
+) -> Result<(), SharedIdentityError> {
+    let key = store_key.ok_or_else(|| {
+        SharedIdentityError::Usage(
+            "a Redis store with OAuth refresh (BITRIX24_CLIENT_ID, BITRIX24_CLIENT_SECRET) needs \
+             --store-key (MCP_STORE_KEY, 64 hex characters, e.g. `openssl rand -hex 32`), the same \
+             on every replica: the replicas share the identity's tokens, sealed with it"
+                .into(),
+        )
+    })?;
+    let key = StoreKey::from_hex(key.expose_secret())
+        .map_err(|e| SharedIdentityError::Usage(format!("MCP_STORE_KEY: {e}")))?;
+    let unreachable = |e: String| {
+        SharedIdentityError::Unreachable(format!(
+            "cannot reach the Redis store {}: {e}",
+            url.shown()
+        ))
+    };
+    let tokens = RedisTokens::connect(url, key, origin, &config.client_id)
+        .await
+        .map_err(unreachable)?;
+    config.shared = Some(Shared::load(Arc::new(tokens)).await.map_err(unreachable)?);
+    tracing::info!(store = %url.shown(), "the OAuth identity's tokens are shared with the other replicas");
+    Ok(())
 }
 
 /// Sign-in at `public_url`: the store, the application (the sandbox's own on the

@@ -38,6 +38,8 @@ pub struct Settings {
     pub sign_in: Result<Option<SignInSettings>, String>,
     /// The Redis server shared by replicas (`--store redis://…`), when given.
     pub shared: Result<Option<RedisUrl>, String>,
+    /// `--store-key`, when given: seals what replicas share, with or without `--oauth`.
+    pub store_key: Option<SecretString>,
 }
 
 impl Settings {
@@ -58,6 +60,7 @@ impl Settings {
                 .and_then(|h| budget_fits_sessions(h, call_budget)),
             sign_in: sign_in(cli),
             shared: shared(cli),
+            store_key: secret(&cli.sign_in.store_key),
         }
     }
 }
@@ -456,6 +459,7 @@ fn oauth_refresh(args: &PortalArgs) -> Result<Option<OAuthConfig>, String> {
         access_token: secret(&args.access_token),
         token_file,
         oauth_url,
+        shared: None,
     }))
 }
 

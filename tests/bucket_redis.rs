@@ -2,7 +2,8 @@
 //! each test starts on a free loopback port.
 //!
 //! Three `Pacer::shared` on one key stand for three replicas: together they must stay
-//! within one bucket. The bounds asserted are the GCRA's own, with a few tens of
+//! within one bucket, and three portal clients on it are never refused by a sandbox whose
+//! bucket is the portal's. The bounds asserted are the GCRA's own, with a few tens of
 //! milliseconds of scheduling slack; nothing else is timed.
 
 mod redis_support;
@@ -14,7 +15,7 @@ use bitrix24_task_results_mcp::bitrix::{
     CallError, Client, ClientOptions, Effect, Endpoint, NoSlot, PaceError, Pacer, Rate,
     SharedBucket,
 };
-use bitrix24_task_results_mcp::sandbox::{Sandbox, SandboxOptions};
+use bitrix24_task_results_mcp::sandbox::{RateLimit, Sandbox, SandboxOptions};
 use bitrix24_task_results_mcp::store::redis_bucket::{KEY_PREFIX, RedisBucket};
 use redis_support::RedisServer;
 use serde_json::{Value, json};
@@ -260,5 +261,109 @@ async fn a_client_call_without_its_shared_bucket_is_not_sent() {
         "{text}"
     );
     assert_eq!(sandbox.requests().len(), sent, "a call went out unpaced");
+    sandbox.shutdown();
+}
+
+#[tokio::test]
+async fn the_redis_password_never_shows() {
+    // Nothing listens on port 1: connecting fails, and says where without the credentials.
+    let err = RedisBucket::connect("redis://pacer:s3cret-pw@127.0.0.1:1/2")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Redis at 127.0.0.1:1/2"), "{err}");
+    assert!(
+        !err.contains("s3cret-pw") && !err.contains("pacer:"),
+        "{err}"
+    );
+}
+
+/// Three replicas' portal clients, each with its own connection pool, send 60 adds to a
+/// sandbox whose bucket is the portal's (10/s burst 10). Returns the time until the last
+/// answer and the number of requests the portal refused with 503.
+async fn sixty_adds(sandbox: &Sandbox, redis: Option<&RedisServer>) -> (Duration, usize) {
+    let before = (sandbox.results().len(), sandbox.requests().len());
+    let mut clients = Vec::new();
+    let mut caller = None;
+    for _ in 0..3 {
+        let endpoint = Endpoint::webhook(&sandbox.webhook_url()).unwrap();
+        let shared_bucket = match redis {
+            Some(r) => Some(bucket(r).await as Arc<dyn SharedBucket>),
+            None => None,
+        };
+        clients.push(Client::new(
+            endpoint.portal,
+            ClientOptions {
+                rate: PORTAL,
+                shared_bucket,
+                call_budget: Duration::from_secs(120),
+                ..ClientOptions::default()
+            },
+        ));
+        caller = Some(endpoint.caller);
+    }
+    let caller = caller.unwrap();
+    let started = Instant::now();
+    let calls: Vec<_> = (0..60)
+        .map(|i| {
+            let client = clients[i % 3].clone();
+            let caller = caller.clone();
+            tokio::spawn(async move {
+                let body = json!({"fields": {"taskId": 51, "text": format!("replica write {i}")}});
+                client
+                    .call::<_, Value>(&caller, "tasks.task.result.add", &body, Effect::Write)
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .collect();
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    let makespan = started.elapsed();
+    assert_eq!(
+        sandbox.results().len() - before.0,
+        60,
+        "every add stored once"
+    );
+    let refused = sandbox.requests()[before.1..]
+        .iter()
+        .filter(|r| r.status == 503)
+        .count();
+    (makespan, refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_clients_sharing_the_bucket_are_never_refused_by_the_portal() {
+    let redis = RedisServer::start();
+    let rate = RateLimit {
+        drain_per_sec: PORTAL.per_sec,
+        burst: PORTAL.burst,
+    };
+    let sandbox = Sandbox::start(SandboxOptions {
+        rate: Some(rate),
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    let (makespan, refused) = sixty_adds(&sandbox, Some(&redis)).await;
+    let minimum = PORTAL.min_makespan(60);
+    println!("shared bucket: 60 adds in {makespan:?} (minimum {minimum:?}), {refused} refused");
+    assert_eq!(refused, 0, "the portal refused requests as over its limit");
+    assert!(
+        makespan <= minimum.mul_f64(1.1),
+        "makespan {makespan:?} > 1.1 x {minimum:?}"
+    );
+    sandbox.shutdown();
+
+    // The same without the shared store, reported only: each replica fills the bucket.
+    let sandbox = Sandbox::start(SandboxOptions {
+        rate: Some(rate),
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    let (makespan, refused) = sixty_adds(&sandbox, None).await;
+    println!("three local buckets: 60 adds in {makespan:?}, {refused} refused with 503");
     sandbox.shutdown();
 }

@@ -243,3 +243,39 @@ async fn an_unreachable_redis_at_start_up_exits_1_with_a_clear_error() {
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("MCP_STORE_KEY"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_meeting_one_expired_token_refresh_it_once() {
+    let team = Replicas::new().await;
+    let a = team.replica(team.port_a).await;
+    let b = team.replica(free_port()).await;
+    let client = Client::discover_and_register(&a).await;
+    let one = client.sign_in(1).await;
+    for replica in [&a, &b] {
+        ok(&call_as(
+            &replica.mcp_url(),
+            &one.access,
+            "task_result_list",
+            json!({"taskId": 51}),
+        )
+        .await);
+    }
+    team.sandbox.expire_access_tokens_of(1);
+    let calls: Vec<_> = (0..6)
+        .map(|i| {
+            let url = if i % 2 == 0 { a.mcp_url() } else { b.mcp_url() };
+            let token = one.access.clone();
+            tokio::spawn(async move {
+                call_as(&url, &token, "task_result_list", json!({"taskId": 51})).await
+            })
+        })
+        .collect();
+    for call in calls {
+        ok(&call.await.unwrap());
+    }
+    assert_eq!(
+        team.sandbox.refresh_counts().get(&1),
+        Some(&1),
+        "one refresh reached the OAuth server for both replicas"
+    );
+}

@@ -71,8 +71,8 @@ pub fn run(rt: &tokio::runtime::Runtime, opts: &Opts) -> Vec<Row> {
         let local = Pacer::new(roomy);
         let ours = cost(&shared).await;
         let theirs = cost(&local).await;
-        println!("acquire, Redis bucket: {}", ours.line(1000.0, "ms"));
-        println!("acquire, local bucket: {}", theirs.line(1000.0, "ms"));
+        println!("acquire, Redis bucket: {}", ours.line(1.0, "µs"));
+        println!("acquire, local bucket: {}", theirs.line(1.0, "µs"));
         let dm = (ours.median() - theirs.median()) / 1000.0;
         let dp = (ours.p99() - theirs.p99()) / 1000.0;
         rows.push(Row {

@@ -12,13 +12,18 @@
 //! (`BITRIX24_OAUTH_URL`), else the host of the last answer's `server_endpoint`, else
 //! `https://oauth.bitrix.info`.
 //!
+//! Replicas that share one identity (issue 13) also share its pair through a
+//! [`SharedTokens`] store (Redis): a refresh takes the store's lock, re-reads the pair, and
+//! either adopts the one another replica just published or spends the refresh token and
+//! publishes the new pair before using it. Without a shared store nothing of that runs.
+//!
 //! Over 400 lines: the refresh and the token file share one state and its rules, kept
 //! together; the last third is their unit tests.
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use reqwest::{Url, header};
 use secrecy::{ExposeSecret, SecretString};
@@ -68,6 +73,77 @@ pub struct OAuthConfig {
     pub token_file: PathBuf,
     /// `BITRIX24_OAUTH_URL`: the OAuth server, overriding `server_endpoint`.
     pub oauth_url: Option<Url>,
+    /// The store replicas share the pair through (`--store redis://…`), when any.
+    pub shared: Option<Shared>,
+}
+
+/// How long a refresh may hold the shared lock (a crashed holder frees it then).
+const LOCK_HOLD_MS: i64 = 30_000;
+/// How long a replica waits for another's refresh before giving up.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+/// How often a waiting replica tries the lock again.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+/// A shared access token this close to its expiry is not adopted but refreshed.
+const EXPIRY_MARGIN_S: i64 = 30;
+
+/// One identity's pair as the replicas share it.
+#[derive(Clone, Debug)]
+pub struct SharedPair {
+    /// The access token in force.
+    pub access_token: SecretString,
+    /// The refresh token not yet spent.
+    pub refresh_token: SecretString,
+    /// Unix time the access token expires, when the OAuth server said.
+    pub expires: Option<i64>,
+    /// The last `server_endpoint` the OAuth server gave.
+    pub server_endpoint: Option<String>,
+}
+
+/// Where replicas with one configured identity keep its pair and take turns refreshing.
+/// Errors are texts safe to show (no value of the store in them).
+pub trait SharedTokens: std::fmt::Debug + Send + Sync + 'static {
+    /// The pair last published, if any.
+    fn load(&self) -> BoxFuture<'_, Result<Option<SharedPair>, String>>;
+    /// Publishes `pair` for every replica.
+    fn store<'a>(&'a self, pair: &'a SharedPair) -> BoxFuture<'a, Result<(), String>>;
+    /// Takes the refresh lock for `holder` until `until_ms` (Unix ms); `false` when
+    /// another holds it.
+    fn lock<'a>(&'a self, holder: &'a str, until_ms: i64) -> BoxFuture<'a, Result<bool, String>>;
+    /// Frees the lock if `holder` still holds it.
+    fn unlock<'a>(&'a self, holder: &'a str) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// A shared store and the pair it held at start-up (read before the refresher exists,
+/// because loading it is the one asynchronous part of start-up).
+#[derive(Clone, Debug)]
+pub struct Shared {
+    tokens: Arc<dyn SharedTokens>,
+    initial: Option<SharedPair>,
+}
+
+impl Shared {
+    /// Reads the pair `tokens` holds now; it wins over the token file and the
+    /// environment: it is the replicas' common truth.
+    pub async fn load(tokens: Arc<dyn SharedTokens>) -> Result<Shared, String> {
+        let initial = tokens.load().await?;
+        Ok(Shared { tokens, initial })
+    }
+}
+
+fn shared_unavailable(detail: String) -> CallError {
+    CallError::OAuth {
+        code: "store_unavailable".into(),
+        detail: format!(
+            "the store shared with the other replicas is unavailable ({detail}); nothing was spent, try again"
+        ),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// `$XDG_CONFIG_HOME/bitrix24-task-results-mcp/token.json`, else under `~/.config`, else
@@ -149,6 +225,8 @@ pub struct Refresher {
     state: tokio::sync::Mutex<RefreshState>,
     /// The tokens in force, masked in every log line and error; each refresh replaces them.
     masked: redact::Slot,
+    /// The store shared with other replicas, when any.
+    shared: Option<Arc<dyn SharedTokens>>,
 }
 
 impl TokenSource for Refresher {
@@ -200,8 +278,21 @@ impl Refresher {
                     || s.refresh_token.expose_secret() == env
             }
         });
-        let (access, state) = match from_file {
-            Some(s) => {
+        let shared_initial = config.shared.as_ref().and_then(|s| s.initial.clone());
+        let (access, state) = match (shared_initial, from_file) {
+            (Some(p), file) => {
+                tracing::info!("OAuth tokens read from the store shared with the other replicas");
+                (
+                    Some(p.access_token),
+                    RefreshState {
+                        refresh_token: p.refresh_token,
+                        server_endpoint: p.server_endpoint,
+                        seeded_by: file.and_then(|f| f.seeded_by).or(env_refresh),
+                        dead: None,
+                    },
+                )
+            }
+            (None, Some(s)) => {
                 tracing::info!(file = %path.display(), "OAuth tokens read from the token file");
                 (
                     Some(s.access_token),
@@ -213,7 +304,7 @@ impl Refresher {
                     },
                 )
             }
-            None => {
+            (None, None) => {
                 let refresh = env_refresh.ok_or_else(|| {
                     format!(
                         "OAuth refresh needs a refresh token: set BITRIX24_REFRESH_TOKEN (the token file {} has none)",
@@ -244,6 +335,7 @@ impl Refresher {
             }),
             state: tokio::sync::Mutex::new(state),
             masked,
+            shared: config.shared.map(|s| s.tokens),
         })
     }
 
@@ -259,7 +351,9 @@ impl Refresher {
     }
 
     /// Replaces the access token of generation `seen`. When another call already did
-    /// (the generation moved on), returns at once: one refresh serves every caller.
+    /// (the generation moved on), returns at once: one refresh serves every caller. With
+    /// a shared store, replicas take turns: the one holding the lock refreshes, the
+    /// others find its pair in the store and adopt it.
     pub async fn refresh(&self, http: &reqwest::Client, seen: u64) -> Result<(), CallError> {
         let mut state = self.state.lock().await;
         if self.current().1 != seen {
@@ -268,7 +362,84 @@ impl Refresher {
         if let Some(dead) = &state.dead {
             return Err(dead.clone());
         }
-        let url = self.token_url(&state)?;
+        let Some(shared) = self.shared.clone() else {
+            return self.exchange(http, &mut state, None).await;
+        };
+        let holder = uuid::Uuid::new_v4().to_string();
+        let give_up = tokio::time::Instant::now() + LOCK_WAIT;
+        loop {
+            let until = now_ms().saturating_add(LOCK_HOLD_MS);
+            if shared
+                .lock(&holder, until)
+                .await
+                .map_err(shared_unavailable)?
+            {
+                break;
+            }
+            if tokio::time::Instant::now() >= give_up {
+                return Err(CallError::OAuth {
+                    code: "refresh_busy".into(),
+                    detail: "another replica is refreshing the OAuth token and has not finished; try again"
+                        .into(),
+                });
+            }
+            tokio::time::sleep(LOCK_POLL).await;
+        }
+        let outcome = self.refresh_shared(http, &mut state, &*shared).await;
+        let _ = shared.unlock(&holder).await;
+        outcome
+    }
+
+    /// Under the shared lock: adopts the pair another replica published, or spends the
+    /// refresh token when the store still holds the pair that failed here.
+    async fn refresh_shared(
+        &self,
+        http: &reqwest::Client,
+        state: &mut RefreshState,
+        shared: &dyn SharedTokens,
+    ) -> Result<(), CallError> {
+        // Read after taking the lock: the previous holder stored its pair before it
+        // unlocked.
+        let Some(pair) = shared.load().await.map_err(shared_unavailable)? else {
+            return self.exchange(http, state, Some(shared)).await;
+        };
+        let mine = self.current().0;
+        let differs = mine.as_ref().map(ExposeSecret::expose_secret)
+            != Some(pair.access_token.expose_secret());
+        let fresh = pair
+            .expires
+            .is_none_or(|at| at > now_ms() / 1000 + EXPIRY_MARGIN_S);
+        // The store's refresh token is the one not yet spent, whichever replica
+        // published it.
+        state.refresh_token = pair.refresh_token.clone();
+        if pair.server_endpoint.is_some() {
+            state.server_endpoint = pair.server_endpoint.clone();
+        }
+        if !(differs && fresh) {
+            return self.exchange(http, state, Some(shared)).await;
+        }
+        mask_in_force(&self.masked, Some(&pair.access_token), state);
+        let stored = StoredTokens {
+            access_token: pair.access_token.clone(),
+            refresh_token: pair.refresh_token,
+            expires: pair.expires,
+            server_endpoint: state.server_endpoint.clone(),
+            seeded_by: state.seeded_by.clone(),
+        };
+        self.put_in_force(pair.access_token, stored, "another replica refreshed the OAuth access token; its pair is in use and stored in the token file")
+            .await;
+        Ok(())
+    }
+
+    /// Spends the refresh token; the new pair goes to `shared` (when given) before it is
+    /// used, then to the token file.
+    async fn exchange(
+        &self,
+        http: &reqwest::Client,
+        state: &mut RefreshState,
+        shared: Option<&dyn SharedTokens>,
+    ) -> Result<(), CallError> {
+        let url = self.token_url(state)?;
         let answer = match self.request(http, url, &state.refresh_token).await {
             Ok(a) => a,
             Err(e) => {
@@ -283,7 +454,24 @@ impl Refresher {
             state.server_endpoint = answer.server_endpoint.clone();
         }
         // Masked before anything can log or echo the new pair.
-        mask_in_force(&self.masked, Some(&answer.access_token), &state);
+        mask_in_force(&self.masked, Some(&answer.access_token), state);
+        if let Some(shared) = shared {
+            let pair = SharedPair {
+                access_token: answer.access_token.clone(),
+                refresh_token: answer.refresh_token.clone(),
+                expires: answer.expires,
+                server_endpoint: state.server_endpoint.clone(),
+            };
+            // The old refresh token is spent: the other replicas must find the new one.
+            // Failing that, this replica still works, and theirs fail until one of them
+            // is given a fresh grant.
+            if let Err(e) = shared.store(&pair).await {
+                tracing::warn!(
+                    "OAuth access token refreshed, but the new pair could not be shared with the \
+                     other replicas ({e}); their next refresh will be refused"
+                );
+            }
+        }
         let stored = StoredTokens {
             access_token: answer.access_token.clone(),
             refresh_token: answer.refresh_token,
@@ -291,12 +479,22 @@ impl Refresher {
             server_endpoint: state.server_endpoint.clone(),
             seeded_by: state.seeded_by.clone(),
         };
-        // Calls not waiting for this refresh use the new token at once; the lock stays
-        // held over the file write only so that two refreshes cannot store their pairs
-        // out of order (the write itself runs off the async runtime).
+        self.put_in_force(
+            answer.access_token,
+            stored,
+            "OAuth access token refreshed; the new pair is stored in the token file",
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Makes `access` the token in force (a new generation) and writes `stored` to the
+    /// token file. The caller holds the state lock over the write only so that two
+    /// refreshes cannot store their pairs out of order (the write runs off the runtime).
+    async fn put_in_force(&self, access: SecretString, stored: StoredTokens, done: &str) {
         {
             let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-            current.access = Some(answer.access_token);
+            current.access = Some(access);
             current.generation += 1;
         }
         let path = self.token_file.clone();
@@ -304,10 +502,7 @@ impl Refresher {
             .await
             .unwrap_or_else(|e| Err(io::Error::other(e)));
         match written {
-            Ok(()) => tracing::info!(
-                file = %self.token_file.display(),
-                "OAuth access token refreshed; the new pair is stored in the token file"
-            ),
+            Ok(()) => tracing::info!(file = %self.token_file.display(), "{done}"),
             Err(e) => tracing::warn!(
                 file = %self.token_file.display(),
                 "OAuth access token refreshed, but the new pair could not be stored ({e}); \
@@ -315,8 +510,6 @@ impl Refresher {
                  or set BITRIX24_TOKEN_FILE"
             ),
         }
-        drop(state);
-        Ok(())
     }
 
     fn token_url(&self, state: &RefreshState) -> Result<Url, CallError> {
@@ -526,6 +719,7 @@ mod tests {
             access_token: Some("env-access-token".into()),
             token_file: dir.join("sub").join("token.json"),
             oauth_url: None,
+            shared: None,
         }
     }
 

@@ -1,0 +1,232 @@
+//! The configured OAuth identity's pair in Redis, shared by replicas (issue 13).
+//!
+//! Without sign-in every replica runs as one identity, and Bitrix24 rotates its refresh
+//! token on every refresh: a second replica spending the same token would be refused and
+//! the identity would be dead. The replicas therefore keep the pair here, sealed with the
+//! store key (never in clear), take turns through a lock (`SET … PXAT`, freed by
+//! compare-and-delete), and adopt the pair the holder published ([`SharedTokens`]).
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use secrecy::zeroize::Zeroizing;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::bitrix::BoxFuture;
+use crate::bitrix::oauth::{SharedPair, SharedTokens};
+use crate::store::{RedisUrl, StoreKey};
+
+/// Prefix of the identity keys; a hash of the portal's origin and the client id follows.
+pub const KEY_PREFIX: &str = "b24mcp:identity:";
+
+/// How long one round trip may take: a store that does not answer must not hold calls.
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Takes the lock when free or already the holder's.
+const LOCK: &str = "local cur = redis.call('GET', KEYS[1])
+if cur == false or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
+  return 1
+end
+return 0";
+
+/// Frees the lock only when the holder still holds it (it may have expired and been
+/// taken by another).
+const UNLOCK: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
+
+/// One identity's shared pair and refresh lock in Redis.
+pub struct RedisTokens {
+    conn: ConnectionManager,
+    key: StoreKey,
+    /// `b24mcp:identity:<hash>`: the sealed pair; `…:lock` is the refresh lock.
+    name: String,
+    lock: redis::Script,
+    unlock: redis::Script,
+    /// The URL without its credentials.
+    shown: String,
+}
+
+impl std::fmt::Debug for RedisTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisTokens({}, {})", self.shown, self.name)
+    }
+}
+
+/// The key of the identity `client_id` on the portal `origin`: hashed, so the key names
+/// neither.
+pub fn identity_key(origin: &str, client_id: &str) -> String {
+    let digest = Sha256::digest(format!("{origin}\n{client_id}").as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{KEY_PREFIX}{hex}")
+}
+
+impl RedisTokens {
+    /// Connects to `url` for the identity `client_id` on `origin`; fails when Redis
+    /// does not answer, so that start-up can say so.
+    pub async fn connect(
+        url: &RedisUrl,
+        key: StoreKey,
+        origin: &str,
+        client_id: &str,
+    ) -> Result<Self, String> {
+        if url.is_tls() {
+            // redis-rs builds its rustls configuration from the process default.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let shown = url.shown().to_string();
+        let client = redis::Client::open(url.expose())
+            .map_err(|_| format!("{shown} is not a usable Redis address"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(ROUND_TRIP_TIMEOUT))
+            .set_response_timeout(Some(ROUND_TRIP_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50));
+        let conn = tokio::time::timeout(
+            ROUND_TRIP_TIMEOUT * 3,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| format!("{shown} did not answer"))?
+        .map_err(|e| format!("{shown}: {}", failure(&e)))?;
+        Ok(RedisTokens {
+            conn,
+            key,
+            name: identity_key(origin, client_id),
+            lock: redis::Script::new(LOCK),
+            unlock: redis::Script::new(UNLOCK),
+            shown,
+        })
+    }
+
+    fn lock_name(&self) -> String {
+        format!("{}:lock", self.name)
+    }
+
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, String> {
+        match tokio::time::timeout(ROUND_TRIP_TIMEOUT, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(format!("{}: {}", self.shown, failure(&e))),
+            Err(_) => Err(format!("{} did not answer in time", self.shown)),
+        }
+    }
+
+    async fn get(&self) -> Result<Option<SharedPair>, String> {
+        let mut conn = self.conn.clone();
+        let sealed: Option<Vec<u8>> = self
+            .bounded(redis::cmd("GET").arg(&self.name).query_async(&mut conn))
+            .await?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        // The key name is the associated data: a pair copied under another identity's
+        // key does not open.
+        let plain = self
+            .key
+            .open(&sealed, self.name.as_bytes())
+            .map_err(|e| format!("the shared OAuth pair cannot be read ({e})"))?;
+        let value: Value = serde_json::from_str(plain.expose_secret())
+            .map_err(|_| "the shared OAuth pair is not in this server's format".to_string())?;
+        let text = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_string);
+        match (text("access_token"), text("refresh_token")) {
+            (Some(access), Some(refresh)) => Ok(Some(SharedPair {
+                access_token: SecretString::from(access),
+                refresh_token: SecretString::from(refresh),
+                expires: value.get("expires").and_then(Value::as_i64),
+                server_endpoint: text("server_endpoint"),
+            })),
+            _ => Err("the shared OAuth pair is incomplete".into()),
+        }
+    }
+
+    async fn set(&self, pair: &SharedPair) -> Result<(), String> {
+        let plain = Zeroizing::new(
+            json!({
+                "access_token": pair.access_token.expose_secret(),
+                "refresh_token": pair.refresh_token.expose_secret(),
+                "expires": pair.expires,
+                "server_endpoint": pair.server_endpoint,
+            })
+            .to_string(),
+        );
+        let sealed = self
+            .key
+            .seal(&plain, self.name.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let mut conn = self.conn.clone();
+        self.bounded::<()>(
+            redis::cmd("SET")
+                .arg(&self.name)
+                .arg(sealed)
+                .query_async(&mut conn),
+        )
+        .await
+    }
+
+    async fn try_lock(&self, holder: &str, until_ms: i64) -> Result<bool, String> {
+        let mut invocation = self.lock.key(self.lock_name());
+        invocation.arg(holder).arg(until_ms.max(1));
+        let mut conn = self.conn.clone();
+        let taken: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(taken == 1)
+    }
+
+    async fn free(&self, holder: &str) -> Result<(), String> {
+        let mut invocation = self.unlock.key(self.lock_name());
+        invocation.arg(holder);
+        let mut conn = self.conn.clone();
+        let _: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(())
+    }
+}
+
+/// A Redis failure in words that hold no value: its kind or the server's error code.
+fn failure(e: &redis::RedisError) -> String {
+    if e.is_timeout() {
+        "Redis did not answer in time".into()
+    } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+        "Redis is unreachable".into()
+    } else if let Some(code) = e.code() {
+        format!("Redis refused a call ({code})")
+    } else {
+        format!("Redis failed ({:?})", e.kind())
+    }
+}
+
+impl SharedTokens for RedisTokens {
+    fn load(&self) -> BoxFuture<'_, Result<Option<SharedPair>, String>> {
+        Box::pin(self.get())
+    }
+
+    fn store<'a>(&'a self, pair: &'a SharedPair) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.set(pair))
+    }
+
+    fn lock<'a>(&'a self, holder: &'a str, until_ms: i64) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(self.try_lock(holder, until_ms))
+    }
+
+    fn unlock<'a>(&'a self, holder: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.free(holder))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_names_neither_portal_nor_client() {
+        let k = identity_key("https://p.bitrix24.example", "local.app.1");
+        assert!(k.starts_with(KEY_PREFIX));
+        assert!(!k.contains("bitrix24") && !k.contains("local.app"));
+        assert_ne!(k, identity_key("https://p.bitrix24.example", "local.app.2"));
+        assert_eq!(k, identity_key("https://p.bitrix24.example", "local.app.1"));
+    }
+}
