@@ -12,15 +12,16 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::{SignIn, SignInOptions};
 use crate::bitrix::OAuthConfig;
-use crate::bitrix::SharedBucket;
 use crate::bitrix::grant::App;
 use crate::bitrix::oauth::Shared;
 use crate::bitrix::{Caller, Client, Endpoint, Refresher, StaticToken};
+use crate::bitrix::{SharedBucket, SharedGate};
 use crate::redact;
 use crate::sandbox::{OAuthApp, Sandbox, SandboxOptions};
 use crate::server::TaskResultsServer;
 use crate::settings::{Pacing, Portal, PortalChoice, Settings, SignInSettings, StoreLocation};
 use crate::store::redis_bucket::RedisBucket;
+use crate::store::redis_gate::RedisGate;
 use crate::store::redis_tokens::RedisTokens;
 use crate::store::{RedisStore, RedisUrl, SqliteStore, Store, StoreKey};
 use crate::transport;
@@ -117,11 +118,18 @@ pub fn portal_client(
     portal: &Portal,
     pacing: &Pacing,
     shared_bucket: Option<Arc<dyn SharedBucket>>,
+    shared_gate: Option<Arc<dyn SharedGate>>,
 ) -> Result<(Client, Caller), String> {
     let mut options = pacing.client_options(portal);
     if let Some(bucket) = shared_bucket {
         tracing::info!("the pacing bucket is shared with the other replicas through the store");
         options.shared_bucket = Some(bucket);
+    }
+    if let Some(gate) = shared_gate {
+        tracing::info!(
+            "operating-limit blocks are shared with the other replicas through the store"
+        );
+        options.shared_gate = Some(gate);
     }
     if options.rate.is_unlimited() {
         tracing::info!(
@@ -241,21 +249,33 @@ pub async fn serve(settings: Settings) -> ExitCode {
         }
     }
     // Replicas on one Redis pace their portal calls together.
-    let shared_bucket: Option<Arc<dyn SharedBucket>> = match settings.shared {
+    // ... and remember together which methods the portal blocks.
+    type Replicated = (Arc<dyn SharedBucket>, Arc<dyn SharedGate>);
+    let shared: Option<Replicated> = match settings.shared {
         Err(e) => return usage(&e),
         Ok(None) => None,
-        Ok(Some(url)) => match RedisBucket::connect(url.expose()).await {
-            Ok(bucket) => Some(Arc::new(bucket)),
-            Err(e) => {
-                eprintln!("error: cannot reach the Redis store {}: {e}", url.shown());
-                return ExitCode::FAILURE;
+        Ok(Some(url)) => {
+            let connected = match RedisBucket::connect(url.expose()).await {
+                Ok(bucket) => RedisGate::connect(url.expose())
+                    .await
+                    .map(|gate| (bucket, gate)),
+                Err(e) => Err(e),
+            };
+            match connected {
+                Ok((bucket, gate)) => Some((Arc::new(bucket), Arc::new(gate))),
+                Err(e) => {
+                    eprintln!("error: cannot reach the Redis store {}: {e}", url.shown());
+                    return ExitCode::FAILURE;
+                }
             }
-        },
+        }
     };
-    let (client, caller) = match portal_client(endpoint, &portal, &pacing, shared_bucket) {
-        Ok(pair) => pair,
-        Err(e) => return usage(&e),
-    };
+    let (shared_bucket, shared_gate) = shared.unzip();
+    let (client, caller) =
+        match portal_client(endpoint, &portal, &pacing, shared_bucket, shared_gate) {
+            Ok(pair) => pair,
+            Err(e) => return usage(&e),
+        };
     if inventory.read_only() {
         tracing::info!("read-only mode: write tools are hidden and refused");
     }

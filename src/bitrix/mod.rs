@@ -5,6 +5,7 @@ pub mod caller;
 pub mod endpoint;
 pub mod envelope;
 pub mod error;
+pub mod gate;
 pub mod grant;
 pub mod oauth;
 pub mod pacing;
@@ -24,11 +25,13 @@ pub use caller::{BoxFuture, Caller, StaticToken, TokenSource, WebhookCredentials
 pub use endpoint::{Endpoint, EndpointError, Portal};
 pub use envelope::{Success, TimeInfo};
 pub use error::{CallError, ErrorClass, FieldError, PortalError, TransportError, TransportKind};
+pub use gate::{GateUnavailable, SharedGate};
 pub use oauth::{OAuthConfig, Refresher};
 pub use pacing::{BucketUnavailable, NoSlot, PaceError, Pacer, Rate, SharedBucket};
 pub use retry::RetryPolicy;
 
-use retry::{Admit, OperatingGate, Retrier, Step};
+use gate::Gate;
+use retry::{Admit, Retrier, Step};
 
 use crate::redact;
 
@@ -58,6 +61,9 @@ pub struct ClientOptions {
     /// Where the bucket lives when replicas share it (keyed by the portal's origin);
     /// `None` = in this process.
     pub shared_bucket: Option<Arc<dyn SharedBucket>>,
+    /// Where each method's operating-limit block lives when replicas share it (keyed by
+    /// the portal's origin and the method); `None` = in this process.
+    pub shared_gate: Option<Arc<dyn SharedGate>>,
     /// How long one call may wait in all (for a rate-limit slot, between retries, for an
     /// operating-limit reset) before it gives up; attempts themselves are not counted.
     pub call_budget: Duration,
@@ -73,6 +79,7 @@ impl Default for ClientOptions {
             max_response_bytes: 16 * 1024 * 1024,
             rate: Rate::STANDARD,
             shared_bucket: None,
+            shared_gate: None,
             call_budget: Duration::from_secs(30),
             retry: RetryPolicy::default(),
         }
@@ -94,7 +101,7 @@ struct Inner {
     http: OnceLock<reqwest::Client>,
     /// One bucket for every session of the process: the portal counts per IP.
     pacer: Pacer,
-    gate: OperatingGate,
+    gate: Gate,
 }
 
 /// One raw HTTP answer.
@@ -115,10 +122,14 @@ impl Client {
             Some(bucket) => Pacer::shared(rate, bucket.clone(), portal.origin()),
             None => Pacer::new(rate),
         };
+        let gate = match &options.shared_gate {
+            Some(shared) => Gate::shared(shared.clone(), portal.origin()),
+            None => Gate::default(),
+        };
         Self {
             inner: Arc::new(Inner {
                 pacer,
-                gate: OperatingGate::default(),
+                gate,
                 portal,
                 options,
                 http: OnceLock::new(),
@@ -186,10 +197,13 @@ impl Client {
         // budget reports what actually went wrong rather than "not sent".
         let mut last: Option<CallError> = None;
         let mut attempt = 0u32;
+        // Whether this call found the method blocked: its success then lifts the block.
+        let mut saw_block = false;
         loop {
             attempt += 1;
-            if let Err(e) = self.wait_for_turn(method, deadline).await {
-                return Err(last.unwrap_or(e));
+            match self.wait_for_turn(method, deadline).await {
+                Ok(blocked) => saw_block |= blocked,
+                Err(e) => return Err(last.unwrap_or(e)),
             }
             let (token, generation) = self.access_token(caller, deadline).await?;
             let body = self.body(&params, token.as_ref())?;
@@ -221,7 +235,10 @@ impl Client {
             });
             let mut err = match outcome {
                 Ok(success) => {
-                    self.inner.gate.observe(method, &success.time);
+                    self.inner
+                        .gate
+                        .observe(method, &success.time, saw_block)
+                        .await;
                     return Ok(success);
                 }
                 Err(e) => e,
@@ -254,7 +271,7 @@ impl Client {
                 Step::Transient(delay) => delay,
                 Step::OperatingReset(at) => {
                     // The gate makes this and every other call of the method wait.
-                    self.inner.gate.block(method, at, Instant::now());
+                    self.inner.gate.block(method, at).await;
                     if let CallError::Portal(p) = &mut err {
                         // Capped, so the answer says when the method really frees up.
                         p.operating_reset_at = Some(at);
@@ -272,14 +289,20 @@ impl Client {
     }
 
     /// Waits until the method is not blocked by the operating limit and a rate-limit
-    /// slot is free; a `Budget` error when either lies beyond `deadline`.
+    /// slot is free; a `Budget` error when either lies beyond `deadline`. `Ok(true)` when
+    /// the method was blocked (this call is its probe, or waited for the reset).
     async fn wait_for_turn(
         &self,
         method: &str,
         deadline: tokio::time::Instant,
-    ) -> Result<(), CallError> {
+    ) -> Result<bool, CallError> {
         let budget = self.inner.options.call_budget.as_secs_f64();
-        match self.inner.gate.admit(method, Instant::now()) {
+        // Sending unchecked would let every replica call a method the portal blocks.
+        let admit = self.inner.gate.admit(method).await.map_err(|e| {
+            tracing::warn!(method, error = %e, "no operating-limit check; the call was not sent");
+            CallError::Budget(e.to_string())
+        })?;
+        match admit {
             Admit::Open => {}
             Admit::Probe => tracing::info!(
                 method,
@@ -299,6 +322,7 @@ impl Client {
                 tokio::time::sleep(wait).await;
             }
         }
+        let blocked = admit != Admit::Open;
         self.inner.pacer.acquire(deadline).await.map_err(|e| match e {
             PaceError::NoSlot(no) => {
                 let rate = self.inner.pacer.rate();
@@ -315,7 +339,8 @@ impl Client {
                 tracing::warn!(method, error = %e, "no rate-limit slot; the call was not sent");
                 CallError::Budget(e.to_string())
             }
-        })
+        })?;
+        Ok(blocked)
     }
 
     /// The OAuth access token to send (refreshing first when there is none yet) and its

@@ -172,7 +172,7 @@ pub async fn run(settings: &Settings, args: &DoctorArgs) -> Report {
             }
         },
     };
-    let (client, caller) = match portal_client(endpoint, portal, pacing, None) {
+    let (client, caller) = match portal_client(endpoint, portal, pacing, None, None) {
         Ok(pair) => pair,
         Err(e) => {
             r.line("FAIL", &e);
