@@ -1,5 +1,7 @@
 //! The Bitrix24 REST 3.0 client. It knows URLs, credentials, envelopes, errors and
 //! limits; it knows nothing of MCP.
+//! Over 400 lines because the attempt loop (pacing, the operating-limit gate, retries,
+//! refresh, one redirect) is one piece, kept whole so its order can be read in one place.
 
 pub mod caller;
 pub mod endpoint;
