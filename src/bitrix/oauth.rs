@@ -18,7 +18,7 @@
 //! publishes the new pair before using it. Without a shared store nothing of that runs.
 //!
 //! Over 400 lines: the refresh and the token file share one state and its rules, kept
-//! together; the last third is their unit tests.
+//! together; over half is their unit tests (the shared store's with an in-memory fake).
 
 use std::fs;
 use std::io::{self, Write};
@@ -1037,6 +1037,191 @@ mod tests {
         assert!(matches!(&html, CallError::OAuth { code, .. } if code == "HTTP_502"));
         let partial = parse_answer(200, br#"{"access_token":"a"}"#, "o").unwrap_err();
         assert!(matches!(&partial, CallError::OAuth { code, .. } if code == "HTTP_200"));
+    }
+
+    /// An in-memory [`SharedTokens`]: what Redis does for replicas, for two refreshers
+    /// in one test.
+    #[derive(Debug, Default)]
+    struct Memory {
+        pair: std::sync::Mutex<Option<SharedPair>>,
+        holder: std::sync::Mutex<Option<String>>,
+        /// Every lock is refused (another replica holds it for ever).
+        held_elsewhere: bool,
+        /// Every call fails (Redis is away).
+        away: bool,
+    }
+
+    impl SharedTokens for Memory {
+        fn load(&self) -> BoxFuture<'_, Result<Option<SharedPair>, String>> {
+            let out = if self.away {
+                Err("away".into())
+            } else {
+                Ok(self.pair.lock().unwrap().clone())
+            };
+            Box::pin(async move { out })
+        }
+        fn store<'a>(&'a self, pair: &'a SharedPair) -> BoxFuture<'a, Result<(), String>> {
+            *self.pair.lock().unwrap() = Some(pair.clone());
+            Box::pin(async { Ok(()) })
+        }
+        fn lock<'a>(&'a self, holder: &'a str, _: i64) -> BoxFuture<'a, Result<bool, String>> {
+            let out = if self.away {
+                Err("away".into())
+            } else {
+                let mut h = self.holder.lock().unwrap();
+                let free = !self.held_elsewhere && h.as_deref().is_none_or(|h| h == holder);
+                if free {
+                    *h = Some(holder.to_string());
+                }
+                Ok(free)
+            };
+            Box::pin(async move { out })
+        }
+        fn unlock<'a>(&'a self, holder: &'a str) -> BoxFuture<'a, Result<(), String>> {
+            let mut h = self.holder.lock().unwrap();
+            if h.as_deref() == Some(holder) {
+                *h = None;
+            }
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    async fn shared_cfg(dir: &Path, name: &str, memory: &Arc<Memory>) -> OAuthConfig {
+        let mut cfg = config(dir, Some("refresh-shared-0"));
+        cfg.token_file = dir.join(name);
+        cfg.shared = Some(Shared::load(memory.clone()).await.unwrap());
+        cfg
+    }
+
+    #[tokio::test]
+    async fn a_second_replica_adopts_the_pair_the_first_published() {
+        use crate::sandbox::{OAuthApp, Sandbox, SandboxOptions};
+        let sandbox = Sandbox::start(SandboxOptions {
+            oauth: Some(OAuthApp {
+                client_id: "app.1".into(),
+                client_secret: "client-secret-xyz".into(),
+                refresh_token: "refresh-shared-0".into(),
+                access_token_ttl: std::time::Duration::from_secs(3600),
+                ..OAuthApp::default()
+            }),
+            ..SandboxOptions::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let memory = Arc::new(Memory::default());
+        let mut a = shared_cfg(dir.path(), "a.json", &memory).await;
+        let mut b = shared_cfg(dir.path(), "b.json", &memory).await;
+        for cfg in [&mut a, &mut b] {
+            cfg.oauth_url = Some(Url::parse(&sandbox.base_url()).unwrap());
+        }
+        let (a, b) = (Refresher::load(a).unwrap(), Refresher::load(b).unwrap());
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::new();
+        a.refresh(&http, 0).await.unwrap();
+        assert_eq!(sandbox.refresh_count(), 1);
+        let published = memory.pair.lock().unwrap().clone().unwrap();
+        assert_eq!(
+            open(&published.access_token),
+            sandbox.access_token().unwrap()
+        );
+        assert_eq!(
+            open(&published.refresh_token),
+            sandbox.refresh_token().unwrap()
+        );
+        // The second replica's token failed too: it takes the published pair.
+        b.refresh(&http, 0).await.unwrap();
+        assert_eq!(
+            sandbox.refresh_count(),
+            1,
+            "the refresh token is spent once"
+        );
+        let (access, generation) = b.current();
+        assert_eq!(
+            (open_some(&access), generation),
+            (Some(open(&published.access_token)), 1)
+        );
+        assert_eq!(
+            open(&b.state.try_lock().unwrap().refresh_token),
+            open(&published.refresh_token)
+        );
+        let file = read_token_file(b.token_file()).unwrap().unwrap();
+        assert_eq!(open(&file.refresh_token), open(&published.refresh_token));
+        assert!(memory.holder.lock().unwrap().is_none(), "the lock is freed");
+        // When the shared pair is the one that failed, the replica refreshes with the
+        // shared refresh token.
+        b.refresh(&http, 1).await.unwrap();
+        assert_eq!(sandbox.refresh_count(), 2);
+        a.refresh(&http, 1).await.unwrap();
+        assert_eq!(sandbox.refresh_count(), 2);
+        assert_eq!(open_some(&a.current().0), sandbox.access_token().as_deref());
+    }
+
+    #[tokio::test]
+    async fn the_shared_pair_wins_at_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = Arc::new(Memory::default());
+        *memory.pair.lock().unwrap() = Some(SharedPair {
+            access_token: "shared-access".into(),
+            refresh_token: "shared-refresh".into(),
+            expires: None,
+            server_endpoint: Some("https://oauth.bitrix24.tech/rest/".into()),
+        });
+        let mut cfg = shared_cfg(dir.path(), "t.json", &memory).await;
+        write_token_file(
+            &cfg.token_file,
+            &stored("refresh-1", Some("refresh-shared-0")),
+        )
+        .unwrap();
+        cfg.refresh_token = None;
+        let r = Refresher::load(cfg).unwrap();
+        assert_eq!(open_some(&r.current().0), Some("shared-access"));
+        let state = r.state.try_lock().unwrap();
+        assert_eq!(open(&state.refresh_token), "shared-refresh");
+        assert_eq!(
+            r.token_url(&state).unwrap().as_str(),
+            "https://oauth.bitrix24.tech/oauth/token/"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lock_never_freed_ends_in_refresh_busy_and_an_absent_store_spends_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::new();
+        for (memory, expected) in [
+            (
+                Memory {
+                    held_elsewhere: true,
+                    ..Memory::default()
+                },
+                "refresh_busy",
+            ),
+            (
+                Memory {
+                    away: true,
+                    ..Memory::default()
+                },
+                "store_unavailable",
+            ),
+        ] {
+            let memory = Arc::new(memory);
+            let mut cfg = config(dir.path(), Some("refresh-0"));
+            // Never reached: nothing may be sent without the lock.
+            cfg.oauth_url = Some(Url::parse("http://127.0.0.1:9/").unwrap());
+            cfg.shared = Some(Shared {
+                tokens: memory,
+                initial: None,
+            });
+            let r = Refresher::load(cfg).unwrap();
+            let e = r.refresh(&http, 0).await.unwrap_err();
+            assert!(
+                matches!(&e, CallError::OAuth { code, .. } if code == expected),
+                "{e}"
+            );
+            assert_eq!(r.current().1, 0);
+            assert!(r.state.try_lock().unwrap().dead.is_none());
+        }
     }
 
     #[test]
