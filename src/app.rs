@@ -325,16 +325,25 @@ pub async fn serve(settings: Settings) -> ExitCode {
 }
 
 /// Why the identity cannot be shared: settings (exit 2) or Redis (exit 1).
-enum SharedIdentityError {
+pub enum SharedIdentityError {
     /// Exit code 2: the settings do not fit.
     Usage(String),
     /// Exit code 1: Redis is away.
     Unreachable(String),
 }
 
+impl SharedIdentityError {
+    /// What to tell the user (no secret in it).
+    pub fn message(&self) -> &str {
+        match self {
+            SharedIdentityError::Usage(m) | SharedIdentityError::Unreachable(m) => m,
+        }
+    }
+}
+
 /// Replicas with one configured OAuth identity share its pair through Redis, so that one
 /// refreshes and the others adopt the new pair (a second refresh would be refused).
-async fn shared_identity(
+pub async fn shared_identity(
     url: &RedisUrl,
     store_key: Option<&SecretString>,
     origin: &str,

@@ -20,7 +20,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::app::{portal_client, start_sandbox};
+use crate::app::{portal_client, shared_identity, start_sandbox};
 use crate::bitrix::{CallError, Caller, Client, Effect, Endpoint, ErrorClass};
 use crate::chat::{ChatError, ChatMessagesParams, TaskChat};
 use crate::cli::{DoctorArgs, Plan};
@@ -172,7 +172,23 @@ pub async fn run(settings: &Settings, args: &DoctorArgs) -> Report {
             }
         },
     };
-    let (client, caller) = match portal_client(endpoint, portal, pacing, None, None) {
+    // With a Redis store the configured identity's pair is the replicas' shared one:
+    // doctor takes its refresh turn like a replica, never spending the token alone.
+    let mut portal = portal.clone();
+    if let (Ok(Some(url)), Some(config)) = (&settings.shared, portal.refresh.as_mut()) {
+        match shared_identity(url, settings.store_key.as_ref(), &endpoint.portal(), config).await {
+            Ok(()) => r.line(
+                "ok",
+                "the OAuth identity's tokens are the replicas' shared pair (Redis)",
+            ),
+            Err(e) => {
+                r.line("FAIL", &redact::redact(e.message()));
+                r.heading("result: NOT usable (exit 1)");
+                return r;
+            }
+        }
+    }
+    let (client, caller) = match portal_client(endpoint, &portal, pacing, None, None) {
         Ok(pair) => pair,
         Err(e) => {
             r.line("FAIL", &e);
