@@ -1,9 +1,10 @@
 //! The OAuth server's token endpoint (contract §8.2, §8.3): a sign-in code or a refresh
 //! token goes in, a new token pair and the person it belongs to come out.
 //!
-//! Used for the people who sign in to the HTTP server; the configured identity's
-//! refresher (`oauth.rs`) keeps its own token file. Every exchange is a POST with a form
-//! body, so the client secret never appears in a URL, and goes only to `https` (or a
+//! The one implementation of it: the people who sign in to the HTTP server and the
+//! configured identity's refresher (`oauth.rs`, which keeps the token file) both call
+//! it. Every exchange is a POST with a form body, so the client secret never appears in
+//! a URL; a `server_endpoint` learnt from an answer is used only over `https` (or on a
 //! loopback host, for the sandbox and tests).
 
 use std::time::Duration;
@@ -65,9 +66,17 @@ pub struct Issued {
 /// `https://oauth.bitrix.info`.
 pub fn token_url(override_url: Option<&Url>, server_endpoint: Option<&str>) -> Url {
     let base = override_url.cloned().or_else(|| {
-        server_endpoint
-            .and_then(|s| Url::parse(s).ok())
-            .filter(is_safe_oauth_server)
+        server_endpoint.and_then(|s| Url::parse(s).ok()).filter(|u| {
+            // The client secret travels in the body: never in clear to a remote host.
+            let safe = is_safe_oauth_server(u);
+            if !safe {
+                tracing::warn!(
+                    server = %u.origin().ascii_serialization(),
+                    "ignoring the token answer's server_endpoint: not https; using {DEFAULT_OAUTH_SERVER}"
+                );
+            }
+            safe
+        })
     });
     let base = base.unwrap_or_else(|| Url::parse(DEFAULT_OAUTH_SERVER).expect("a valid constant"));
     base.join("/oauth/token/")
@@ -82,14 +91,6 @@ pub async fn exchange(
     grant: GrantRequest<'_>,
 ) -> Result<Issued, CallError> {
     let origin = url.origin().ascii_serialization();
-    if !is_safe_oauth_server(&url) {
-        return Err(CallError::OAuth {
-            code: "insecure_oauth_server".into(),
-            detail: format!(
-                "the OAuth server {origin} is not https; the client secret is sent only over https"
-            ),
-        });
-    }
     // Built in a block: the serializer is not `Send` and must not live across an await.
     let form = {
         let mut form = url::form_urlencoded::Serializer::new(String::new());
@@ -133,7 +134,7 @@ pub async fn exchange(
     parse(status, &body, &origin)
 }
 
-fn parse(status: u16, body: &[u8], origin: &str) -> Result<Issued, CallError> {
+pub(crate) fn parse(status: u16, body: &[u8], origin: &str) -> Result<Issued, CallError> {
     let value: Value = serde_json::from_slice(body).map_err(|_| CallError::OAuth {
         code: format!("HTTP_{status}"),
         detail: format!("the OAuth server {origin} answered HTTP {status} without a JSON body"),

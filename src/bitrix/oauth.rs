@@ -7,7 +7,7 @@
 //! pair is written to a token file (mode 0600) that is read at start-up: a restart must
 //! not present a refresh token that is already used up.
 //!
-//! The refresh is a POST with an `application/x-www-form-urlencoded` body, so the client
+//! The refresh goes through [`super::grant`] (the one token-endpoint client): a POST with a form body, so the client
 //! secret never appears in a URL, to `/oauth/token/` on the OAuth server: the override
 //! (`BITRIX24_OAUTH_URL`), else the host of the last answer's `server_endpoint`, else
 //! `https://oauth.bitrix.info`.
@@ -25,13 +25,13 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use reqwest::{Url, header};
+use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
-use serde_json::Value;
 
 use super::caller::{BoxFuture, TokenSource};
 use super::error::CallError;
+use super::grant::{self, App, GrantRequest};
 use crate::redact;
 
 /// Whether `url` may receive the client secret: `https`, or `http` to a loopback host
@@ -54,9 +54,6 @@ pub const DEFAULT_OAUTH_SERVER: &str = "https://oauth.bitrix.info";
 
 /// Name of the token file's directory under the user's configuration directory.
 const APP_DIR: &str = "bitrix24-task-results-mcp";
-
-/// Answers larger than this are not token answers.
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// What the refresher needs, as configured.
 #[derive(Clone, Debug)]
@@ -217,8 +214,7 @@ struct RefreshState {
 /// Holds the current access token and refreshes it, one refresh at a time.
 #[derive(Debug)]
 pub struct Refresher {
-    client_id: String,
-    client_secret: SecretString,
+    app: App,
     oauth_url: Option<Url>,
     token_file: PathBuf,
     current: RwLock<Current>,
@@ -325,8 +321,10 @@ impl Refresher {
         let masked = redact::Slot::new();
         mask_in_force(&masked, access.as_ref(), &state);
         Ok(Refresher {
-            client_id: config.client_id,
-            client_secret: config.client_secret,
+            app: App {
+                client_id: config.client_id,
+                client_secret: config.client_secret,
+            },
             oauth_url: config.oauth_url,
             token_file: config.token_file,
             current: RwLock::new(Current {
@@ -439,8 +437,15 @@ impl Refresher {
         state: &mut RefreshState,
         shared: Option<&dyn SharedTokens>,
     ) -> Result<(), CallError> {
-        let url = self.token_url(state)?;
-        let answer = match self.request(http, url, &state.refresh_token).await {
+        let url = self.token_url(state);
+        let answer = match grant::exchange(
+            http,
+            url,
+            &self.app,
+            GrantRequest::Refresh(state.refresh_token.expose_secret()),
+        )
+        .await
+        {
             Ok(a) => a,
             Err(e) => {
                 if matches!(&e, CallError::OAuth { code, .. } if is_permanent(code)) {
@@ -459,7 +464,7 @@ impl Refresher {
             let pair = SharedPair {
                 access_token: answer.access_token.clone(),
                 refresh_token: answer.refresh_token.clone(),
-                expires: answer.expires,
+                expires: answer.expires_at,
                 server_endpoint: state.server_endpoint.clone(),
             };
             // The old refresh token is spent: the other replicas must find the new one.
@@ -475,7 +480,7 @@ impl Refresher {
         let stored = StoredTokens {
             access_token: answer.access_token.clone(),
             refresh_token: answer.refresh_token,
-            expires: answer.expires,
+            expires: answer.expires_at,
             server_endpoint: state.server_endpoint.clone(),
             seeded_by: state.seeded_by.clone(),
         };
@@ -512,72 +517,8 @@ impl Refresher {
         }
     }
 
-    fn token_url(&self, state: &RefreshState) -> Result<Url, CallError> {
-        let base = match &self.oauth_url {
-            Some(u) => u.clone(),
-            None => state
-                .server_endpoint
-                .as_deref()
-                .and_then(|s| Url::parse(s).ok())
-                .filter(|u| {
-                    // The client secret travels in the body: never in clear to a remote host.
-                    let safe = is_safe_oauth_server(u);
-                    if !safe {
-                        tracing::warn!(
-                            server = %u.origin().ascii_serialization(),
-                            "ignoring the token answer's server_endpoint: not https; using {DEFAULT_OAUTH_SERVER}"
-                        );
-                    }
-                    safe
-                })
-                .unwrap_or_else(|| Url::parse(DEFAULT_OAUTH_SERVER).expect("a valid constant")),
-        };
-        base.join("/oauth/token/").map_err(|e| CallError::OAuth {
-            code: "bad_url".into(),
-            detail: format!("cannot build the token URL from {base}: {e}"),
-        })
-    }
-
-    async fn request(
-        &self,
-        http: &reqwest::Client,
-        url: Url,
-        refresh_token: &SecretString,
-    ) -> Result<TokenAnswer, CallError> {
-        let origin = url.origin().ascii_serialization();
-        // The one place the client secret and the refresh token leave their wrappers: the
-        // OAuth server reads them from this body (never from a URL).
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", "refresh_token")
-            .append_pair("client_id", &self.client_id)
-            .append_pair("client_secret", self.client_secret.expose_secret())
-            .append_pair("refresh_token", refresh_token.expose_secret())
-            .finish();
-        let unreachable = |e: reqwest::Error| CallError::OAuth {
-            code: "unreachable".into(),
-            detail: redact::redact(&format!(
-                "could not reach the OAuth server {origin}: {}",
-                e.without_url()
-            ))
-            .into_owned(),
-        };
-        let mut response = http
-            .post(url)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::ACCEPT, "application/json")
-            .body(form)
-            .send()
-            .await
-            .map_err(unreachable)?;
-        let status = response.status().as_u16();
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
-            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                break;
-            }
-            body.extend_from_slice(&chunk);
-        }
-        parse_answer(status, &body, &origin)
+    fn token_url(&self, state: &RefreshState) -> Url {
+        grant::token_url(self.oauth_url.as_ref(), state.server_endpoint.as_deref())
     }
 }
 
@@ -595,51 +536,6 @@ fn mask_in_force(slot: &redact::Slot, access: Option<&SecretString>, state: &Ref
 /// Refusals that only new credentials fix.
 fn is_permanent(code: &str) -> bool {
     code.eq_ignore_ascii_case("invalid_grant") || code.eq_ignore_ascii_case("invalid_client")
-}
-
-/// A successful token answer.
-#[derive(Debug)]
-struct TokenAnswer {
-    access_token: SecretString,
-    refresh_token: SecretString,
-    expires: Option<i64>,
-    server_endpoint: Option<String>,
-}
-
-fn parse_answer(status: u16, body: &[u8], origin: &str) -> Result<TokenAnswer, CallError> {
-    let value: Value = serde_json::from_slice(body).map_err(|_| CallError::OAuth {
-        code: format!("HTTP_{status}"),
-        detail: format!("the OAuth server {origin} answered HTTP {status} without a JSON body"),
-    })?;
-    let text = |k: &str| {
-        value
-            .get(k)
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
-    if let Some(code) = text("error") {
-        let detail = text("error_description").unwrap_or_else(|| "no description".into());
-        return Err(CallError::OAuth {
-            code,
-            detail: redact::redact(&detail).into_owned(),
-        });
-    }
-    match (status, text("access_token"), text("refresh_token")) {
-        (200..=299, Some(access_token), Some(refresh_token)) => Ok(TokenAnswer {
-            access_token: access_token.into(),
-            refresh_token: refresh_token.into(),
-            expires: value.get("expires").and_then(Value::as_i64),
-            server_endpoint: text("server_endpoint"),
-        }),
-        _ => Err(CallError::OAuth {
-            code: format!("HTTP_{status}"),
-            detail: format!(
-                "the OAuth server {origin} answered HTTP {status} without a new token pair"
-            ),
-        }),
-    }
 }
 
 fn read_token_file(path: &Path) -> Result<Option<StoredTokens>, String> {
@@ -776,7 +672,7 @@ mod tests {
         let state = r.state.try_lock().unwrap();
         assert_eq!(open(&state.refresh_token), "refresh-1");
         assert_eq!(
-            r.token_url(&state).unwrap().as_str(),
+            r.token_url(&state).as_str(),
             "https://oauth.bitrix24.tech/oauth/token/"
         );
     }
@@ -792,7 +688,7 @@ mod tests {
         assert_eq!(open(&state.refresh_token), "refresh-new");
         assert_eq!(open_some(&state.seeded_by), Some("refresh-new"));
         assert_eq!(
-            r.token_url(&state).unwrap().as_str(),
+            r.token_url(&state).as_str(),
             "https://oauth.bitrix.info/oauth/token/"
         );
     }
@@ -832,7 +728,7 @@ mod tests {
         let r = Refresher::load(cfg).unwrap();
         let state = r.state.try_lock().unwrap();
         assert_eq!(
-            r.token_url(&state).unwrap().as_str(),
+            r.token_url(&state).as_str(),
             "http://127.0.0.1:9/oauth/token/"
         );
     }
@@ -919,7 +815,7 @@ mod tests {
             server_endpoint: None,
             seeded_by: Some("dbg-seed".into()),
         };
-        let answer = parse_answer(
+        let answer = grant::parse(
             200,
             br#"{"access_token":"dbg-answer-access","refresh_token":"dbg-answer-refresh"}"#,
             "o",
@@ -1007,25 +903,21 @@ mod tests {
             ),
         ] {
             state.server_endpoint = Some(endpoint.into());
-            assert_eq!(
-                r.token_url(&state).unwrap().as_str(),
-                expected,
-                "{endpoint}"
-            );
+            assert_eq!(r.token_url(&state).as_str(), expected, "{endpoint}");
         }
     }
 
     #[test]
     fn answers_are_parsed() {
-        let ok = parse_answer(
+        let ok = grant::parse(
             200,
             br#"{"access_token":"a1","refresh_token":"r1","expires":1780319382,"server_endpoint":"https://oauth.bitrix.info/rest/"}"#,
             "o",
         )
         .unwrap();
         assert_eq!(open(&ok.access_token), "a1");
-        assert_eq!(ok.expires, Some(1780319382));
-        let grant = parse_answer(
+        assert_eq!(ok.expires_at, Some(1780319382));
+        let grant = grant::parse(
             400,
             br#"{"error":"invalid_grant","error_description":"Invalid grant"}"#,
             "o",
@@ -1033,9 +925,9 @@ mod tests {
         .unwrap_err();
         assert!(matches!(&grant, CallError::OAuth { code, .. } if code == "invalid_grant"));
         assert!(is_permanent("invalid_grant") && !is_permanent("HTTP_502"));
-        let html = parse_answer(502, b"<html>", "o").unwrap_err();
+        let html = grant::parse(502, b"<html>", "o").unwrap_err();
         assert!(matches!(&html, CallError::OAuth { code, .. } if code == "HTTP_502"));
-        let partial = parse_answer(200, br#"{"access_token":"a"}"#, "o").unwrap_err();
+        let partial = grant::parse(200, br#"{"access_token":"a"}"#, "o").unwrap_err();
         assert!(matches!(&partial, CallError::OAuth { code, .. } if code == "HTTP_200"));
     }
 
@@ -1179,7 +1071,7 @@ mod tests {
         let state = r.state.try_lock().unwrap();
         assert_eq!(open(&state.refresh_token), "shared-refresh");
         assert_eq!(
-            r.token_url(&state).unwrap().as_str(),
+            r.token_url(&state).as_str(),
             "https://oauth.bitrix24.tech/oauth/token/"
         );
     }
