@@ -248,27 +248,22 @@ pub async fn serve(settings: Settings) -> ExitCode {
             }
         }
     }
-    // Replicas on one Redis pace their portal calls together.
-    // ... and remember together which methods the portal blocks.
+    // Replicas on one Redis pace their portal calls together and remember together which
+    // methods the portal blocks: one connection serves both.
     type Replicated = (Arc<dyn SharedBucket>, Arc<dyn SharedGate>);
     let shared: Option<Replicated> = match settings.shared {
         Err(e) => return usage(&e),
         Ok(None) => None,
-        Ok(Some(url)) => {
-            let connected = match RedisBucket::connect(url.expose()).await {
-                Ok(bucket) => RedisGate::connect(url.expose())
-                    .await
-                    .map(|gate| (bucket, gate)),
-                Err(e) => Err(e),
-            };
-            match connected {
-                Ok((bucket, gate)) => Some((Arc::new(bucket), Arc::new(gate))),
-                Err(e) => {
-                    eprintln!("error: cannot reach the Redis store {}: {e}", url.shown());
-                    return ExitCode::FAILURE;
-                }
+        Ok(Some(url)) => match crate::store::redis_fast::connect(url.expose()).await {
+            Ok((conn, store)) => Some((
+                Arc::new(RedisBucket::on(conn.clone(), store.clone())),
+                Arc::new(RedisGate::on(conn, store)),
+            )),
+            Err(e) => {
+                eprintln!("error: cannot reach the Redis store {}: {e}", url.shown());
+                return ExitCode::FAILURE;
             }
-        }
+        },
     };
     let (shared_bucket, shared_gate) = shared.unzip();
     let (client, caller) =

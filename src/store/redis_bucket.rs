@@ -8,17 +8,14 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use crate::bitrix::{BoxFuture, BucketUnavailable, NoSlot, PaceError, SharedBucket};
 use crate::store::StoreError;
+use crate::store::redis_fast::{self, ROUND_TRIP_TIMEOUT};
 
 /// Prefix of the bucket keys; the portal's origin follows.
 pub const KEY_PREFIX: &str = "b24mcp:bucket:";
-
-/// How long one round trip may take before the call is refused: a store that does not
-/// answer must not hold calls for their whole budget.
-const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// KEYS[1]: the bucket. ARGV: `reserve` or `full`, the interval, the tolerance and the
 /// longest wait accepted, in microseconds. Mirrors `Pacer::reserve` and `Pacer::note_full`.
@@ -66,33 +63,18 @@ impl RedisBucket {
     /// Connects to `url` (`redis://[user:password@]host:port/db` or `rediss://…`); fails
     /// when Redis does not answer, so that start-up can say so.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Unavailable(format!("the Redis URL is not valid: {e}")))?;
-        let info = client.get_connection_info();
-        let store = format!("Redis at {}/{}", info.addr(), info.redis_settings().db());
-        if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
-            // rustls is built without a default provider; the one reqwest uses is ring.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(ROUND_TRIP_TIMEOUT))
-            .set_response_timeout(Some(ROUND_TRIP_TIMEOUT))
-            // A reconnection is retried by the next call; calls in between fail at once
-            // rather than queue behind a long backoff.
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50));
-        let conn = tokio::time::timeout(
-            ROUND_TRIP_TIMEOUT * 3,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable(format!("{store} did not answer")))?
-        .map_err(|e| StoreError::Unavailable(format!("{store}: {e}")))?;
-        Ok(RedisBucket {
+        let (conn, store) = redis_fast::connect(url).await?;
+        Ok(Self::on(conn, store))
+    }
+
+    /// On a connection made by [`redis_fast::connect`] (shared with other users of it);
+    /// `store` names it in messages.
+    pub fn on(conn: ConnectionManager, store: String) -> Self {
+        RedisBucket {
             conn,
             script: redis::Script::new(GCRA),
             store,
-        })
+        }
     }
 
     /// Runs the script; `(granted, wait in µs)`.

@@ -8,18 +8,16 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use crate::bitrix::retry::Admit;
 use crate::bitrix::{BoxFuture, GateUnavailable, SharedGate};
 use crate::store::StoreError;
+use crate::store::redis_fast::{self, ROUND_TRIP_TIMEOUT};
 
 /// Prefix of the gate keys; `block:` or `probe:`, the portal's origin, `/` and the
 /// method follow.
 pub const KEY_PREFIX: &str = "b24mcp:gate:";
-
-/// How long one round trip may take before the call is refused (as `RedisBucket`).
-const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// KEYS: the block, the probe claim. ARGV: now (unix seconds), the probe interval in ms.
 /// Returns `{0, ''}` open, `{1, end}` probe claimed, `{2, end}` blocked. The end is
@@ -62,33 +60,19 @@ impl RedisGate {
     /// Connects to `url` (`redis://[user:password@]host:port/db` or `rediss://…`); fails
     /// when Redis does not answer, so that start-up can say so.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Unavailable(format!("the Redis URL is not valid: {e}")))?;
-        let info = client.get_connection_info();
-        let store = format!("Redis at {}/{}", info.addr(), info.redis_settings().db());
-        if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
-            // rustls is built without a default provider; the one reqwest uses is ring.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(ROUND_TRIP_TIMEOUT))
-            .set_response_timeout(Some(ROUND_TRIP_TIMEOUT))
-            // As the bucket: calls fail at once while Redis is away, not after a backoff.
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50));
-        let conn = tokio::time::timeout(
-            ROUND_TRIP_TIMEOUT * 3,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable(format!("{store} did not answer")))?
-        .map_err(|e| StoreError::Unavailable(format!("{store}: {e}")))?;
-        Ok(RedisGate {
+        let (conn, store) = redis_fast::connect(url).await?;
+        Ok(Self::on(conn, store))
+    }
+
+    /// On a connection made by [`redis_fast::connect`] (shared with other users of it);
+    /// `store` names it in messages.
+    pub fn on(conn: ConnectionManager, store: String) -> Self {
+        RedisGate {
             conn,
             admit: redis::Script::new(ADMIT),
             block: redis::Script::new(BLOCK),
             store,
-        })
+        }
     }
 
     fn keys(key: &str) -> [String; 2] {

@@ -6,9 +6,7 @@
 //! store key (never in clear), take turns through a lock (`SET … PXAT`, freed by
 //! compare-and-delete), and adopt the pair the holder published ([`SharedTokens`]).
 
-use std::time::Duration;
-
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -16,13 +14,11 @@ use sha2::{Digest, Sha256};
 
 use crate::bitrix::BoxFuture;
 use crate::bitrix::oauth::{SharedPair, SharedTokens};
+use crate::store::redis_fast::{self, ROUND_TRIP_TIMEOUT};
 use crate::store::{RedisUrl, StoreKey};
 
 /// Prefix of the identity keys; a hash of the portal's origin and the client id follows.
 pub const KEY_PREFIX: &str = "b24mcp:identity:";
-
-/// How long one round trip may take: a store that does not answer must not hold calls.
-const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Takes the lock when free or already the holder's.
 const LOCK: &str = "local cur = redis.call('GET', KEYS[1])
@@ -73,25 +69,10 @@ impl RedisTokens {
         origin: &str,
         client_id: &str,
     ) -> Result<Self, String> {
-        if url.is_tls() {
-            // redis-rs builds its rustls configuration from the process default.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
         let shown = url.shown().to_string();
-        let client = redis::Client::open(url.expose())
-            .map_err(|_| format!("{shown} is not a usable Redis address"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(ROUND_TRIP_TIMEOUT))
-            .set_response_timeout(Some(ROUND_TRIP_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50));
-        let conn = tokio::time::timeout(
-            ROUND_TRIP_TIMEOUT * 3,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| format!("{shown} did not answer"))?
-        .map_err(|e| format!("{shown}: {}", failure(&e)))?;
+        let (conn, _) = redis_fast::connect(url.expose())
+            .await
+            .map_err(|e| format!("{shown}: {e}"))?;
         Ok(RedisTokens {
             conn,
             key,
