@@ -10,14 +10,13 @@ mod sign_in_support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bitrix24_task_results_mcp::sandbox::{OAuthApp, Sandbox, SandboxOptions};
+use bitrix24_task_results_mcp::sandbox::Sandbox;
 use common::{err, ok};
 use http_support::{HttpServer, call, connect, spawn_http, spawn_http_on};
 use serde_json::{Value, json};
 use sign_in_support::{Client, free_port};
 
-const APP_ID: &str = "local.team.app";
-const APP_SECRET: &str = "app-secret-6b1f0c2e9d4a7781";
+use sign_in_support::{APP_ID, APP_SECRET};
 
 struct Team {
     sandbox: Sandbox,
@@ -28,15 +27,7 @@ struct Team {
 impl Team {
     async fn new() -> Team {
         let port = free_port();
-        let sandbox = Sandbox::start(SandboxOptions {
-            oauth: Some(
-                OAuthApp::new(APP_ID, APP_SECRET, "refresh-of-nobody-0123456789")
-                    .with_redirect_uri(format!("http://127.0.0.1:{port}/oauth/callback")),
-            ),
-            ..SandboxOptions::default()
-        })
-        .await
-        .expect("start the sandbox");
+        let sandbox = sign_in_support::portal_for(port, None).await;
         Team {
             sandbox,
             dir: tempfile::tempdir().unwrap(),

@@ -11,15 +11,14 @@ mod http_support;
 mod redis_support;
 mod sign_in_support;
 
-use bitrix24_task_results_mcp::sandbox::{OAuthApp, Sandbox, SandboxOptions};
+use bitrix24_task_results_mcp::sandbox::Sandbox;
 use common::ok;
 use http_support::{HttpServer, call, connect, run_to_exit, spawn_http_on};
 use redis_support::RedisServer;
 use serde_json::{Value, json};
 use sign_in_support::{Client, free_port};
 
-const APP_ID: &str = "local.team.app";
-const APP_SECRET: &str = "app-secret-6b1f0c2e9d4a7781";
+use sign_in_support::{APP_ID, APP_SECRET};
 const STORE_KEY: &str = "8f0e1d2c3b4a59687766554433221100ffeeddccbbaa99887766554433221100";
 
 struct Replicas {
@@ -36,15 +35,7 @@ impl Replicas {
 
     async fn on(redis: RedisServer) -> Replicas {
         let port_a = free_port();
-        let sandbox = Sandbox::start(SandboxOptions {
-            oauth: Some(
-                OAuthApp::new(APP_ID, APP_SECRET, "refresh-of-nobody-0123456789")
-                    .with_redirect_uri(format!("http://127.0.0.1:{port_a}/oauth/callback")),
-            ),
-            ..SandboxOptions::default()
-        })
-        .await
-        .expect("start the sandbox");
+        let sandbox = sign_in_support::portal_for(port_a, None).await;
         Replicas {
             redis,
             sandbox,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::http::{StatusCode as AxumStatus, header};
 use axum::response::IntoResponse;
-use bitrix24_task_results_mcp::sandbox::{OAuthApp, Sandbox, SandboxOptions};
+use bitrix24_task_results_mcp::sandbox::Sandbox;
 use http_support::{HttpServer, spawn_http_on};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -20,8 +20,7 @@ use sign_in_support::{
     CLIENT_REDIRECT, Client, free_port, location, mcp_status, no_redirects, pkce, query, with_param,
 };
 
-const APP_ID: &str = "local.security.app";
-const APP_SECRET: &str = "app-secret-0c4e8a1f7b2d9e36";
+use sign_in_support::{APP_ID, APP_SECRET};
 
 /// The sandbox portal, a store directory, and the port the server will listen on (the
 /// portal's app names its callback there).
@@ -38,17 +37,7 @@ impl Env {
 
     async fn with_code_ttl(code_ttl: Option<Duration>) -> Env {
         let port = free_port();
-        let mut app = OAuthApp::new(APP_ID, APP_SECRET, "refresh-of-nobody-5d0e2b7c41")
-            .with_redirect_uri(format!("http://127.0.0.1:{port}/oauth/callback"));
-        if let Some(ttl) = code_ttl {
-            app.code_ttl = ttl;
-        }
-        let sandbox = Sandbox::start(SandboxOptions {
-            oauth: Some(app),
-            ..SandboxOptions::default()
-        })
-        .await
-        .expect("start the sandbox");
+        let sandbox = sign_in_support::portal_for(port, code_ttl).await;
         Env {
             sandbox,
             dir: tempfile::tempdir().unwrap(),

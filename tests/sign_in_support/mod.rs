@@ -347,3 +347,28 @@ pub async fn mcp_status(mcp_url: &str, token: &str) -> StatusCode {
         .unwrap()
         .status()
 }
+
+/// The Bitrix24 application the sandbox portal has installed for these tests.
+pub const APP_ID: &str = "local.team.app";
+/// Its secret (only the sandbox's OAuth server and the server under test know it).
+pub const APP_SECRET: &str = "app-secret-6b1f0c2e9d4a7781";
+
+/// A sandbox portal with [`APP_ID`] installed, whose registered redirect is the callback
+/// of a server on loopback `port`; `code_ttl` shortens the life of its sign-in codes.
+pub async fn portal_for(
+    port: u16,
+    code_ttl: Option<std::time::Duration>,
+) -> bitrix24_task_results_mcp::sandbox::Sandbox {
+    use bitrix24_task_results_mcp::sandbox::{OAuthApp, Sandbox, SandboxOptions};
+    let mut app = OAuthApp::new(APP_ID, APP_SECRET, "refresh-of-nobody-0123456789")
+        .with_redirect_uri(format!("http://127.0.0.1:{port}/oauth/callback"));
+    if let Some(ttl) = code_ttl {
+        app.code_ttl = ttl;
+    }
+    Sandbox::start(SandboxOptions {
+        oauth: Some(app),
+        ..SandboxOptions::default()
+    })
+    .await
+    .expect("start the sandbox")
+}
