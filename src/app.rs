@@ -377,6 +377,9 @@ async fn sign_in_service(
     client: &Client,
 ) -> Result<SignIn, String> {
     let store = open_store(&s.store, s.store_key.as_ref()).await?;
+    if sandbox_app.is_some() {
+        end_sandbox_sign_ins(store.as_ref()).await?;
+    }
     let (app, oauth_url) = match (sandbox_app, s.app) {
         (Some((app, base)), _) => (app, reqwest::Url::parse(&base).ok()),
         (None, Some(app)) => (app, s.oauth_url),
@@ -395,6 +398,32 @@ async fn sign_in_service(
         client.portal().clone(),
         client.pool().clone(),
     ))
+}
+
+/// The sandbox keeps its users' Bitrix24 tokens in memory only, so after a restart the
+/// tokens a persistent store holds for them are dead: their sign-ins end here, at once and
+/// with a reason in the log, rather than on each person's next call with a refusal that
+/// names no cause. Their clients get `401` and sign in again.
+async fn end_sandbox_sign_ins(store: &dyn Store) -> Result<(), String> {
+    let people = store
+        .people()
+        .await
+        .map_err(|e| format!("reading the sign-in store: {e}"))?;
+    if people.is_empty() {
+        return Ok(());
+    }
+    for person in &people {
+        store
+            .revoke_person(Some(&person.member_id), person.user_id)
+            .await
+            .map_err(|e| format!("ending the sandbox's old sign-ins: {e}"))?;
+    }
+    tracing::warn!(
+        people = people.len(),
+        "the sandbox portal restarted and forgot its sign-ins: the people signed in to it \
+         before must sign in again (their clients are asked to)"
+    );
+    Ok(())
 }
 
 async fn cancel_on_signal(ct: CancellationToken) {

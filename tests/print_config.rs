@@ -146,6 +146,20 @@ async fn sign_in_snippets_carry_no_token_and_say_how_to_sign_in() {
         assert!(!all.contains("MCP_AUTH_TOKEN"), "{client}: {all}");
         assert!(!all.contains("Authorization"), "{client}: {all}");
         assert!(all.contains("sign"), "{client}: {all}");
+        // Sign-in has no token and no variable: a guide that speaks of them misleads.
+        let lower = all.to_lowercase();
+        for word in ["environment", "env_vars", "bearer", "${"] {
+            assert!(!lower.contains(word), "{client} mentions {word}: {all}");
+        }
+        assert!(all.contains("consent page"), "{client}: {all}");
+        let step = match client {
+            "claude-code" => "claude mcp login bitrix24",
+            "codex" => "codex mcp login bitrix24",
+            "cursor" => "Settings > MCP",
+            "vscode" => "authenticate",
+            _ => "mcp-remote",
+        };
+        assert!(all.contains(step), "{client}: {all}");
         insta::assert_snapshot!(format!("{client}_http_sign_in"), all);
     }
 }

@@ -369,3 +369,46 @@ async fn two_processes_on_one_store_refresh_a_person_once() {
         "one refresh for both processes"
     );
 }
+
+/// The built-in sandbox keeps its users' Bitrix24 tokens in memory only: after its restart
+/// the sign-ins a persistent store kept end at start-up, with the reason in the log, and
+/// the old token gets the `401` that makes the client sign in again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_sandbox_ends_its_old_sign_ins_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("store.sqlite3").display());
+    let listen = format!("127.0.0.1:{}", free_port());
+    let start = || async {
+        let env = [("MCP_STORE", store.as_str())];
+        spawn_http_on(&listen, &["--sandbox", "--oauth"], &env).await
+    };
+    let mut server = start().await;
+    let client = Client::discover_and_register(&server).await;
+    let one = client.sign_in(1).await;
+    ok(&call_as(
+        &server.mcp_url(),
+        &one.access,
+        "task_result_list",
+        json!({"taskId": 51}),
+    )
+    .await);
+    assert!(!server.stderr().contains("sandbox portal restarted"));
+
+    server.sigterm().await;
+    assert!(server.wait().await.success());
+    drop(server);
+    let server = start().await;
+    server.wait_for_log("sandbox portal restarted").await;
+    let status = sign_in_support::mcp_status(&server.mcp_url(), &one.access).await;
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
+    // And signing in again works at once.
+    let client = Client::discover_and_register(&server).await;
+    let again = client.sign_in(1).await;
+    ok(&call_as(
+        &server.mcp_url(),
+        &again.access,
+        "task_result_list",
+        json!({"taskId": 51}),
+    )
+    .await);
+}

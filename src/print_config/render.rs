@@ -38,6 +38,10 @@ pub struct Request<'a> {
     /// The HTTP server signs people in (`--oauth`): no token in the snippet, the client
     /// runs the sign-in itself.
     pub sign_in: bool,
+    /// The signing-in server accepts client ID metadata documents
+    /// (`--client-metadata-documents`): clients that identify themselves by one need the
+    /// server to reach the internet.
+    pub documents: bool,
 }
 
 /// One variable a snippet names.
@@ -141,7 +145,7 @@ pub fn render(req: &Request) -> Snippet {
     let bearer = |value: String| (!req.sign_in).then_some(value);
     let sign_in_step = |how: &str| {
         if req.sign_in && http {
-            format!("\nThe server signs each person in with their Bitrix24 account: {how}")
+            sign_in_guide(how, req.documents)
         } else {
             String::new()
         }
@@ -183,16 +187,26 @@ pub fn render(req: &Request) -> Snippet {
                 }
                 line
             };
-            Snippet {
-                config: mcp_servers(req.name, server),
-                guide: format!(
+            let guide = if http && req.sign_in {
+                format!(
+                    "Claude Code: either run this once in your shell:\n  {line}\n\
+                     or put the JSON below in .mcp.json at the project root. Check with: claude mcp list{}",
+                    sign_in_step(&format!(
+                        "run `claude mcp login {}` in a terminal, or in Claude Code run /mcp, pick the server and \
+                         choose Authenticate.",
+                        shell_quote(req.name)
+                    ))
+                )
+            } else {
+                format!(
                     "Claude Code: either run this once in your shell (it reads the value from your environment):\n  {line}\n\
                      or put the JSON below in .mcp.json at the project root (Claude Code expands ${{VAR}} from the \
-                     environment it was started in). Check with: claude mcp list{}",
-                    sign_in_step(
-                        "in Claude Code run /mcp, pick the server and choose Authenticate; your browser opens the Bitrix24 sign-in."
-                    )
-                ),
+                     environment it was started in). Check with: claude mcp list"
+                )
+            };
+            Snippet {
+                config: mcp_servers(req.name, server),
+                guide,
             }
         }
         ClientKind::Cursor => {
@@ -207,13 +221,18 @@ pub fn render(req: &Request) -> Snippet {
             };
             Snippet {
                 config: mcp_servers(req.name, server),
-                guide: format!(
-                    "Cursor: put this in ~/.cursor/mcp.json (every project) or .cursor/mcp.json (this project); \
-                     Cursor expands ${{env:NAME}} from the environment it was started in.{}",
-                    sign_in_step(
-                        "Cursor shows the server as needing a login in Settings > MCP: click it and sign in."
+                guide: if http && req.sign_in {
+                    format!(
+                        "Cursor: put this in ~/.cursor/mcp.json (every project) or .cursor/mcp.json (this project).{}",
+                        sign_in_step(
+                            "Cursor shows the server as needing a login in Settings > MCP: click it."
+                        )
                     )
-                ),
+                } else {
+                    "Cursor: put this in ~/.cursor/mcp.json (every project) or .cursor/mcp.json (this project); \
+                     Cursor expands ${env:NAME} from the environment it was started in."
+                        .to_string()
+                },
             }
         }
         ClientKind::Codex => {
@@ -237,14 +256,29 @@ pub fn render(req: &Request) -> Snippet {
             ));
             Snippet {
                 config: toml,
-                guide: format!(
+                guide: if http && req.sign_in {
+                    format!(
+                        "Codex: add this to ~/.codex/config.toml. Check with: codex mcp list{}{}",
+                        sign_in_step(&format!(
+                            "run `codex mcp login {}` once (add --no-browser on a machine without one: it prints the \
+                             address to open).",
+                            shell_quote(req.name)
+                        )),
+                        if req.documents {
+                            format!(
+                                "\nCodex only: `codex mcp login {} --oauth-client-registration dcr` registers instead of \
+                                 using its metadata document.",
+                                shell_quote(req.name)
+                            )
+                        } else {
+                            String::new()
+                        }
+                    )
+                } else {
                     "Codex: add this to ~/.codex/config.toml. Codex passes the variables named in env_vars (or the \
-                     bearer token variable) from the environment it was started in. Check with: codex mcp list{}",
-                    sign_in_step(&format!(
-                        "run `codex mcp login {}` once; your browser opens the Bitrix24 sign-in.",
-                        req.name
-                    ))
-                ),
+                     bearer token variable) from the environment it was started in. Check with: codex mcp list"
+                        .to_string()
+                },
             }
         }
         ClientKind::Vscode => {
@@ -292,13 +326,18 @@ pub fn render(req: &Request) -> Snippet {
                     servers: BTreeMap::from([(req.name, server)]),
                     inputs,
                 }),
-                guide: format!(
-                    "VS Code: put this in .vscode/mcp.json (or run \"MCP: Open User Configuration\"). VS Code asks \
-                     for each value once and keeps it in its secret storage.{}",
-                    sign_in_step(
-                        "VS Code asks you to sign in when the server first starts; allow it and sign in in the browser."
+                guide: if http && req.sign_in {
+                    format!(
+                        "VS Code: put this in .vscode/mcp.json (or run \"MCP: Open User Configuration\").{}",
+                        sign_in_step(
+                            "VS Code asks to authenticate when the server first starts: allow it."
+                        )
                     )
-                ),
+                } else {
+                    "VS Code: put this in .vscode/mcp.json (or run \"MCP: Open User Configuration\"). VS Code asks \
+                     for each value once and keeps it in its secret storage."
+                        .to_string()
+                },
             }
         }
         ClientKind::ClaudeDesktop => {
@@ -334,19 +373,41 @@ pub fn render(req: &Request) -> Snippet {
             };
             Snippet {
                 config: mcp_servers(req.name, server),
-                guide: format!(
-                    "{}{}",
-                    "Claude Desktop: merge this into claude_desktop_config.json (Settings > Developer > Edit Config; \
-                        macOS ~/Library/Application Support/Claude/, Windows %APPDATA%\\Claude\\). Claude Desktop does \
-                        not read your shell environment: replace each <value of ...> yourself, keep the file private, \
-                        and restart Claude Desktop.",
-                    sign_in_step(
-                        "at its first start mcp-remote opens your browser for the Bitrix24 sign-in."
+                guide: if http && req.sign_in {
+                    format!(
+                        "Claude Desktop: merge this into claude_desktop_config.json (Settings > Developer > Edit Config; \
+                         macOS ~/Library/Application Support/Claude/, Windows %APPDATA%\\Claude\\) and restart \
+                         Claude Desktop.{}",
+                        sign_in_step("at its first start mcp-remote opens your browser.")
                     )
-                ),
+                } else {
+                    "Claude Desktop: merge this into claude_desktop_config.json (Settings > Developer > Edit Config; \
+                     macOS ~/Library/Application Support/Claude/, Windows %APPDATA%\\Claude\\). Claude Desktop does \
+                     not read your shell environment: replace each <value of ...> yourself, keep the file private, \
+                     and restart Claude Desktop."
+                        .to_string()
+                },
             }
         }
     }
+}
+
+/// How a person signs in from a client: `how` (that client's own step), then what the
+/// browser shows, and, while the server accepts metadata documents, what to do when it
+/// cannot fetch one.
+fn sign_in_guide(how: &str, documents: bool) -> String {
+    let mut guide = format!(
+        "\nSign in (each person, once): {how} The browser shows this server's consent page (allow the \
+         client), then the Bitrix24 sign-in. No token or variable to set."
+    );
+    if documents {
+        guide.push_str(
+            "\nIf the browser says the server cannot fetch the client's metadata document (a server without \
+             outbound internet), the server's operator turns documents off (--client-metadata-documents off, \
+             MCP_CLIENT_METADATA_DOCUMENTS=off) and the client registers instead.",
+        );
+    }
+    guide
 }
 
 fn input_id(var: &str) -> String {
@@ -426,6 +487,7 @@ mod tests {
             }],
             url: crate::cli::DEFAULT_HTTP_URL,
             sign_in: false,
+            documents: true,
         }
     }
 
