@@ -1,5 +1,4 @@
-# The server in a container, for a team over HTTP (README: "HTTP: one server for a team
-# or a container"). Build: docker build -t bitrix24-task-results-mcp .
+# The server in a container, for a team over HTTP (docs/http.md). Build: docker build -t bitrix24-task-results-mcp .
 # Run:  docker run -p 8000:8000 -e MCP_AUTH_TOKEN=$(openssl rand -hex 32) \
 #         -e BITRIX24_WEBHOOK_URL=https://YOUR.bitrix24.com/rest/1/SECRET/ bitrix24-task-results-mcp
 # The server refuses 0.0.0.0 without MCP_AUTH_TOKEN, so the container does too.
