@@ -56,11 +56,17 @@ impl Env {
 
     /// A server on `listen`, on this environment's store (and its key file beside it).
     async fn server_on(&self, listen: &str) -> HttpServer {
+        self.server_with(listen, &[]).await
+    }
+
+    /// [`Env::server_on`] with more flags.
+    async fn server_with(&self, listen: &str, flags: &[&str]) -> HttpServer {
         let base = self.sandbox.base_url();
         let store = format!("sqlite:{}", self.db().display());
+        let args: Vec<&str> = ["--oauth"].iter().chain(flags).copied().collect();
         spawn_http_on(
             listen,
-            &["--oauth"],
+            &args,
             &[
                 ("BITRIX24_PORTAL_URL", &base),
                 ("BITRIX24_CLIENT_ID", APP_ID),
@@ -344,7 +350,9 @@ async fn an_expired_portal_code_sends_the_client_access_denied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reused_refresh_token_revokes_the_whole_grant() {
     let env = Env::new().await;
-    let server = env.server().await;
+    // No grace window: every repeat is a reuse (tests/sign_in_tokens.rs has the window).
+    let listen = format!("127.0.0.1:{}", env.port);
+    let server = env.server_with(&listen, &["--refresh-grace", "0"]).await;
     let url = server.mcp_url();
     let client = Client::discover_and_register(&server).await;
     let first = client.sign_in(1).await;
