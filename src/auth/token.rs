@@ -23,7 +23,7 @@ use crate::store::{
 pub async fn token(State(sign_in): State<SignIn>, headers: HeaderMap, body: Bytes) -> Response {
     let p = match Params::parse(&headers, &body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(why) => return refused("invalid_request", why),
     };
     if let Some(asked) = p.get("resource")
         && !same_resource(asked, &sign_in.resource())
@@ -55,7 +55,8 @@ pub async fn token(State(sign_in): State<SignIn>, headers: HeaderMap, body: Byte
 struct Params(HashMap<String, String>);
 
 impl Params {
-    fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Params, Response> {
+    /// The parameters, or why the form is refused (`invalid_request`).
+    fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Params, &'static str> {
         let form = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -65,18 +66,12 @@ impl Params {
                     .eq_ignore_ascii_case("application/x-www-form-urlencoded")
             });
         if !form {
-            return Err(refused(
-                "invalid_request",
-                "send the parameters as application/x-www-form-urlencoded",
-            ));
+            return Err("send the parameters as application/x-www-form-urlencoded");
         }
         let mut map = HashMap::new();
         for (name, value) in url::form_urlencoded::parse(body) {
             if map.insert(name.into_owned(), value.into_owned()).is_some() {
-                return Err(refused(
-                    "invalid_request",
-                    "a parameter is given more than once; send each at most once",
-                ));
+                return Err("a parameter is given more than once; send each at most once");
             }
         }
         Ok(Params(map))
@@ -427,7 +422,7 @@ fn pair_answer(pair: &TokenPair, at: i64) -> Response {
 pub async fn revoke(State(sign_in): State<SignIn>, headers: HeaderMap, body: Bytes) -> Response {
     let p = match Params::parse(&headers, &body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(why) => return refused("invalid_request", why),
     };
     let Some(token) = p.get("token") else {
         return refused("invalid_request", "token is missing");
