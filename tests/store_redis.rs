@@ -24,6 +24,8 @@ const NOW: i64 = 4_000_000_000;
 const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 const ACCESS: &str = "bitrix-access-7f3c1e9a2b";
 const REFRESH: &str = "bitrix-refresh-5d8e0a4c6f";
+/// A pair a refresh issues in the tests that search the stored bytes for it.
+const ROTATED: [&str; 2] = ["our-rotated-access-71c2e0", "our-rotated-refresh-93d4b8"];
 
 fn key() -> StoreKey {
     StoreKey::from_hex(KEY).expect("test key")
@@ -721,6 +723,10 @@ async fn redis_holds_no_token_or_secret_in_clear() {
         .put_pending(pending(ours[3], NOW + 60), NOW)
         .await
         .unwrap();
+    // A rotation keeps the pair it issued for the grace window, sealed.
+    let next = rotation(ROTATED[0], ROTATED[1], 30);
+    let used = store.use_refresh(&TokenHash::of(ours[1]), NOW, next).await;
+    assert!(matches!(used.unwrap(), RefreshUse::Fresh(_)));
 
     let all = everything(&server);
     // The rows are in what is searched (in clear, not being secrets).
@@ -733,7 +739,7 @@ async fn redis_holds_no_token_or_secret_in_clear() {
     assert!(all.len() >= 10, "{} keys", all.len());
     for (name, blobs) in &all {
         for blob in blobs {
-            for secret in ours.iter().chain(theirs.iter()) {
+            for secret in ours.iter().chain(theirs.iter()).chain(ROTATED.iter()) {
                 assert!(!contains(blob, secret.as_bytes()), "{secret} in {name}");
             }
         }

@@ -18,6 +18,8 @@ const NOW: i64 = 1_800_000_000;
 const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 const ACCESS: &str = "bitrix-access-7f3c1e9a2b";
 const REFRESH: &str = "bitrix-refresh-5d8e0a4c6f";
+/// A pair a refresh issues in the tests that search the stored bytes for it.
+const ROTATED: [&str; 2] = ["our-rotated-access-71c2e0", "our-rotated-refresh-93d4b8"];
 
 fn key() -> StoreKey {
     StoreKey::from_hex(KEY).expect("test key")
@@ -699,7 +701,7 @@ async fn the_database_files_hold_no_token_in_clear() {
         let domain = b"portal.example.com";
         assert!(files.iter().any(|(_, b)| contains(b, domain)), "{when}");
         for (suffix, bytes) in &files {
-            for secret in ours.iter().chain(theirs.iter()) {
+            for secret in ours.iter().chain(theirs.iter()).chain(ROTATED.iter()) {
                 assert!(
                     !contains(bytes, secret.as_bytes()),
                     "{when}: {secret} in store{suffix}"
@@ -726,6 +728,10 @@ async fn the_database_files_hold_no_token_in_clear() {
             .put_pending(pending(ours[3], NOW + 60), NOW)
             .await
             .unwrap();
+        // A rotation keeps the pair it issued for the grace window, sealed.
+        let next = rotation(ROTATED[0], ROTATED[1], 30);
+        let used = store.use_refresh(&TokenHash::of(ours[1]), NOW, next).await;
+        assert!(matches!(used.unwrap(), RefreshUse::Fresh(_)));
         // While the server runs, the -wal file holds the recent writes.
         check("open");
         assert!(store.person("m1", 1).await.unwrap().is_some());

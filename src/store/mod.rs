@@ -4,8 +4,10 @@
 //! One object-safe trait, [`Store`], so that the OAuth layer holds an `Arc<dyn Store>` and a
 //! shared store for several replicas plugs in later without touching it. Nothing here is
 //! SQLite-specific; [`sqlite::SqliteStore`] is the embedded default. Our own tokens, codes
-//! and states exist here only as [`TokenHash`]es; the Bitrix24 tokens are the only secrets
-//! kept, and an implementation must encrypt them at rest ([`crypto`]).
+//! and states exist here only as [`TokenHash`]es, except the pair a refresh issued, kept
+//! for its grace window so that a repeat gets it back ([`Rotation`]); that pair and the
+//! Bitrix24 tokens are the only secrets kept, and an implementation must encrypt them at
+//! rest ([`crypto`]).
 //!
 //! Every timestamp is unix seconds; a record whose `expires_at` is `<= now` is expired.
 //! Callers pass `now` so that tests need no clock.
