@@ -393,6 +393,7 @@ async fn sign_in_service(
             app,
             oauth_url,
             token_lifetime: s.token_lifetime,
+            refresh_grace: s.refresh_grace,
         },
         store,
         client.portal().clone(),

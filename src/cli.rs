@@ -100,7 +100,7 @@ pub struct SignInArgs {
     /// Where sign-ins are kept: sqlite:PATH, or redis://HOST:PORT/DB (rediss:// for TLS) for several replicas, which then also share the pacing bucket and refresh turns [default: sqlite: under the user's data directory].
     #[arg(long, env = "MCP_STORE", value_name = "STORE", global = true)]
     pub store: Option<String>,
-    /// Key (64 hex characters) encrypting the Bitrix24 tokens in the store; required with Redis; with SQLite, without it a key file is created beside the database. Secret: never logged.
+    /// Key (64 hex characters) encrypting the Bitrix24 tokens in the store; required with Redis (or --store-key-file); with SQLite, without either a key file is created beside the database. Secret: never logged. Prefer the environment variable or --store-key-file: a flag's value is visible to other local users in /proc/PID/cmdline.
     #[arg(
         long,
         env = "MCP_STORE_KEY",
@@ -109,6 +109,12 @@ pub struct SignInArgs {
         global = true
     )]
     pub store_key: Option<Secret>,
+    /// File holding the store key (64 hex characters), instead of --store-key; it must be owned by this user and readable by no one else (chmod 600).
+    #[arg(long, env = "MCP_STORE_KEY_FILE", value_name = "PATH", global = true)]
+    pub store_key_file: Option<PathBuf>,
+    /// Seconds after a refresh token's first use during which a repeat of it (a client retrying a refresh whose answer was lost, two processes sharing one token) gets the same new pair instead of signing the person out; 0: every repeat counts as a stolen token's reuse.
+    #[arg(long, env = "MCP_REFRESH_GRACE", default_value_t = 30, value_name = "SECONDS", global = true, value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub refresh_grace: u64,
 }
 
 /// Options of `doctor`.
@@ -201,7 +207,7 @@ pub struct ToolArgs {
 /// Which portal to talk to, and how. Debug is derived: the secrets are [`Secret`]s.
 #[derive(Debug, Clone, Args)]
 pub struct PortalArgs {
-    /// Inbound webhook URL, https://PORTAL/rest/USER_ID/SECRET/ (the /rest/api/ form works too). Secret: never logged.
+    /// Inbound webhook URL, https://PORTAL/rest/USER_ID/SECRET/ (the /rest/api/ form works too). Secret: never logged. Prefer the environment variable: a flag's value is visible to other local users in /proc/PID/cmdline.
     #[arg(
         long,
         env = "BITRIX24_WEBHOOK_URL",
@@ -213,7 +219,7 @@ pub struct PortalArgs {
     /// Portal address for OAuth, e.g. https://example.bitrix24.com (with --access-token).
     #[arg(long, env = "BITRIX24_PORTAL_URL", value_name = "URL", global = true)]
     pub portal_url: Option<String>,
-    /// OAuth access token, sent in the JSON body's `auth` field. Secret: never logged.
+    /// OAuth access token, sent in the JSON body's `auth` field. Secret: never logged. Prefer the environment variable: a flag's value is visible to other local users in /proc/PID/cmdline.
     #[arg(
         long,
         env = "BITRIX24_ACCESS_TOKEN",
@@ -299,7 +305,7 @@ pub struct OAuthArgs {
     /// OAuth application's client id (application settings in Bitrix24), to refresh the access token.
     #[arg(long, env = "BITRIX24_CLIENT_ID", value_name = "ID", global = true)]
     pub client_id: Option<String>,
-    /// OAuth application's client secret. Secret: never logged, sent only to the OAuth server.
+    /// OAuth application's client secret. Secret: never logged, sent only to the OAuth server. Prefer the environment variable: a flag's value is visible to other local users in /proc/PID/cmdline.
     #[arg(
         long,
         env = "BITRIX24_CLIENT_SECRET",
@@ -308,7 +314,7 @@ pub struct OAuthArgs {
         global = true
     )]
     pub client_secret: Option<Secret>,
-    /// OAuth refresh token; each refresh replaces it, and the new one is kept in the token file. Secret: never logged.
+    /// OAuth refresh token; each refresh replaces it, and the new one is kept in the token file. Secret: never logged. Prefer the environment variable: a flag's value is visible to other local users in /proc/PID/cmdline.
     #[arg(
         long,
         env = "BITRIX24_REFRESH_TOKEN",
@@ -352,7 +358,7 @@ pub struct HttpArgs {
     /// Streamable HTTP without sessions: every POST gets a plain JSON reply, no Mcp-Session-Id [default: off].
     #[arg(long, env = "MCP_STATELESS", global = true, action = clap::ArgAction::SetTrue, value_parser = parse_bool)]
     pub stateless: bool,
-    /// Bearer token HTTP clients must send (Authorization: Bearer TOKEN). Secret: never logged.
+    /// Bearer token HTTP clients must send (Authorization: Bearer TOKEN). Secret: never logged. Prefer the environment variable: a flag's value is visible to other local users in /proc/PID/cmdline.
     #[arg(
         long,
         env = "MCP_AUTH_TOKEN",

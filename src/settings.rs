@@ -59,8 +59,13 @@ impl Settings {
                 .map(|h| stateless_with_redis(h, cli.sign_in.store.as_deref()))
                 .and_then(|h| budget_fits_sessions(h, call_budget)),
             sign_in: sign_in(cli),
-            shared: shared(cli),
-            store_key: secret(&cli.sign_in.store_key),
+            // A key file that cannot be used stops a Redis server (its replicas seal with
+            // the key even without --oauth); with --oauth, `sign_in` says so.
+            shared: shared(cli).and_then(|s| match (&s, store_key(&cli.sign_in)) {
+                (Some(_), Err(e)) => Err(e),
+                _ => Ok(s),
+            }),
+            store_key: store_key(&cli.sign_in).ok().flatten(),
         }
     }
 }
@@ -124,8 +129,31 @@ pub struct SignInSettings {
     pub token_lifetime: Duration,
     /// Where sign-ins are kept.
     pub store: StoreLocation,
-    /// `--store-key`, when given.
+    /// `--store-key`, or the key read from `--store-key-file`, when given.
     pub store_key: Option<SecretString>,
+    /// `--refresh-grace`.
+    pub refresh_grace: Duration,
+}
+
+/// `--store-key`, or the key in `--store-key-file` (refused unless private to this user);
+/// `None` when neither is given.
+pub fn store_key(args: &SignInArgs) -> Result<Option<SecretString>, String> {
+    let file = args
+        .store_key_file
+        .as_ref()
+        .filter(|p| !p.as_os_str().is_empty());
+    match (secret(&args.store_key), file) {
+        (Some(_), Some(_)) => Err(
+            "give the store key once: --store-key (MCP_STORE_KEY) or --store-key-file \
+             (MCP_STORE_KEY_FILE), not both"
+                .into(),
+        ),
+        (Some(key), None) => Ok(Some(key)),
+        (None, Some(path)) => crate::store::read_key_file(path)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        (None, None) => Ok(None),
+    }
 }
 
 /// Where the sign-in store lives.
@@ -199,7 +227,8 @@ pub fn sign_in(cli: &Cli) -> Result<Option<SignInSettings>, String> {
         oauth_url: oauth_url(o.oauth_url.as_deref())?,
         token_lifetime: Duration::from_secs(args.token_lifetime),
         store: store_location(args)?,
-        store_key: secret(&args.store_key),
+        store_key: store_key(args)?,
+        refresh_grace: Duration::from_secs(args.refresh_grace),
     }))
 }
 

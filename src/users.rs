@@ -18,7 +18,14 @@ pub async fn run(cli: &Cli, args: &UsersArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let store = match crate::app::open_store(&location, cli.sign_in.store_key.as_ref()).await {
+    let key = match crate::settings::store_key(&cli.sign_in) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {}", crate::redact::redact(&e));
+            return ExitCode::from(2);
+        }
+    };
+    let store = match crate::app::open_store(&location, key.as_ref()).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {}", crate::redact::redact(&e));
@@ -52,7 +59,7 @@ async fn list(store: &dyn Store) -> ExitCode {
         println!(
             "{:<10} {:<32} {:<22} {:>7}",
             p.user_id,
-            p.domain,
+            shown(&p.domain),
             utc(p.last_used_at),
             p.grants
         );
@@ -79,6 +86,29 @@ async fn revoke(store: &dyn Store, user_id: i64) -> ExitCode {
     }
 }
 
+/// A stored value as the terminal may show it: control characters (a newline would forge
+/// a row, ESC would drive the terminal), bidirectional overrides (they reorder what is
+/// shown) and the backslash (so an escape cannot be faked) become visible escapes such as
+/// `\n` and `\u{1b}`. The domain comes from the sign-in's callback, so a stranger may have
+/// chosen it.
+fn shown(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\\' => out.push_str("\\\\"),
+            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+                out.extend(c.escape_unicode())
+            }
+            c if c.is_control() => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// `YYYY-MM-DD HH:MM:SS` for unix seconds (civil-from-days, H. Hinnant's algorithm;
 /// a date crate for one column would be heavier than these lines).
 fn utc(secs: i64) -> String {
@@ -103,6 +133,17 @@ fn utc(secs: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn control_characters_are_shown_as_escapes() {
+        assert_eq!(
+            super::shown("evil.example\n1  9  admin\u{1b}[2J\u{1b}[H"),
+            "evil.example\\n1  9  admin\\u{1b}[2J\\u{1b}[H"
+        );
+        assert_eq!(super::shown("a\\b\t\r\u{202e}x"), "a\\\\b\\t\\r\\u{202e}x");
+        assert_eq!(super::shown("portal.bitrix24.ru"), "portal.bitrix24.ru");
+        assert_eq!(super::shown("портал.рф"), "портал.рф");
+    }
+
     #[test]
     fn dates() {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00");

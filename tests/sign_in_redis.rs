@@ -58,6 +58,9 @@ impl Replicas {
             ("MCP_STORE", self.redis.url(0)),
             ("MCP_STORE_KEY", STORE_KEY.into()),
             ("MCP_PUBLIC_URL", self.public_url()),
+            // No grace window: a replayed refresh here is a reuse at once (the window
+            // itself is tested in tests/sign_in_tokens.rs).
+            ("MCP_REFRESH_GRACE", "0".into()),
         ]
     }
 

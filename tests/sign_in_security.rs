@@ -56,11 +56,17 @@ impl Env {
 
     /// A server on `listen`, on this environment's store (and its key file beside it).
     async fn server_on(&self, listen: &str) -> HttpServer {
+        self.server_with(listen, &[]).await
+    }
+
+    /// [`Env::server_on`] with more flags.
+    async fn server_with(&self, listen: &str, flags: &[&str]) -> HttpServer {
         let base = self.sandbox.base_url();
         let store = format!("sqlite:{}", self.db().display());
+        let args: Vec<&str> = ["--oauth"].iter().chain(flags).copied().collect();
         spawn_http_on(
             listen,
-            &["--oauth"],
+            &args,
             &[
                 ("BITRIX24_PORTAL_URL", &base),
                 ("BITRIX24_CLIENT_ID", APP_ID),
@@ -344,7 +350,9 @@ async fn an_expired_portal_code_sends_the_client_access_denied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reused_refresh_token_revokes_the_whole_grant() {
     let env = Env::new().await;
-    let server = env.server().await;
+    // No grace window: every repeat is a reuse (tests/sign_in_tokens.rs has the window).
+    let listen = format!("127.0.0.1:{}", env.port);
+    let server = env.server_with(&listen, &["--refresh-grace", "0"]).await;
     let url = server.mcp_url();
     let client = Client::discover_and_register(&server).await;
     let first = client.sign_in(1).await;
@@ -798,4 +806,250 @@ async fn the_thousand_and_first_pending_sign_in_is_temporarily_unavailable() {
     }
     let r = client.authorize_raw(&params).await;
     assert_error_redirect(r, &client.base, "temporarily_unavailable", "st-full").await;
+}
+
+/// A confidential client (`client_secret_post`), signed in as user 1 with its secret.
+async fn confidential_signed_in(server: &HttpServer) -> (Client, String, sign_in_support::Tokens) {
+    let (id, secret) = register_confidential(server, "client_secret_post").await;
+    let client = Client {
+        base: server.base.clone(),
+        client_id: id.clone(),
+        http: no_redirects(),
+    };
+    let a = client.authorize(1).await;
+    let resource = server.mcp_url();
+    let (status, body) = client
+        .token_raw(&[
+            ("grant_type", "authorization_code"),
+            ("code", &a.code),
+            ("redirect_uri", CLIENT_REDIRECT),
+            ("client_id", &id),
+            ("client_secret", &secret),
+            ("code_verifier", &a.verifier),
+            ("resource", &resource),
+        ])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    (client, secret, sign_in_support::tokens(&body))
+}
+
+/// `POST path` with a raw form body and optional HTTP Basic credentials.
+async fn post_form(
+    server: &HttpServer,
+    path: &str,
+    basic: Option<(&str, &str)>,
+    pairs: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let mut request = no_redirects()
+        .post(format!("{}{path}", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(sign_in_support::form_body(pairs));
+    if let Some((id, secret)) = basic {
+        request = request.basic_auth(id, Some(secret));
+    }
+    let r = request.send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confidential_clients_refresh_token_needs_its_secret() {
+    let env = Env::new().await;
+    // No grace window: had a refused attempt spent the token, the last refresh would be a
+    // reuse and fail.
+    let listen = format!("127.0.0.1:{}", env.port);
+    let server = env.server_with(&listen, &["--refresh-grace", "0"]).await;
+    let (client, secret, t) = confidential_signed_in(&server).await;
+    let id = client.client_id.as_str();
+    let refresh = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &t.refresh),
+    ];
+
+    // Review M1: no client_id and no secret used to get 200.
+    for extra in [
+        vec![],
+        vec![("client_id", id)],
+        vec![("client_id", id), ("client_secret", "wrong")],
+    ] {
+        let form: Vec<_> = refresh.iter().copied().chain(extra.clone()).collect();
+        let (status, body) = post_form(&server, "/token", None, &form).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{extra:?}: {body}");
+        assert_eq!(oauth_error(&body), "invalid_client", "{body}");
+    }
+    let form: Vec<_> = refresh
+        .iter()
+        .copied()
+        .chain([("client_id", id), ("client_secret", secret.as_str())])
+        .collect();
+    let (status, body) = post_form(&server, "/token", None, &form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let next = sign_in_support::tokens(&body);
+    assert_eq!(
+        mcp_status(&server.mcp_url(), &next.access).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_parameters_and_two_authentication_methods_are_refused() {
+    let env = Env::new().await;
+    let server = env.server().await;
+    let public = Client::discover_and_register(&server).await;
+    let t = public.sign_in(1).await;
+    let pid = public.client_id.as_str();
+
+    // Review L7: every parameter at most once, on /token and /revoke.
+    for form in [
+        vec![
+            ("grant_type", "refresh_token"),
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &t.refresh),
+            ("client_id", pid),
+        ],
+        vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &t.refresh),
+            ("client_id", "someone-else"),
+            ("client_id", pid),
+        ],
+    ] {
+        let (status, body) = post_form(&server, "/token", None, &form).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{form:?}: {body}");
+        assert_eq!(oauth_error(&body), "invalid_request", "{body}");
+    }
+    let (status, body) = post_form(
+        &server,
+        "/revoke",
+        None,
+        &[("token", "garbage"), ("token", &t.refresh)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(oauth_error(&body), "invalid_request", "{body}");
+
+    // A public client sending a made-up secret.
+    let (status, body) = post_form(
+        &server,
+        "/token",
+        None,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &t.refresh),
+            ("client_id", pid),
+            ("client_secret", "made-up"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(oauth_error(&body), "invalid_client", "{body}");
+
+    // Basic (the right secret) and client_secret in the body: two methods.
+    let (client, secret, c) = confidential_signed_in(&server).await;
+    let (status, body) = post_form(
+        &server,
+        "/token",
+        Some((&client.client_id, &secret)),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &c.refresh),
+            ("client_secret", "WRONG"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(oauth_error(&body), "invalid_request", "{body}");
+
+    // None of the refused requests spent a token.
+    let (status, body) = public.refresh(&t.refresh).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = post_form(
+        &server,
+        "/token",
+        Some((&client.client_id, &secret)),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &c.refresh),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_authenticates_confidential_clients_and_checks_whose_token_it_is() {
+    let env = Env::new().await;
+    let server = env.server().await;
+    let url = server.mcp_url();
+    let (client, secret, t) = confidential_signed_in(&server).await;
+    let other = Client::discover_and_register(&server).await;
+
+    // Review L8: no authentication, an unknown client, another client: refused, and the
+    // sign-in goes on.
+    for (form, status, error) in [
+        (
+            vec![("token", t.refresh.as_str())],
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (
+            vec![("token", t.refresh.as_str()), ("client_id", "nonexistent")],
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (
+            vec![
+                ("token", t.refresh.as_str()),
+                ("client_id", other.client_id.as_str()),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+        ),
+        (
+            vec![
+                ("token", t.access.as_str()),
+                ("client_id", client.client_id.as_str()),
+            ],
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+    ] {
+        let (got, body) = post_form(&server, "/revoke", None, &form).await;
+        assert_eq!(got, status, "{form:?}: {body}");
+        assert_eq!(oauth_error(&body), error, "{body}");
+        assert_eq!(mcp_status(&url, &t.access).await, StatusCode::OK);
+    }
+    // The client itself, authenticated: revoked.
+    let (got, body) = post_form(
+        &server,
+        "/revoke",
+        Some((&client.client_id, &secret)),
+        &[("token", &t.refresh)],
+    )
+    .await;
+    assert_eq!(got, StatusCode::OK, "{body}");
+    assert_eq!(mcp_status(&url, &t.access).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_clients_refresh_attempt_leaves_the_token_usable() {
+    let env = Env::new().await;
+    // No grace window, so a spent token could not be forgiven as a repeat.
+    let listen = format!("127.0.0.1:{}", env.port);
+    let server = env.server_with(&listen, &["--refresh-grace", "0"]).await;
+    let rightful = Client::discover_and_register(&server).await;
+    let wrong = Client::discover_and_register(&server).await;
+    let t = rightful.sign_in(1).await;
+
+    let (status, body) = wrong.refresh(&t.refresh).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(oauth_error(&body), "invalid_grant", "{body}");
+
+    let (status, body) = rightful.refresh(&t.refresh).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let next = sign_in_support::tokens(&body);
+    assert_eq!(
+        mcp_status(&server.mcp_url(), &next.access).await,
+        StatusCode::OK
+    );
 }

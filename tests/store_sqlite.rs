@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use bitrix24_task_results_mcp::store::{
     AuthCode, BitrixTokens, ClientRecord, Grant, IssuedToken, Limits, PendingAuth, Person,
-    RefreshUse, SqliteStore, Store, StoreError, StoreKey, TokenHash, TokenKind, default_key_path,
-    default_path,
+    RefreshUse, Rotation, SqliteStore, Store, StoreError, StoreKey, TokenHash, TokenKind,
+    default_key_path, default_path,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -18,6 +18,8 @@ const NOW: i64 = 1_800_000_000;
 const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 const ACCESS: &str = "bitrix-access-7f3c1e9a2b";
 const REFRESH: &str = "bitrix-refresh-5d8e0a4c6f";
+/// A pair a refresh issues in the tests that search the stored bytes for it.
+const ROTATED: [&str; 2] = ["our-rotated-access-71c2e0", "our-rotated-refresh-93d4b8"];
 
 fn key() -> StoreKey {
     StoreKey::from_hex(KEY).expect("test key")
@@ -116,6 +118,17 @@ fn issued(token: &str, grant_id: &str, kind: TokenKind, expires_at: i64) -> Issu
         kind,
         expires_at,
         used: false,
+    }
+}
+
+/// The pair a refresh issues, with `grace` seconds in which a repeat gets it back.
+fn rotation(access: &str, refresh: &str, grace: i64) -> Rotation {
+    Rotation {
+        access: SecretString::from(access),
+        refresh: SecretString::from(refresh),
+        access_expires_at: NOW + 3600,
+        refresh_expires_at: NOW + 86_400,
+        grace,
     }
 }
 
@@ -360,72 +373,17 @@ async fn access_tokens_resolve_to_their_grant_until_expiry_or_revocation() {
     assert!(store.token(&at1, NOW).await.unwrap().is_none());
     assert!(store.grant("g1").await.unwrap().unwrap().revoked);
     assert_eq!(
-        store.use_refresh(&TokenHash::of("rt1"), NOW).await.unwrap(),
+        store
+            .use_refresh(
+                &TokenHash::of("rt1"),
+                NOW,
+                rotation("at-next", "rt-next", 30)
+            )
+            .await
+            .unwrap(),
         RefreshUse::Unknown
     );
     store.revoke_grant("no-such-grant").await.unwrap();
-}
-
-#[tokio::test]
-async fn a_refresh_token_works_once_and_its_reuse_revokes_the_grant() {
-    let (_dir, store) = fresh();
-    signed_in(store.as_ref()).await;
-    let rt1 = TokenHash::of("rt1");
-    let RefreshUse::Fresh(token, got) = store.use_refresh(&rt1, NOW).await.unwrap() else {
-        panic!("first use is fresh");
-    };
-    assert_eq!(
-        (token.kind, token.used, got.id.as_str()),
-        (TokenKind::Refresh, true, "g1")
-    );
-    // The rotated pair.
-    store
-        .put_token(issued("at2", "g1", TokenKind::Access, NOW + 3600))
-        .await
-        .unwrap();
-    store
-        .put_token(issued("rt2", "g1", TokenKind::Refresh, NOW + 86_400))
-        .await
-        .unwrap();
-    assert!(
-        store
-            .token(&TokenHash::of("at2"), NOW)
-            .await
-            .unwrap()
-            .is_some()
-    );
-
-    // Replaying the old one: the grant and everything issued on it end.
-    assert_eq!(
-        store.use_refresh(&rt1, NOW).await.unwrap(),
-        RefreshUse::Reused {
-            grant_id: "g1".into()
-        }
-    );
-    assert!(store.grant("g1").await.unwrap().unwrap().revoked);
-    assert!(
-        store
-            .token(&TokenHash::of("at1"), NOW)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        store
-            .token(&TokenHash::of("at2"), NOW)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let rt2 = TokenHash::of("rt2");
-    assert_eq!(
-        store.use_refresh(&rt2, NOW).await.unwrap(),
-        RefreshUse::Unknown
-    );
-    assert_eq!(
-        store.use_refresh(&rt1, NOW).await.unwrap(),
-        RefreshUse::Unknown
-    );
 }
 
 #[tokio::test]
@@ -434,55 +392,29 @@ async fn expired_unknown_and_access_tokens_are_no_refresh_tokens() {
     signed_in(store.as_ref()).await;
     let rt1 = TokenHash::of("rt1");
     assert_eq!(
-        store.use_refresh(&rt1, NOW + 86_400).await.unwrap(),
+        store
+            .use_refresh(&rt1, NOW + 86_400, rotation("at-next", "rt-next", 30))
+            .await
+            .unwrap(),
         RefreshUse::Unknown
     );
     assert!(!store.grant("g1").await.unwrap().unwrap().revoked);
     let at1 = TokenHash::of("at1");
     assert_eq!(
-        store.use_refresh(&at1, NOW).await.unwrap(),
+        store
+            .use_refresh(&at1, NOW, rotation("at-next", "rt-next", 30))
+            .await
+            .unwrap(),
         RefreshUse::Unknown
     );
     let nope = TokenHash::of("nope");
     assert_eq!(
-        store.use_refresh(&nope, NOW).await.unwrap(),
+        store
+            .use_refresh(&nope, NOW, rotation("at-next", "rt-next", 30))
+            .await
+            .unwrap(),
         RefreshUse::Unknown
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_concurrent_refreshes_exactly_one_is_fresh() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db_path(&dir);
-    let first = open(&path);
-    let second = open(&path);
-    first.put_person(person("m1", 1)).await.unwrap();
-    for round in 0..20 {
-        let grant_id = format!("g{round}");
-        let value = format!("rt-{round}");
-        first.put_grant(grant(&grant_id, "m1", 1)).await.unwrap();
-        let refresh = issued(&value, &grant_id, TokenKind::Refresh, NOW + 600);
-        first.put_token(refresh).await.unwrap();
-        let tasks: Vec<_> = [&first, &second]
-            .into_iter()
-            .map(|store| {
-                let store = Arc::clone(store);
-                let value = value.clone();
-                tokio::spawn(async move { store.use_refresh(&TokenHash::of(&value), NOW).await })
-            })
-            .collect();
-        let mut fresh = 0;
-        for task in tasks {
-            match task.await.unwrap().unwrap() {
-                RefreshUse::Fresh(..) => fresh += 1,
-                RefreshUse::Reused { grant_id: g } => assert_eq!(g, grant_id),
-                RefreshUse::Unknown => panic!("round {round}: a live token was unknown"),
-            }
-        }
-        assert_eq!(fresh, 1, "round {round}");
-        // The loser's use counted as a reuse: the grant is gone.
-        assert!(first.grant(&grant_id).await.unwrap().unwrap().revoked);
-    }
 }
 
 #[tokio::test]
@@ -566,7 +498,11 @@ async fn revoking_a_person_from_a_second_process_takes_effect_at_once() {
     );
     assert_eq!(
         server
-            .use_refresh(&TokenHash::of("rt1"), NOW)
+            .use_refresh(
+                &TokenHash::of("rt1"),
+                NOW,
+                rotation("at-next", "rt-next", 30)
+            )
             .await
             .unwrap(),
         RefreshUse::Unknown
@@ -607,7 +543,8 @@ async fn people_are_listed_most_recent_first_with_live_grants() {
     store.revoke_grant("g2").await.unwrap();
     let people = store.people().await.unwrap();
     let order: Vec<_> = people.iter().map(|p| (p.user_id, p.grants)).collect();
-    assert_eq!(order, vec![(2, 0), (1, 1)]);
+    // User 2 has no live grant: not signed in, so not listed.
+    assert_eq!(order, vec![(1, 1)]);
 }
 
 #[tokio::test]
@@ -652,8 +589,8 @@ async fn purge_removes_what_expired_and_abandoned_registrations_only() {
     assert!(store.grant("g1").await.unwrap().is_none());
     assert!(store.client("abandoned").await.unwrap().is_none());
     assert!(store.client("c1").await.unwrap().is_some());
-    // People stay signed in: their Bitrix24 refresh token outlives ours.
-    assert!(store.person("m1", 1).await.unwrap().is_some());
+    // Every grant of theirs ended: their Bitrix24 tokens have no use left.
+    assert!(store.person("m1", 1).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -714,7 +651,14 @@ async fn a_restart_keeps_everything() {
     let person = store.person("m1", 1).await.unwrap().unwrap();
     assert_eq!(person.tokens.access.expose_secret(), ACCESS);
     assert!(matches!(
-        store.use_refresh(&TokenHash::of("rt1"), NOW).await.unwrap(),
+        store
+            .use_refresh(
+                &TokenHash::of("rt1"),
+                NOW,
+                rotation("at-next", "rt-next", 30)
+            )
+            .await
+            .unwrap(),
         RefreshUse::Fresh(..)
     ));
 }
@@ -757,7 +701,7 @@ async fn the_database_files_hold_no_token_in_clear() {
         let domain = b"portal.example.com";
         assert!(files.iter().any(|(_, b)| contains(b, domain)), "{when}");
         for (suffix, bytes) in &files {
-            for secret in ours.iter().chain(theirs.iter()) {
+            for secret in ours.iter().chain(theirs.iter()).chain(ROTATED.iter()) {
                 assert!(
                     !contains(bytes, secret.as_bytes()),
                     "{when}: {secret} in store{suffix}"
@@ -784,6 +728,10 @@ async fn the_database_files_hold_no_token_in_clear() {
             .put_pending(pending(ours[3], NOW + 60), NOW)
             .await
             .unwrap();
+        // A rotation keeps the pair it issued for the grace window, sealed.
+        let next = rotation(ROTATED[0], ROTATED[1], 30);
+        let used = store.use_refresh(&TokenHash::of(ours[1]), NOW, next).await;
+        assert!(matches!(used.unwrap(), RefreshUse::Fresh(_)));
         // While the server runs, the -wal file holds the recent writes.
         check("open");
         assert!(store.person("m1", 1).await.unwrap().is_some());
@@ -881,7 +829,7 @@ fn a_store_from_a_newer_version_is_refused() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3, "every migration ran");
+    assert_eq!(version, 4, "every migration ran");
     raw.pragma_update(None, "user_version", 99).unwrap();
     drop(raw);
     let err = SqliteStore::open(&path, key()).unwrap_err();
@@ -1001,10 +949,7 @@ async fn no_record_prints_a_secret() {
         format!("{:?}", pending("our-token", NOW)),
         format!("{:?}", code("our-token", NOW)),
         format!("{token:?}"),
-        format!(
-            "{:?}",
-            RefreshUse::Fresh(token.clone(), grant("g1", "m1", 1))
-        ),
+        format!("{:?}", RefreshUse::Fresh(grant("g1", "m1", 1))),
         format!("{:?}", key()),
         format!("{store:?}"),
         format!("{:?}", StoreError::WrongKey),
@@ -1014,4 +959,318 @@ async fn no_record_prints_a_secret() {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
     }
+}
+
+async fn live(store: &dyn Store, token: &str, now: i64) -> bool {
+    store
+        .token(&TokenHash::of(token), now)
+        .await
+        .unwrap()
+        .is_some()
+}
+
+/// Rows in `table` of the database file, counted by a connection of the test's own.
+fn stored_rows(path: &Path, table: &str) -> usize {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let count: i64 = conn
+        .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap();
+    usize::try_from(count).unwrap()
+}
+
+#[tokio::test]
+async fn a_refresh_token_works_once_and_a_reuse_after_the_window_revokes_the_grant() {
+    let (_dir, store) = fresh();
+    signed_in(store.as_ref()).await;
+    let rt1 = TokenHash::of("rt1");
+    let RefreshUse::Fresh(got) = store
+        .use_refresh(&rt1, NOW, rotation("at2", "rt2", 0))
+        .await
+        .unwrap()
+    else {
+        panic!("first use is fresh");
+    };
+    assert_eq!(got, grant("g1", "m1", 1));
+    // The rotated pair is live at once: the store wrote it with the use.
+    assert!(live(store.as_ref(), "at2", NOW).await);
+
+    // Replaying the old one with no grace: the grant and everything issued on it end.
+    assert_eq!(
+        store
+            .use_refresh(&rt1, NOW, rotation("at3", "rt3", 0))
+            .await
+            .unwrap(),
+        RefreshUse::Reused {
+            grant_id: "g1".into()
+        }
+    );
+    assert!(store.grant("g1").await.unwrap().unwrap().revoked);
+    assert!(!live(store.as_ref(), "at1", NOW).await);
+    assert!(!live(store.as_ref(), "at2", NOW).await);
+    assert!(!live(store.as_ref(), "at3", NOW).await);
+    for spent in ["rt2", "rt1", "rt3"] {
+        assert_eq!(
+            store
+                .use_refresh(&TokenHash::of(spent), NOW, rotation("at4", "rt4", 0))
+                .await
+                .unwrap(),
+            RefreshUse::Unknown,
+            "{spent}"
+        );
+    }
+    // It was the person's last grant: their Bitrix24 tokens are gone too.
+    assert!(store.person("m1", 1).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_repeat_within_the_grace_window_gets_the_same_pair_and_revokes_nothing() {
+    let (_dir, store) = fresh();
+    signed_in(store.as_ref()).await;
+    let rt1 = TokenHash::of("rt1");
+    let first = store
+        .use_refresh(&rt1, NOW, rotation("at2", "rt2", 30))
+        .await
+        .unwrap();
+    assert_eq!(first, RefreshUse::Fresh(grant("g1", "m1", 1)));
+    // The last second of the window still counts.
+    let again = store
+        .use_refresh(&rt1, NOW + 30, rotation("at3", "rt3", 30))
+        .await
+        .unwrap();
+    let RefreshUse::Repeat(got, pair) = again else {
+        panic!("a repeat within the window: {again:?}");
+    };
+    assert_eq!(got, grant("g1", "m1", 1));
+    assert_eq!(
+        (
+            pair.access.expose_secret(),
+            pair.refresh.expose_secret(),
+            pair.access_expires_at
+        ),
+        ("at2", "rt2", NOW + 3600)
+    );
+    // The repeat issued nothing of its own, and ended nothing.
+    assert!(!live(store.as_ref(), "at3", NOW).await);
+    assert!(live(store.as_ref(), "at2", NOW).await);
+    assert!(live(store.as_ref(), "at1", NOW).await);
+    assert!(!store.grant("g1").await.unwrap().unwrap().revoked);
+
+    // After the window the same token is a reuse again.
+    assert_eq!(
+        store
+            .use_refresh(&rt1, NOW + 31, rotation("at4", "rt4", 30))
+            .await
+            .unwrap(),
+        RefreshUse::Reused {
+            grant_id: "g1".into()
+        }
+    );
+    assert!(!live(store.as_ref(), "at2", NOW + 31).await);
+}
+
+#[tokio::test]
+async fn a_repeat_after_the_pair_moved_on_is_refused_without_revoking() {
+    let (_dir, store) = fresh();
+    signed_in(store.as_ref()).await;
+    let first = store
+        .use_refresh(&TokenHash::of("rt1"), NOW, rotation("at2", "rt2", 30))
+        .await
+        .unwrap();
+    assert!(matches!(first, RefreshUse::Fresh(_)));
+    let second = store
+        .use_refresh(&TokenHash::of("rt2"), NOW + 1, rotation("at3", "rt3", 30))
+        .await
+        .unwrap();
+    assert!(matches!(second, RefreshUse::Fresh(_)));
+    // rt1 within its window, but its pair was refreshed already: nothing to give back.
+    assert_eq!(
+        store
+            .use_refresh(&TokenHash::of("rt1"), NOW + 2, rotation("at4", "rt4", 30))
+            .await
+            .unwrap(),
+        RefreshUse::Unknown
+    );
+    assert!(!store.grant("g1").await.unwrap().unwrap().revoked);
+    assert!(live(store.as_ref(), "at3", NOW + 2).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_refreshes_one_is_fresh_the_others_get_its_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let first = open(&path);
+    let second = open(&path);
+    first.put_person(person("m1", 1)).await.unwrap();
+    for round in 0..10 {
+        let grant_id = format!("g{round}");
+        let value = format!("rt-{round}");
+        first.put_grant(grant(&grant_id, "m1", 1)).await.unwrap();
+        let refresh = issued(&value, &grant_id, TokenKind::Refresh, NOW + 600);
+        first.put_token(refresh).await.unwrap();
+        let tasks: Vec<_> = [&first, &second, &first, &second]
+            .into_iter()
+            .enumerate()
+            .map(|(i, store)| {
+                let store = Arc::clone(store);
+                let value = value.clone();
+                let next = rotation(&format!("at-{round}-{i}"), &format!("rt-{round}-{i}"), 30);
+                tokio::spawn(async move {
+                    (
+                        i,
+                        store.use_refresh(&TokenHash::of(&value), NOW, next).await,
+                    )
+                })
+            })
+            .collect();
+        let mut fresh = Vec::new();
+        let mut repeats = Vec::new();
+        for task in tasks {
+            let (i, used) = task.await.unwrap();
+            match used.unwrap() {
+                RefreshUse::Fresh(g) => {
+                    assert_eq!(g.id, grant_id);
+                    fresh.push(i);
+                }
+                RefreshUse::Repeat(g, pair) => {
+                    assert_eq!(g.id, grant_id);
+                    repeats.push(pair.refresh.expose_secret().to_string());
+                }
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+        assert_eq!(fresh.len(), 1, "round {round}");
+        let winner = format!("rt-{round}-{}", fresh[0]);
+        assert_eq!(repeats, vec![winner.clone(); 3], "round {round}");
+        assert!(!first.grant(&grant_id).await.unwrap().unwrap().revoked);
+        let access = format!("at-{round}-{}", fresh[0]);
+        assert!(live(first.as_ref(), &access, NOW).await);
+    }
+}
+
+#[tokio::test]
+async fn fifty_refreshes_leave_a_bounded_number_of_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = db_path(&dir);
+    let store = open(&handle);
+    signed_in(store.as_ref()).await;
+    let mut current = "rt1".to_string();
+    for i in 2..52 {
+        let (access, refresh) = (format!("at{i}"), format!("rt{i}"));
+        let at = NOW + i;
+        let used = store
+            .use_refresh(
+                &TokenHash::of(&current),
+                at,
+                rotation(&access, &refresh, 30),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(used, RefreshUse::Fresh(_)), "{i}: {used:?}");
+        current = refresh;
+    }
+    // Kept: the latest spent refresh token (reuse detection), the live one, and the
+    // access tokens of the last two generations; one repeat window.
+    assert_eq!(stored_rows(&handle, "tokens"), 4);
+    assert_eq!(stored_rows(&handle, "rotations"), 1);
+    assert!(live(store.as_ref(), "at51", NOW + 52).await);
+    assert!(live(store.as_ref(), "at50", NOW + 52).await);
+    assert!(!live(store.as_ref(), "at49", NOW + 52).await);
+    // The latest spent token still trips reuse detection after its window.
+    assert_eq!(
+        store
+            .use_refresh(&TokenHash::of("rt50"), NOW + 200, rotation("x", "y", 30))
+            .await
+            .unwrap(),
+        RefreshUse::Reused {
+            grant_id: "g1".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn looking_up_a_refresh_tokens_grant_spends_nothing() {
+    let (_dir, store) = fresh();
+    signed_in(store.as_ref()).await;
+    let rt1 = TokenHash::of("rt1");
+    for _ in 0..2 {
+        let found = store.refresh_token_grant(&rt1, NOW).await.unwrap();
+        assert_eq!(found, Some(grant("g1", "m1", 1)));
+    }
+    for (token, at) in [("rt1", NOW + 86_400), ("at1", NOW), ("nope", NOW)] {
+        let found = store.refresh_token_grant(&TokenHash::of(token), at).await;
+        assert_eq!(found.unwrap(), None, "{token}");
+    }
+    assert!(matches!(
+        store
+            .use_refresh(&rt1, NOW, rotation("at2", "rt2", 30))
+            .await
+            .unwrap(),
+        RefreshUse::Fresh(_)
+    ));
+    // Spent but within reach of reuse detection: still found.
+    let found = store.refresh_token_grant(&rt1, NOW).await.unwrap();
+    assert_eq!(found, Some(grant("g1", "m1", 1)));
+    store.revoke_grant("g1").await.unwrap();
+    let found = store.refresh_token_grant(&TokenHash::of("rt2"), NOW).await;
+    assert_eq!(found.unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_last_grant_revoked_deletes_the_persons_bitrix24_tokens() {
+    let (_dir, store) = fresh();
+    signed_in(store.as_ref()).await;
+    store.put_grant(grant("g2", "m1", 1)).await.unwrap();
+    store
+        .put_token(issued("rt-g2", "g2", TokenKind::Refresh, NOW + 86_400))
+        .await
+        .unwrap();
+    // Another live grant keeps them signed in.
+    store.revoke_token(&TokenHash::of("rt1")).await.unwrap();
+    assert!(store.person("m1", 1).await.unwrap().is_some());
+    assert_eq!(store.people().await.unwrap().len(), 1);
+    // /revoke of the last one's refresh token: gone, and not listed.
+    store.revoke_token(&TokenHash::of("rt-g2")).await.unwrap();
+    assert!(store.person("m1", 1).await.unwrap().is_none());
+    assert!(store.people().await.unwrap().is_empty());
+
+    // A code waiting to be exchanged keeps them: that sign-in is in progress.
+    store.put_person(person("m1", 2)).await.unwrap();
+    store.put_grant(grant("g3", "m1", 2)).await.unwrap();
+    let mut waiting = code("k2", NOW + 60);
+    waiting.user_id = 2;
+    store.put_code(waiting).await.unwrap();
+    store.revoke_grant("g3").await.unwrap();
+    assert!(store.person("m1", 2).await.unwrap().is_some());
+    // revoke_grant of the last one, with no code: gone.
+    store.take_code(&TokenHash::of("k2"), NOW).await.unwrap();
+    store.put_grant(grant("g4", "m1", 2)).await.unwrap();
+    store.revoke_grant("g4").await.unwrap();
+    assert!(store.person("m1", 2).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn purge_forgets_people_whose_tokens_expired_and_unused_clients_within_minutes() {
+    let (_dir, store) = fresh();
+    store.put_client(client("unused")).await.unwrap();
+    store.put_client(client("c1")).await.unwrap();
+    signed_in(store.as_ref()).await;
+    let mut signing_in = client("signing-in");
+    signing_in.created_at = NOW;
+    store.put_client(signing_in).await.unwrap();
+    let mut waiting = pending("s9", NOW + 3600);
+    waiting.client_id = "signing-in".into();
+    store.put_pending(waiting, NOW).await.unwrap();
+
+    // Fifteen minutes: the registration that never signed anyone in is gone; the one
+    // with a sign-in in progress and the one in use stay.
+    store.purge_expired(NOW + 15 * 60).await.unwrap();
+    assert!(store.client("unused").await.unwrap().is_none());
+    assert!(store.client("signing-in").await.unwrap().is_some());
+    assert!(store.client("c1").await.unwrap().is_some());
+    assert!(store.person("m1", 1).await.unwrap().is_some());
+
+    // Every token of the grant expired: the grant goes, and with it the person.
+    store.purge_expired(NOW + 2 * 86_400).await.unwrap();
+    assert!(store.grant("g1").await.unwrap().is_none());
+    assert!(store.person("m1", 1).await.unwrap().is_none());
 }

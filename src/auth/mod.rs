@@ -57,7 +57,18 @@ pub struct SignInOptions {
     pub oauth_url: Option<Url>,
     /// Life of the access tokens this server issues.
     pub token_lifetime: Duration,
+    /// How long a repeat of a refresh gets the pair its first use issued
+    /// ([`DEFAULT_REFRESH_GRACE`]); zero: every repeat counts as a reuse.
+    pub refresh_grace: Duration,
 }
+
+/// How long after a refresh token's first use a repeat of it gets the same new pair back
+/// instead of revoking the sign-in: long enough for a client to retry a refresh whose
+/// answer was lost (a dropped connection, a proxy timeout, a retry with backoff) and for
+/// two processes sharing one stored token to race; short enough that a stolen token
+/// replayed later still trips reuse detection. 30 s is also Okta's default grace period
+/// for refresh token rotation.
+pub const DEFAULT_REFRESH_GRACE: u64 = 30;
 
 /// Sign-in, ready to serve: options, the store, and the people signed in.
 #[derive(Clone)]
@@ -70,6 +81,7 @@ struct Inner {
     app: App,
     oauth_url: Option<Url>,
     token_lifetime: i64,
+    refresh_grace: i64,
     store: Arc<dyn Store>,
     clients: clients::Clients,
     portal: Portal,
@@ -97,6 +109,7 @@ impl SignIn {
             inner: Arc::new(Inner {
                 issuer,
                 token_lifetime: i64::try_from(options.token_lifetime.as_secs()).unwrap_or(3600),
+                refresh_grace: i64::try_from(options.refresh_grace.as_secs()).unwrap_or(0),
                 app: options.app,
                 oauth_url: options.oauth_url,
                 clients: clients::Clients::new(store.clone(), loopback),

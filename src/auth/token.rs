@@ -5,32 +5,26 @@
 use std::collections::HashMap;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use super::authorize::same_resource;
 use super::secret::{pkce_matches, random_token};
 use super::{REFRESH_TTL, SCOPE, SignIn, now};
-use crate::store::{Grant, IssuedToken, RefreshUse, StoreError, TokenHash, TokenKind};
-
-type Form = axum::extract::Form<HashMap<String, String>>;
+use crate::store::{
+    Grant, IssuedToken, RefreshUse, Rotation, StoreError, TokenHash, TokenKind, TokenPair,
+};
 
 /// `POST /token`.
-pub async fn token(
-    State(sign_in): State<SignIn>,
-    headers: HeaderMap,
-    form: Result<Form, axum::extract::rejection::FormRejection>,
-) -> Response {
-    let Ok(axum::extract::Form(f)) = form else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "send the parameters as application/x-www-form-urlencoded",
-        );
+pub async fn token(State(sign_in): State<SignIn>, headers: HeaderMap, body: Bytes) -> Response {
+    let p = match Params::parse(&headers, &body) {
+        Ok(p) => p,
+        Err(why) => return refused("invalid_request", why),
     };
-    let p = Params(f);
     if let Some(asked) = p.get("resource")
         && !same_resource(asked, &sign_in.resource())
     {
@@ -40,13 +34,13 @@ pub async fn token(
             &format!("this server issues tokens only for {}", sign_in.resource()),
         );
     }
-    let client = match authenticate(&sign_in, &headers, &p).await {
+    let caller = match authenticate(&sign_in, &headers, &p).await {
         Ok(c) => c,
         Err(r) => return r,
     };
     let outcome = match p.get("grant_type") {
-        Some("authorization_code") => code_grant(&sign_in, &p, client.as_deref()).await,
-        Some("refresh_token") => refresh_grant(&sign_in, &p, client.as_deref()).await,
+        Some("authorization_code") => code_grant(&sign_in, &p, caller.as_ref()).await,
+        Some("refresh_token") => refresh_grant(&sign_in, &p, caller.as_ref()).await,
         _ => Err(refused(
             "unsupported_grant_type",
             "use grant_type authorization_code or refresh_token",
@@ -55,40 +49,104 @@ pub async fn token(
     outcome.unwrap_or_else(|r| r)
 }
 
-/// The form's parameters; empty values count as absent.
+/// The form's parameters, each given at most once (RFC 6749 §3.1, §3.2: a repeated one
+/// is refused, never "the last wins"); empty values count as absent. Parsed from the raw
+/// body because a map-building extractor silently keeps one of two values.
 struct Params(HashMap<String, String>);
 
 impl Params {
+    /// The parameters, or why the form is refused (`invalid_request`).
+    fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Params, &'static str> {
+        let form = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| {
+                v.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        if !form {
+            return Err("send the parameters as application/x-www-form-urlencoded");
+        }
+        let mut map = HashMap::new();
+        for (name, value) in url::form_urlencoded::parse(body) {
+            if map.insert(name.into_owned(), value.into_owned()).is_some() {
+                return Err("a parameter is given more than once; send each at most once");
+            }
+        }
+        Ok(Params(map))
+    }
+
     fn get(&self, k: &str) -> Option<&str> {
         self.0.get(k).map(String::as_str).filter(|v| !v.is_empty())
     }
 }
 
+/// A client that named itself, checked: a confidential one proved its secret.
+struct Caller {
+    id: String,
+}
+
 /// Who is asking (RFC 6749 §2.3): HTTP Basic or `client_secret` in the form for a
-/// confidential client, `client_id` alone for a public one. `None` when the request
-/// names no client (allowed only for a public client's refresh).
+/// confidential client (exactly one of them), `client_id` alone for a public one, which
+/// must send no secret. `None` when the request names no client: the grant's client then
+/// decides (a public client may refresh without naming itself; a confidential one never).
 async fn authenticate(
     sign_in: &SignIn,
     headers: &HeaderMap,
     p: &Params,
-) -> Result<Option<String>, Response> {
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(basic_credentials);
+) -> Result<Option<Caller>, Response> {
+    let basic = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(basic_credentials)
+                .ok_or_else(|| unauthorized_client("send client credentials as HTTP Basic"))?,
+        ),
+    };
     let (client_id, secret) = match basic {
-        Some((id, secret)) => (Some(id), Some(secret)),
+        Some((id, secret)) => {
+            if p.get("client_secret").is_some() {
+                return Err(refused(
+                    "invalid_request",
+                    "use one client authentication method: HTTP Basic or client_secret in the \
+                     form, not both",
+                ));
+            }
+            if p.get("client_id").is_some_and(|named| named != id) {
+                return Err(refused(
+                    "invalid_request",
+                    "client_id in the form is not the client of the HTTP Basic credentials",
+                ));
+            }
+            (Some(id), Some(secret))
+        }
         None => (
             p.get("client_id").map(str::to_string),
-            p.get("client_secret").map(str::to_string),
+            p.get("client_secret").map(SecretString::from),
         ),
     };
     let Some(client_id) = client_id else {
+        if secret.is_some() {
+            return Err(refused(
+                "invalid_request",
+                "client_secret without client_id",
+            ));
+        }
         return Ok(None);
+    };
+    let public_secret = || {
+        unauthorized_client(
+            "this client is public (no client_secret was issued to it): send no client_secret",
+        )
     };
     if super::clients::is_metadata_url(&client_id, true) {
         // A metadata-document client is public by definition; /authorize checked it.
-        return Ok(Some(client_id));
+        if secret.is_some() {
+            return Err(public_secret());
+        }
+        return Ok(Some(Caller { id: client_id }));
     }
     let record = sign_in
         .store()
@@ -96,18 +154,59 @@ async fn authenticate(
         .await
         .map_err(unavailable)?
         .ok_or_else(|| unauthorized_client("the client is not registered here; register again"))?;
-    if let Some(expected) = record.secret_hash {
-        let presented =
-            secret.ok_or_else(|| unauthorized_client("this client must send its client_secret"))?;
-        if TokenHash::of(&presented) != expected {
-            return Err(unauthorized_client("wrong client_secret"));
+    match (record.secret_hash, secret) {
+        (Some(expected), Some(presented)) => {
+            if TokenHash::of(presented.expose_secret()) != expected {
+                return Err(unauthorized_client("wrong client_secret"));
+            }
+        }
+        (Some(_), None) => {
+            return Err(unauthorized_client(
+                "this client must send its client_secret",
+            ));
+        }
+        (None, Some(_)) => return Err(public_secret()),
+        (None, None) => {}
+    }
+    Ok(Some(Caller { id: client_id }))
+}
+
+/// Whether the request may act for `grant`'s client: the client it authenticated as, or,
+/// when it named none, a public client (RFC 6749 §6: a confidential client must
+/// authenticate). Errors are the answers to send.
+async fn may_act_for(
+    sign_in: &SignIn,
+    caller: Option<&Caller>,
+    grant_client: &str,
+) -> Result<(), Response> {
+    match caller {
+        Some(c) if c.id == grant_client => Ok(()),
+        Some(_) => Err(refused(
+            "invalid_grant",
+            "the token was issued to another client",
+        )),
+        None if super::clients::is_metadata_url(grant_client, true) => Ok(()),
+        None => {
+            let record = sign_in
+                .store()
+                .client(grant_client)
+                .await
+                .map_err(unavailable)?;
+            match record {
+                Some(r) if r.secret_hash.is_none() => Ok(()),
+                Some(_) => Err(unauthorized_client(
+                    "this client must authenticate: send its client_id and client_secret",
+                )),
+                None => Err(unauthorized_client(
+                    "send the client_id the token was issued to",
+                )),
+            }
         }
     }
-    Ok(Some(client_id))
 }
 
 /// `Basic base64(urlencoded id ":" urlencoded secret)`.
-fn basic_credentials(value: &str) -> Option<(String, String)> {
+fn basic_credentials(value: &str) -> Option<(String, SecretString)> {
     use base64::Engine;
     let (scheme, encoded) = value.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -123,7 +222,7 @@ fn basic_credentials(value: &str) -> Option<(String, String)> {
             .next()
             .map(|(_, v)| v.into_owned())
     };
-    Some((unescape(id)?, unescape(secret)?))
+    Some((unescape(id)?, SecretString::from(unescape(secret)?)))
 }
 
 fn unauthorized_client(detail: &str) -> Response {
@@ -138,7 +237,7 @@ fn unauthorized_client(detail: &str) -> Response {
 async fn code_grant(
     sign_in: &SignIn,
     p: &Params,
-    client: Option<&str>,
+    caller: Option<&Caller>,
 ) -> Result<Response, Response> {
     let get = |k| p.get(k);
     let code = get("code").ok_or_else(|| refused("invalid_request", "code is missing"))?;
@@ -148,7 +247,9 @@ async fn code_grant(
             "code_verifier is missing (PKCE is required)",
         )
     })?;
-    let client_id = client.ok_or_else(|| refused("invalid_request", "client_id is missing"))?;
+    let client_id = caller
+        .map(|c| c.id.as_str())
+        .ok_or_else(|| refused("invalid_request", "client_id is missing"))?;
     let found = sign_in
         .store()
         .take_code(&TokenHash::of(code), now())
@@ -190,35 +291,67 @@ async fn code_grant(
     issue(sign_in, &grant).await
 }
 
+/// A refresh (RFC 6749 §6) with rotation. The client is checked against the token's
+/// grant before the token is spent, so a wrong client's attempt leaves it usable. The new
+/// pair is made first and handed to the store, which spends the old token and stores the
+/// pair in one atomic step: a repeat within the grace window gets this same pair back
+/// (the store keeps it sealed for the window), so two racing refreshes leave the person
+/// signed in; a repeat after the window revokes the grant (OAuth 2.1 §4.3.1).
 async fn refresh_grant(
     sign_in: &SignIn,
     p: &Params,
-    client: Option<&str>,
+    caller: Option<&Caller>,
 ) -> Result<Response, Response> {
-    let get = |k| p.get(k);
-    let presented = get("refresh_token")
+    let presented = p
+        .get("refresh_token")
         .ok_or_else(|| refused("invalid_request", "refresh_token is missing"))?;
+    let hash = TokenHash::of(presented);
+    let at = now();
+    let unknown = || {
+        refused(
+            "invalid_grant",
+            "the refresh token is unknown, expired or revoked",
+        )
+    };
+    let grant = sign_in
+        .store()
+        .refresh_token_grant(&hash, at)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(unknown)?;
+    if !same_resource(&grant.resource, &sign_in.resource()) {
+        // A store shared with another server holds its grants too.
+        return Err(refused(
+            "invalid_grant",
+            "the refresh token was issued for another resource",
+        ));
+    }
+    may_act_for(sign_in, caller, &grant.client_id).await?;
+    let lifetime = sign_in.inner.token_lifetime;
+    let next = Rotation {
+        access: SecretString::from(random_token()),
+        refresh: SecretString::from(random_token()),
+        access_expires_at: at + lifetime,
+        refresh_expires_at: at + REFRESH_TTL,
+        grace: sign_in.inner.refresh_grace,
+    };
     let used = sign_in
         .store()
-        .use_refresh(&TokenHash::of(presented), now())
+        .use_refresh(&hash, at, next.clone())
         .await
         .map_err(unavailable)?;
     match used {
-        RefreshUse::Fresh(_, grant) => {
-            if !same_resource(&grant.resource, &sign_in.resource()) {
-                // A store shared with another server holds its grants too.
-                return Err(refused(
-                    "invalid_grant",
-                    "the refresh token was issued for another resource",
-                ));
-            }
-            if client.is_some_and(|c| c != grant.client_id) {
-                return Err(refused(
-                    "invalid_grant",
-                    "the refresh token was issued to another client",
-                ));
-            }
-            issue(sign_in, &grant).await
+        RefreshUse::Fresh(_) => Ok(pair_answer(
+            &TokenPair {
+                access: next.access,
+                refresh: next.refresh,
+                access_expires_at: next.access_expires_at,
+            },
+            at,
+        )),
+        RefreshUse::Repeat(grant, pair) => {
+            tracing::info!(grant = %grant.id, "a refresh token was used again within its grace window; the pair its first use issued is given back");
+            Ok(pair_answer(&pair, at))
         }
         RefreshUse::Reused { grant_id } => {
             // OAuth 2.1 §4.3.1: a reused refresh token may be stolen; the store has
@@ -229,14 +362,11 @@ async fn refresh_grant(
                 "the refresh token was already used; sign in again",
             ))
         }
-        RefreshUse::Unknown => Err(refused(
-            "invalid_grant",
-            "the refresh token is unknown, expired or revoked",
-        )),
+        RefreshUse::Unknown => Err(unknown()),
     }
 }
 
-/// A new access and refresh token for `grant`.
+/// A new access and refresh token for `grant` (after a code exchange).
 async fn issue(sign_in: &SignIn, grant: &Grant) -> Result<Response, Response> {
     let (access, refresh) = (random_token(), random_token());
     let at = now();
@@ -257,35 +387,68 @@ async fn issue(sign_in: &SignIn, grant: &Grant) -> Result<Response, Response> {
             .await
             .map_err(unavailable)?;
     }
-    Ok((
+    Ok(pair_answer(
+        &TokenPair {
+            access: SecretString::from(access),
+            refresh: SecretString::from(refresh),
+            access_expires_at: at + lifetime,
+        },
+        at,
+    ))
+}
+
+/// The token answer (RFC 6749 §5.1) for `pair`.
+fn pair_answer(pair: &TokenPair, at: i64) -> Response {
+    (
         StatusCode::OK,
         [
             (header::CACHE_CONTROL, "no-store"),
             (header::PRAGMA, "no-cache"),
         ],
         Json(json!({
-            "access_token": access,
+            "access_token": pair.access.expose_secret(),
             "token_type": "Bearer",
-            "expires_in": lifetime,
-            "refresh_token": refresh,
+            "expires_in": (pair.access_expires_at - at).max(1),
+            "refresh_token": pair.refresh.expose_secret(),
             "scope": SCOPE,
         })),
     )
-        .into_response())
+        .into_response()
 }
 
-/// `POST /revoke` (RFC 7009): always 200, whether the token was known or not.
-pub async fn revoke(
-    State(sign_in): State<SignIn>,
-    form: Result<Form, axum::extract::rejection::FormRejection>,
-) -> Response {
-    let Ok(axum::extract::Form(f)) = form else {
-        return refused("invalid_request", "send token as a form parameter");
+/// `POST /revoke` (RFC 7009): 200 whether the token was known or not, once the client is
+/// checked (§2.1): a confidential client authenticates, and a token is revoked only by
+/// the client it was issued to.
+pub async fn revoke(State(sign_in): State<SignIn>, headers: HeaderMap, body: Bytes) -> Response {
+    let p = match Params::parse(&headers, &body) {
+        Ok(p) => p,
+        Err(why) => return refused("invalid_request", why),
     };
-    let Some(token) = f.get("token").filter(|t| !t.is_empty()) else {
+    let Some(token) = p.get("token") else {
         return refused("invalid_request", "token is missing");
     };
-    match sign_in.store().revoke_token(&TokenHash::of(token)).await {
+    let caller = match authenticate(&sign_in, &headers, &p).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let hash = TokenHash::of(token);
+    let at = now();
+    let store = sign_in.store();
+    let grant = match store.token(&hash, at).await {
+        Ok(Some((_, grant))) => Some(grant),
+        Ok(None) => match store.refresh_token_grant(&hash, at).await {
+            Ok(g) => g,
+            Err(e) => return unavailable(e),
+        },
+        Err(e) => return unavailable(e),
+    };
+    let Some(grant) = grant else {
+        return StatusCode::OK.into_response();
+    };
+    if let Err(r) = may_act_for(&sign_in, caller.as_ref(), &grant.client_id).await {
+        return r;
+    }
+    match store.revoke_token(&hash).await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => unavailable(e),
     }

@@ -75,6 +75,7 @@ impl StoreKey {
     /// key itself. Two processes starting at once end with the same key: the file appears
     /// whole (written aside, then linked without replacing).
     pub fn load_or_create(path: &Path) -> Result<(Self, bool), StoreError> {
+        super::schema::refuse_if_exposed(path, "store key file")?;
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 return Self::from_hex(Zeroizing::new(text).as_str()).map(|key| (key, false));
@@ -153,6 +154,20 @@ impl StoreKey {
             .map_err(|_| StoreError::Unavailable("a decrypted value is not text".into()))?;
         Ok(SecretString::from(text))
     }
+}
+
+/// The key (64 hex characters) in the file `--store-key-file` names: refused unless the
+/// file is this user's and private to them, as the key file beside a database is.
+pub fn read_key_file(path: &Path) -> Result<SecretString, StoreError> {
+    super::schema::refuse_if_exposed(path, "store key file")?;
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|e| key_file_error("read", path, &e))?,
+    );
+    StoreKey::from_hex(&text).map_err(|e| match e {
+        StoreError::Key(why) => StoreError::Key(format!("the key file {}: {why}", path.display())),
+        other => other,
+    })?;
+    Ok(SecretString::from(text.trim()))
 }
 
 fn key_file_error(what: &str, path: &Path, e: &std::io::Error) -> StoreError {

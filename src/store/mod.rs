@@ -4,8 +4,10 @@
 //! One object-safe trait, [`Store`], so that the OAuth layer holds an `Arc<dyn Store>` and a
 //! shared store for several replicas plugs in later without touching it. Nothing here is
 //! SQLite-specific; [`sqlite::SqliteStore`] is the embedded default. Our own tokens, codes
-//! and states exist here only as [`TokenHash`]es; the Bitrix24 tokens are the only secrets
-//! kept, and an implementation must encrypt them at rest ([`crypto`]).
+//! and states exist here only as [`TokenHash`]es, except the pair a refresh issued, kept
+//! for its grace window so that a repeat gets it back ([`Rotation`]); that pair and the
+//! Bitrix24 tokens are the only secrets kept, and an implementation must encrypt them at
+//! rest ([`crypto`]).
 //!
 //! Every timestamp is unix seconds; a record whose `expires_at` is `<= now` is expired.
 //! Callers pass `now` so that tests need no clock.
@@ -27,10 +29,54 @@ use subtle::ConstantTimeEq;
 
 pub use self::redis::{RedisOptions, RedisStore, RedisUrl};
 pub use crypto::StoreKey;
+pub use crypto::read_key_file;
 pub use schema::{default_key_path, default_path};
 /// Re-exported so callers build and read [`BitrixTokens`] without naming the crate.
 pub use secrecy::{ExposeSecret, SecretString};
 pub use sqlite::{Limits, SqliteStore};
+
+/// How long a registered client that never got a grant is kept: long enough for the
+/// person to finish signing in (a sign-in in progress keeps its client anyway), short
+/// enough that a flood of registrations frees its places within minutes, not a day.
+pub const CLIENT_GRACE: i64 = 15 * 60;
+
+/// How long after a person's last sign-in or use the purge leaves them alone, whatever
+/// their grants: between taking its code and saving its grant a sign-in has neither, and
+/// this is far longer than a code lives (60 s).
+pub(crate) const SIGN_IN_SETTLING: i64 = 300;
+
+/// The sealed form of a rotated pair: `access` and `refresh` on two lines, bound to the
+/// spent token's hash so it opens for no other token.
+pub(crate) fn rotation_aad(spent: &TokenHash) -> Vec<u8> {
+    let mut aad = b"rotation\0".to_vec();
+    aad.extend_from_slice(spent.as_bytes());
+    aad
+}
+
+/// The text sealed for a rotation (two base64url tokens never hold a newline).
+pub(crate) fn rotation_text(next: &Rotation) -> String {
+    format!(
+        "{}\n{}",
+        next.access.expose_secret(),
+        next.refresh.expose_secret()
+    )
+}
+
+/// A rotated pair back from its sealed text.
+pub(crate) fn rotation_pair(
+    plain: &SecretString,
+    access_expires_at: i64,
+) -> Result<TokenPair, StoreError> {
+    let (access, refresh) = plain
+        .expose_secret()
+        .split_once('\n')
+        .ok_or_else(|| StoreError::Unavailable("a stored token pair is corrupt".into()))?;
+    Ok(TokenPair {
+        access: SecretString::from(access),
+        refresh: SecretString::from(refresh),
+        access_expires_at,
+    })
+}
 
 /// Why a store call failed. Messages never contain a secret, a token or a hash.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +97,10 @@ pub enum StoreError {
     /// A store key given or read is malformed, or its file could not be made.
     #[error("store key: {0}")]
     Key(String),
+    /// A store or key file that another user could read or change (group or other
+    /// permissions, another owner): refused, with the fix in the message.
+    #[error("{0}")]
+    Exposed(String),
 }
 
 /// SHA-256 of a token, code or state: what the store keeps instead of the value.
@@ -194,14 +244,53 @@ pub struct IssuedToken {
     pub used: bool,
 }
 
+/// The pair a refresh is about to issue, handed to [`Store::use_refresh`] so that the use
+/// of the old token and the new pair are written in one atomic step.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    /// The new access token (the store keeps its hash, and the value sealed for a repeat).
+    pub access: SecretString,
+    /// The new refresh token (likewise).
+    pub refresh: SecretString,
+    pub access_expires_at: i64,
+    pub refresh_expires_at: i64,
+    /// Seconds after this use during which a repeat of the same refresh token gets this
+    /// pair back instead of counting as a reuse; 0: no repeat is forgiven.
+    pub grace: i64,
+}
+
+/// A pair issued earlier, given back to a repeat within the grace window.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    pub access: SecretString,
+    pub refresh: SecretString,
+    pub access_expires_at: i64,
+}
+
+impl PartialEq for TokenPair {
+    fn eq(&self, other: &Self) -> bool {
+        self.access.expose_secret() == other.access.expose_secret()
+            && self.refresh.expose_secret() == other.refresh.expose_secret()
+            && self.access_expires_at == other.access_expires_at
+    }
+}
+
+impl Eq for TokenPair {}
+
 /// The outcome of presenting a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshUse {
-    /// First use: now marked used; issue a new pair on this grant.
-    Fresh(IssuedToken, Grant),
-    /// Already used once: a sign of theft, so the store has revoked the grant.
+    /// First use: the token is now spent and the [`Rotation`]'s pair is live on this grant.
+    Fresh(Grant),
+    /// A repeat within the grace window of the first use (a client that lost the answer,
+    /// or two processes sharing one token): the pair the first use issued, still unused.
+    Repeat(Grant, TokenPair),
+    /// Already used, after the grace window: a sign of theft, so the store has revoked the
+    /// grant (and, if it was the person's last, deleted their Bitrix24 tokens).
     Reused { grant_id: String },
-    /// Not a live refresh token (unknown, expired, or its grant or person revoked).
+    /// Not a live refresh token (unknown, expired, or its grant or person revoked), or a
+    /// repeat within the window whose pair was itself already refreshed: refused, nothing
+    /// revoked.
     Unknown,
 }
 
@@ -274,12 +363,36 @@ pub trait Store: Send + Sync + 'static {
         hash: &TokenHash,
         now: i64,
     ) -> Result<Option<(IssuedToken, Grant)>, StoreError>;
-    /// Presents a refresh token: marks it used atomically (of two concurrent uses exactly
-    /// one is `Fresh`); a second use revokes its grant and answers `Reused`.
-    async fn use_refresh(&self, hash: &TokenHash, now: i64) -> Result<RefreshUse, StoreError>;
+    /// The grant of a refresh token that is known, unexpired, and whose grant and person
+    /// are live, spent or not. Changes nothing: the token endpoint checks the client
+    /// against it before [`Store::use_refresh`], so a wrong client's attempt leaves the
+    /// token usable for the rightful one.
+    async fn refresh_token_grant(
+        &self,
+        hash: &TokenHash,
+        now: i64,
+    ) -> Result<Option<Grant>, StoreError>;
+    /// Presents a refresh token, atomically (also across processes sharing the store):
+    /// - unspent: marks it spent, stores `next` as the grant's new pair and answers
+    ///   `Fresh`; of concurrent uses exactly one is `Fresh`. Only what reuse detection
+    ///   needs is kept: this spent token (older spent ones of the grant are deleted) and
+    ///   the access tokens of the last two generations (older ones are deleted).
+    /// - spent within `grace` seconds of its first use (the first use's `next.grace`):
+    ///   `Repeat` with the pair the first use issued, while that pair's refresh token is
+    ///   unspent; `Unknown` once it is spent.
+    /// - spent after that: revokes the grant and answers `Reused`.
+    async fn use_refresh(
+        &self,
+        hash: &TokenHash,
+        now: i64,
+        next: Rotation,
+    ) -> Result<RefreshUse, StoreError>;
 
     /// RFC 7009: an access token ends alone; a refresh token ends its whole grant (and so
-    /// every access token from it). Unknown tokens are not an error.
+    /// every access token from it). Unknown tokens are not an error. A grant revoked here
+    /// (or by `revoke_grant`, or by a refresh reuse) that was its person's last live one
+    /// also deletes the person's Bitrix24 tokens, unless a code of theirs is still
+    /// waiting to be exchanged.
     async fn revoke_token(&self, hash: &TokenHash) -> Result<(), StoreError>;
     /// Revokes a grant and ends its tokens. Unknown ids are not an error.
     async fn revoke_grant(&self, id: &str) -> Result<(), StoreError>;
@@ -288,11 +401,12 @@ pub trait Store: Send + Sync + 'static {
     /// Returns the number of grants revoked.
     async fn revoke_person(&self, member_id: Option<&str>, user_id: i64)
     -> Result<u32, StoreError>;
-    /// Everyone signed in, most recently used first.
+    /// Everyone signed in (at least one live grant), most recently used first.
     async fn people(&self) -> Result<Vec<PersonSummary>, StoreError>;
-    /// Deletes expired pending authorizations, codes and tokens, grants left with no
-    /// token (revoked, or
-    /// an hour old), and registered clients that never got a grant within a day.
+    /// Deletes expired pending authorizations, codes, tokens and repeat windows, grants
+    /// left with no token (revoked, or an hour old), the Bitrix24 tokens of people left
+    /// with no live grant and no code, and registered clients that got no grant within
+    /// [`CLIENT_GRACE`] and have no sign-in in progress.
     async fn purge_expired(&self, now: i64) -> Result<(), StoreError>;
 
     /// Takes the lock `name` for `holder` until `expires_at_ms` (unix milliseconds), unless

@@ -28,8 +28,9 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    AuthCode, BitrixTokens, ClientRecord, Grant, IssuedToken, Limits, PendingAuth, Person,
-    PersonSummary, RefreshUse, Store, StoreError, StoreKey, TokenHash, TokenKind,
+    AuthCode, BitrixTokens, CLIENT_GRACE, ClientRecord, Grant, IssuedToken, Limits, PendingAuth,
+    Person, PersonSummary, RefreshUse, Rotation, SIGN_IN_SETTLING, Store, StoreError, StoreKey,
+    TokenHash, TokenKind, rotation_aad, rotation_pair, rotation_text,
 };
 
 /// The longest a store call waits for Redis, connecting included.
@@ -41,7 +42,6 @@ pub const DEFAULT_PREFIX: &str = "b24mcp:";
 /// As in `sqlite.rs`.
 const TOUCH_GRANULARITY: i64 = 60;
 const GRANT_GRACE: i64 = 3600;
-const CLIENT_GRACE: i64 = 86_400;
 const KEY_CHECK: &str = "bitrix24-task-results-mcp store key check";
 
 /// A `redis://` or `rediss://` address. It may hold a password, so `Debug` and
@@ -155,6 +155,7 @@ struct Scripts {
     put_grant: Script,
     put_token: Script,
     token: Script,
+    refresh_grant: Script,
     use_refresh: Script,
     revoke_token: Script,
     revoke_grant: Script,
@@ -176,6 +177,7 @@ impl Scripts {
             put_grant: s(lua::PUT_GRANT),
             put_token: s(lua::PUT_TOKEN),
             token: s(lua::TOKEN),
+            refresh_grant: s(lua::REFRESH_GRANT),
             use_refresh: s(lua::USE_REFRESH),
             revoke_token: s(lua::REVOKE_TOKEN),
             revoke_grant: s(lua::REVOKE_GRANT),
@@ -836,8 +838,46 @@ impl Store for RedisStore {
         Ok(Some((token, grant)))
     }
 
-    async fn use_refresh(&self, hash: &TokenHash, now: i64) -> Result<RefreshUse, StoreError> {
+    async fn refresh_token_grant(
+        &self,
+        hash: &TokenHash,
+        now: i64,
+    ) -> Result<Option<Grant>, StoreError> {
         let args = Args::new().arg(hex(hash)).arg(now);
+        let raw: Vec<Vec<u8>> = self
+            .run_read(&self.inner.scripts.refresh_grant, args)
+            .await?;
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        grant_from(&Fields::from_pairs(raw, "grant")?).map(Some)
+    }
+
+    async fn use_refresh(
+        &self,
+        hash: &TokenHash,
+        now: i64,
+        next: Rotation,
+    ) -> Result<RefreshUse, StoreError> {
+        let sealed = self
+            .inner
+            .key
+            .seal(&rotation_text(&next), &rotation_aad(hash))?;
+        let access = TokenHash::of(next.access.expose_secret());
+        let refresh = TokenHash::of(next.refresh.expose_secret());
+        let args = Args::new()
+            .arg(hex(hash))
+            .arg(now)
+            .arg(hex(&access))
+            .arg(next.access_expires_at)
+            .arg(millis(next.access_expires_at))
+            .arg(hex(&refresh))
+            .arg(next.refresh_expires_at)
+            .arg(millis(next.refresh_expires_at))
+            .arg(next.grace.max(0))
+            // The window includes its last second, as in SQLite.
+            .arg(millis(now.saturating_add(next.grace).saturating_add(1)))
+            .bytes(sealed);
         let mut raw: Vec<Vec<u8>> = self.run(&self.inner.scripts.use_refresh, &[], args).await?;
         let text = |v: Vec<u8>| String::from_utf8(v).map_err(|_| corrupt("token"));
         match raw.first().map(Vec::as_slice) {
@@ -845,20 +885,22 @@ impl Store for RedisStore {
             Some(b"reused") if raw.len() == 2 => Ok(RefreshUse::Reused {
                 grant_id: text(raw.swap_remove(1))?,
             }),
-            Some(b"fresh") if raw.len() >= 2 => {
-                let grant_fields = raw.split_off(2);
+            Some(b"fresh") => {
+                let grant_fields = raw.split_off(1);
+                Ok(RefreshUse::Fresh(grant_from(&Fields::from_pairs(
+                    grant_fields,
+                    "grant",
+                )?)?))
+            }
+            Some(b"repeat") if raw.len() >= 3 => {
+                let grant_fields = raw.split_off(3);
                 let grant = grant_from(&Fields::from_pairs(grant_fields, "grant")?)?;
-                let expires_at = text(raw.swap_remove(1))?
+                let access_expires_at = text(raw.swap_remove(2))?
                     .parse()
                     .map_err(|_| corrupt("token"))?;
-                let token = IssuedToken {
-                    hash: *hash,
-                    grant_id: grant.id.clone(),
-                    kind: TokenKind::Refresh,
-                    expires_at,
-                    used: true,
-                };
-                Ok(RefreshUse::Fresh(token, grant))
+                let plain = self.inner.key.open(&raw[1], &rotation_aad(hash))?;
+                let pair = rotation_pair(&plain, access_expires_at)?;
+                Ok(RefreshUse::Repeat(grant, pair))
             }
             _ => Err(corrupt("token")),
         }
@@ -968,7 +1010,11 @@ impl Store for RedisStore {
     }
 
     async fn purge_expired(&self, now: i64) -> Result<(), StoreError> {
-        let args = Args::new().arg(now).arg(GRANT_GRACE).arg(CLIENT_GRACE);
+        let args = Args::new()
+            .arg(now)
+            .arg(GRANT_GRACE)
+            .arg(CLIENT_GRACE)
+            .arg(SIGN_IN_SETTLING);
         let _: i64 = self.run(&self.inner.scripts.purge, &[], args).await?;
         Ok(())
     }

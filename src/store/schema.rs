@@ -85,6 +85,20 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE clients ADD COLUMN secret_hash BLOB;",
     // 3: locks between processes sharing the file (a person's refresh).
     "CREATE TABLE locks (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at_ms INTEGER NOT NULL) STRICT;",
+    // 4: refresh races. `tokens.parent` is the refresh token whose use issued a token
+    // (NULL from a code), so a rotation keeps only the last two generations; `rotations`
+    // holds, for a refresh token's grace window, the pair its first use issued (sealed,
+    // as the Bitrix24 tokens are), so that a repeat within the window gets it back.
+    "ALTER TABLE tokens ADD COLUMN parent BLOB;
+     CREATE TABLE rotations (
+         hash BLOB PRIMARY KEY,
+         grant_id TEXT NOT NULL,
+         pair BLOB NOT NULL,
+         next_refresh BLOB NOT NULL,
+         access_expires_at INTEGER NOT NULL,
+         expires_at INTEGER NOT NULL
+     ) STRICT;
+     CREATE INDEX rotations_grant ON rotations (grant_id);",
 ];
 
 /// Brings the schema up to date; refuses a store written by a newer version.
@@ -167,4 +181,107 @@ pub(crate) fn create_private_file(path: &Path) -> Result<(), StoreError> {
             path.display()
         ))
     })
+}
+
+/// Refuses an existing store or key file that another user could read or change: one
+/// with group or other permission bits, or owned by another user (a planted database or
+/// key would be used, or the Bitrix24 tokens read, by someone else). A missing file is
+/// fine: this server creates it private.
+pub(crate) fn refuse_if_exposed(path: &Path, what: &str) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot read the {what} {}: {e}",
+                    path.display()
+                )));
+            }
+        };
+        let me = rustix::process::geteuid().as_raw();
+        let shown = path.display();
+        if meta.uid() != me {
+            return Err(StoreError::Exposed(format!(
+                "the {what} {shown} is owned by user id {}, not by the user running this server \
+                 (id {me}): someone else may have planted it or may read it. If it is yours, \
+                 `chown {me} {shown}`; if not, remove it",
+                meta.uid()
+            )));
+        }
+        let mode = meta.mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(StoreError::Exposed(format!(
+                "the {what} {shown} is readable or writable by other users (mode {mode:04o}): \
+                 run `chmod 600 {shown}`, and if anyone else could have written it, remove it \
+                 and sign everyone in again"
+            )));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, what);
+    Ok(())
+}
+
+/// Warns when the directory holding the store lets other users add, rename or delete
+/// files in it (they could swap the database or its key for their own).
+pub(crate) fn warn_if_dir_open(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        if let Ok(meta) = std::fs::metadata(dir)
+            && meta.mode() & 0o022 != 0
+        {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{:04o}", meta.mode() & 0o7777),
+                "the sign-in store's directory is writable by other users, who could replace \
+                 the database or its key file; keep the store in a directory only this user \
+                 can write (chmod 700)"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+/// The database's companion files: the write-ahead log and the shared-memory index.
+pub(crate) fn companions(db_path: &Path) -> [PathBuf; 2] {
+    ["-wal", "-shm"].map(|suffix| {
+        let mut name = db_path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    })
+}
+
+/// Narrows the -wal and -shm files to 0600 if they came out wider (SQLite gives them the
+/// database's mode, but a file left by another process or tool may differ).
+pub(crate) fn tighten_companions(db_path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    for path in companions(db_path) {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |e| {
+                    StoreError::Unavailable(format!(
+                        "cannot make {} private (chmod 600): {e}",
+                        path.display()
+                    ))
+                },
+            )?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = db_path;
+    Ok(())
 }

@@ -19,8 +19,9 @@ use secrecy::ExposeSecret;
 
 use super::schema::{self, db};
 use super::{
-    AuthCode, BitrixTokens, ClientRecord, Grant, IssuedToken, PendingAuth, Person, PersonSummary,
-    RefreshUse, Store, StoreError, StoreKey, TokenHash, TokenKind,
+    AuthCode, BitrixTokens, CLIENT_GRACE, ClientRecord, Grant, IssuedToken, PendingAuth, Person,
+    PersonSummary, RefreshUse, Rotation, SIGN_IN_SETTLING, Store, StoreError, StoreKey, TokenHash,
+    TokenKind, rotation_aad, rotation_pair, rotation_text,
 };
 
 /// How long a call waits for another process's write before giving up.
@@ -30,8 +31,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const TOUCH_GRANULARITY: i64 = 60;
 /// An unrevoked grant with no token yet is kept this long (its tokens are on the way).
 const GRANT_GRACE: i64 = 3600;
-/// A registered client that got no grant within this long is purged.
-const CLIENT_GRACE: i64 = 86_400;
 /// Encrypted with the key at creation; opening it proves a later key is the same one.
 const KEY_CHECK: &str = "bitrix24-task-results-mcp store key check";
 
@@ -90,6 +89,11 @@ impl SqliteStore {
     ) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
             schema::create_private_dir(dir)?;
+            schema::warn_if_dir_open(dir);
+        }
+        schema::refuse_if_exposed(path, "sign-in store file")?;
+        for companion in schema::companions(path) {
+            schema::refuse_if_exposed(&companion, "sign-in store file")?;
         }
         schema::create_private_file(path)?;
         let mut conn = Connection::open(path).map_err(db)?;
@@ -106,6 +110,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db)?;
         schema::migrate(&mut conn)?;
+        schema::tighten_companions(path)?;
         check_key(&mut conn, &key)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -202,7 +207,8 @@ fn grant_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Grant> {
     })
 }
 
-/// Revokes a grant and deletes its tokens; `true` when it was live.
+/// Revokes a grant and deletes its tokens; `true` when it was live. The person's
+/// Bitrix24 tokens go too when this was their last live grant.
 fn revoke_grant_in(tx: &Transaction<'_>, id: &str) -> Result<bool, StoreError> {
     let changed = tx
         .execute(
@@ -210,9 +216,162 @@ fn revoke_grant_in(tx: &Transaction<'_>, id: &str) -> Result<bool, StoreError> {
             [id],
         )
         .map_err(db)?;
-    tx.execute("DELETE FROM tokens WHERE grant_id = ?1", [id])
+    for table in ["tokens", "rotations"] {
+        tx.execute(&format!("DELETE FROM {table} WHERE grant_id = ?1"), [id])
+            .map_err(db)?;
+    }
+    let who: Option<(String, i64)> = tx
+        .query_row(
+            "SELECT member_id, user_id FROM grants WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
         .map_err(db)?;
+    if let Some((member_id, user_id)) = who {
+        forget_if_signed_out(tx, &member_id, user_id)?;
+    }
     Ok(changed > 0)
+}
+
+/// Deletes a person (their Bitrix24 tokens) once they have no live grant and no code
+/// waiting to be exchanged (a sign-in in progress keeps them).
+fn forget_if_signed_out(
+    tx: &Transaction<'_>,
+    member_id: &str,
+    user_id: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "DELETE FROM people WHERE member_id = ?1 AND user_id = ?2
+             AND NOT EXISTS (SELECT 1 FROM grants g
+                 WHERE g.member_id = ?1 AND g.user_id = ?2 AND g.revoked = 0)
+             AND NOT EXISTS (SELECT 1 FROM codes c
+                 WHERE c.member_id = ?1 AND c.user_id = ?2)",
+        params![member_id, user_id],
+    )
+    .map(drop)
+    .map_err(db)
+}
+
+/// A refresh token's row with its grant, whatever its state: expiry, spent, parent,
+/// whether its person is still signed in, the grant.
+type RefreshRow = (i64, bool, Option<Vec<u8>>, bool, Grant);
+
+fn refresh_row(tx: &Transaction<'_>, hash: &TokenHash) -> Result<Option<RefreshRow>, StoreError> {
+    tx.query_row(
+        &format!(
+            "SELECT t.expires_at, t.used, t.parent,
+                 EXISTS (SELECT 1 FROM people p
+                     WHERE p.member_id = g.member_id AND p.user_id = g.user_id),
+                 {GRANT_COLUMNS}
+             FROM tokens t JOIN grants g ON g.id = t.grant_id
+             WHERE t.hash = ?1 AND t.kind = 'refresh'"
+        ),
+        [hash.as_bytes()],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, grant_at(r, 4)?)),
+    )
+    .optional()
+    .map_err(db)
+}
+
+/// A repeat of a spent refresh token: the pair its first use issued while the grace
+/// window is open and that pair's refresh token is unspent.
+fn repeat(
+    tx: &Transaction<'_>,
+    key: &StoreKey,
+    hash: &TokenHash,
+    grant: Grant,
+    now: i64,
+) -> Result<Option<RefreshUse>, StoreError> {
+    let rotation: Option<(Vec<u8>, Vec<u8>, i64)> = tx
+        .query_row(
+            "SELECT pair, next_refresh, access_expires_at FROM rotations
+             WHERE hash = ?1 AND expires_at >= ?2",
+            params![hash.as_bytes(), now],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(db)?;
+    let Some((sealed, next_refresh, access_expires_at)) = rotation else {
+        return Ok(None);
+    };
+    let next_unspent: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM tokens WHERE hash = ?1 AND kind = 'refresh'
+                 AND used = 0 AND expires_at > ?2)",
+            params![next_refresh, now],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    if !next_unspent {
+        return Ok(Some(RefreshUse::Unknown));
+    }
+    let plain = key.open(&sealed, &rotation_aad(hash))?;
+    let pair = rotation_pair(&plain, access_expires_at)?;
+    Ok(Some(RefreshUse::Repeat(grant, pair)))
+}
+
+/// The first use of a refresh token: spends it, stores the new pair (and, for the grace
+/// window, its sealed copy), and keeps only what reuse detection needs: this spent token,
+/// and the access tokens of the last two generations (the one the client may still be
+/// using while the answer travels, and the new one).
+fn rotate(
+    tx: &Transaction<'_>,
+    key: &StoreKey,
+    hash: &TokenHash,
+    parent: Option<&[u8]>,
+    grant_id: &str,
+    next: &Rotation,
+    now: i64,
+) -> Result<(), StoreError> {
+    let spent = hash.as_bytes().as_slice();
+    tx.execute("UPDATE tokens SET used = 1 WHERE hash = ?1", [spent])
+        .map_err(db)?;
+    tx.execute(
+        "DELETE FROM tokens WHERE grant_id = ?1 AND hash != ?2
+             AND ((kind = 'refresh' AND used = 1)
+                 OR (kind = 'access' AND parent IS NOT ?3 AND parent IS NOT ?2))",
+        params![grant_id, spent, parent],
+    )
+    .map_err(db)?;
+    tx.execute("DELETE FROM rotations WHERE grant_id = ?1", [grant_id])
+        .map_err(db)?;
+    let next_refresh = TokenHash::of(next.refresh.expose_secret());
+    for (token, kind, expires_at) in [
+        (&next.access, "access", next.access_expires_at),
+        (&next.refresh, "refresh", next.refresh_expires_at),
+    ] {
+        tx.execute(
+            "INSERT INTO tokens (hash, grant_id, kind, expires_at, used, parent)
+             VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+            params![
+                TokenHash::of(token.expose_secret()).as_bytes(),
+                grant_id,
+                kind,
+                expires_at,
+                spent
+            ],
+        )
+        .map_err(db)?;
+    }
+    if next.grace > 0 {
+        let sealed = key.seal(&rotation_text(next), &rotation_aad(hash))?;
+        tx.execute(
+            "INSERT INTO rotations (hash, grant_id, pair, next_refresh, access_expires_at,
+                 expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                spent,
+                grant_id,
+                sealed,
+                next_refresh.as_bytes(),
+                next.access_expires_at,
+                now.saturating_add(next.grace)
+            ],
+        )
+        .map_err(db)?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -659,37 +818,41 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn use_refresh(&self, hash: &TokenHash, now: i64) -> Result<RefreshUse, StoreError> {
+    async fn refresh_token_grant(
+        &self,
+        hash: &TokenHash,
+        now: i64,
+    ) -> Result<Option<Grant>, StoreError> {
         let hash = *hash;
         self.run(move |conn, _, _| {
+            let tx = conn.transaction().map_err(db)?;
+            let row = refresh_row(&tx, &hash)?;
+            Ok(row.and_then(|(expires_at, _, _, person, grant)| {
+                (expires_at > now && person && !grant.revoked).then_some(grant)
+            }))
+        })
+        .await
+    }
+
+    async fn use_refresh(
+        &self,
+        hash: &TokenHash,
+        now: i64,
+        next: Rotation,
+    ) -> Result<RefreshUse, StoreError> {
+        let hash = *hash;
+        self.run(move |conn, key, _| {
             let tx = immediate(conn)?;
-            let row = tx
-                .query_row(
-                    &format!(
-                        "SELECT t.expires_at, t.used,
-                             EXISTS (SELECT 1 FROM people p
-                                 WHERE p.member_id = g.member_id AND p.user_id = g.user_id),
-                             {GRANT_COLUMNS}
-                         FROM tokens t JOIN grants g ON g.id = t.grant_id
-                         WHERE t.hash = ?1 AND t.kind = 'refresh'"
-                    ),
-                    [hash.as_bytes()],
-                    |r| {
-                        let expires_at: i64 = r.get(0)?;
-                        let used: bool = r.get(1)?;
-                        let person: bool = r.get(2)?;
-                        Ok((expires_at, used, person, grant_at(r, 3)?))
-                    },
-                )
-                .optional()
-                .map_err(db)?;
-            let Some((expires_at, used, person, grant)) = row else {
+            let Some((expires_at, used, parent, person, grant)) = refresh_row(&tx, &hash)? else {
                 return Ok(RefreshUse::Unknown);
             };
             if grant.revoked || !person {
                 return Ok(RefreshUse::Unknown);
             }
             if used {
+                if let Some(answer) = repeat(&tx, key, &hash, grant.clone(), now)? {
+                    return Ok(answer);
+                }
                 revoke_grant_in(&tx, &grant.id)?;
                 tx.commit().map_err(db)?;
                 return Ok(RefreshUse::Reused { grant_id: grant.id });
@@ -697,20 +860,9 @@ impl Store for SqliteStore {
             if expires_at <= now {
                 return Ok(RefreshUse::Unknown);
             }
-            tx.execute(
-                "UPDATE tokens SET used = 1 WHERE hash = ?1",
-                [hash.as_bytes()],
-            )
-            .map_err(db)?;
+            rotate(&tx, key, &hash, parent.as_deref(), &grant.id, &next, now)?;
             tx.commit().map_err(db)?;
-            let token = IssuedToken {
-                hash,
-                grant_id: grant.id.clone(),
-                kind: TokenKind::Refresh,
-                expires_at,
-                used: true,
-            };
-            Ok(RefreshUse::Fresh(token, grant))
+            Ok(RefreshUse::Fresh(grant))
         })
         .await
     }
@@ -767,13 +919,15 @@ impl Store for SqliteStore {
                     params![user_id, member_id],
                 )
                 .map_err(db)?;
-            tx.execute(
-                &format!(
-                    "DELETE FROM tokens WHERE grant_id IN (SELECT id FROM grants WHERE {who})"
-                ),
-                params![user_id, member_id],
-            )
-            .map_err(db)?;
+            for table in ["tokens", "rotations"] {
+                tx.execute(
+                    &format!(
+                        "DELETE FROM {table} WHERE grant_id IN (SELECT id FROM grants WHERE {who})"
+                    ),
+                    params![user_id, member_id],
+                )
+                .map_err(db)?;
+            }
             for table in ["codes", "people"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE {who}"),
@@ -794,7 +948,10 @@ impl Store for SqliteStore {
                     "SELECT p.member_id, p.user_id, p.domain, p.last_used_at,
                          (SELECT COUNT(*) FROM grants g WHERE g.member_id = p.member_id
                              AND g.user_id = p.user_id AND g.revoked = 0)
-                     FROM people p ORDER BY p.last_used_at DESC, p.member_id, p.user_id",
+                     FROM people p
+                     WHERE EXISTS (SELECT 1 FROM grants g WHERE g.member_id = p.member_id
+                         AND g.user_id = p.user_id AND g.revoked = 0)
+                     ORDER BY p.last_used_at DESC, p.member_id, p.user_id",
                 )
                 .map_err(db)?;
             let rows = stmt
@@ -868,6 +1025,9 @@ impl Store for SqliteStore {
                 )
                 .map_err(db)?;
             }
+            // A repeat window includes its last second (see `repeat`).
+            tx.execute("DELETE FROM rotations WHERE expires_at < ?1", [now])
+                .map_err(db)?;
             tx.execute(
                 "DELETE FROM grants
                  WHERE (revoked = 1 OR created_at <= ?1 - ?2)
@@ -875,8 +1035,24 @@ impl Store for SqliteStore {
                 params![now, GRANT_GRACE],
             )
             .map_err(db)?;
+            // People whose every grant ended (revoked, or its tokens expired) and who have
+            // no sign-in in progress: their Bitrix24 tokens have no use left. Not in the
+            // first minutes after a sign-in: between taking its code and saving its grant
+            // a person has neither.
             tx.execute(
-                "DELETE FROM clients WHERE granted = 0 AND created_at <= ?1 - ?2",
+                "DELETE FROM people
+                 WHERE last_used_at <= ?1 - ?2
+                     AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.member_id = people.member_id
+                         AND g.user_id = people.user_id AND g.revoked = 0)
+                     AND NOT EXISTS (SELECT 1 FROM codes c WHERE c.member_id = people.member_id
+                         AND c.user_id = people.user_id)",
+                params![now, SIGN_IN_SETTLING],
+            )
+            .map_err(db)?;
+            tx.execute(
+                "DELETE FROM clients WHERE granted = 0 AND created_at <= ?1 - ?2
+                     AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.client_id = clients.client_id)
+                     AND NOT EXISTS (SELECT 1 FROM codes c WHERE c.client_id = clients.client_id)",
                 params![now, CLIENT_GRACE],
             )
             .map_err(db)?;

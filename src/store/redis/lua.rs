@@ -9,7 +9,9 @@
 //! and the sorted set `expiry` of both by `expires_at` (the purge); `person:UID:MEMBER`
 //! (hash) and the sets `people` (`UID:MEMBER`) and `user:UID:people` (member ids);
 //! `grant:ID` (hash), the sets `grants`, `user:UID:grants` and `grant_tokens:ID` (token
-//! hashes); `user:UID:codes` (code hashes, expires with its last code).
+//! hashes); `user:UID:codes` (code hashes, expires with its last code);
+//! `rotation:HEX` (hash, expires at the end of a spent refresh token's grace window: the
+//! pair its first use issued, sealed).
 
 /// Shared by every script.
 pub(super) const LIB: &str = r#"
@@ -19,7 +21,29 @@ local function fields(raw)
   for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
   return f
 end
--- Revokes a grant and deletes its tokens; 1 when it was live.
+-- Deletes a person (their Bitrix24 tokens) once they have no live grant and no code
+-- waiting to be exchanged; 1 when deleted.
+local function forget_if_signed_out(uid, m)
+  for _, id in ipairs(redis.call('SMEMBERS', P .. 'user:' .. uid .. ':grants')) do
+    local g = redis.call('HMGET', P .. 'grant:' .. id, 'member_id', 'revoked')
+    if g[1] == m and g[2] == '0' then return 0 end
+  end
+  for _, h in ipairs(redis.call('SMEMBERS', P .. 'user:' .. uid .. ':codes')) do
+    if redis.call('HGET', P .. 'code:' .. h, 'member_id') == m then return 0 end
+  end
+  redis.call('DEL', P .. 'person:' .. uid .. ':' .. m)
+  redis.call('SREM', P .. 'user:' .. uid .. ':people', m)
+  redis.call('SREM', P .. 'people', uid .. ':' .. m)
+  return 1
+end
+-- Deletes one token of a grant, and its repeat window.
+local function drop_token(ts, h)
+  redis.call('DEL', P .. 'token:' .. h, P .. 'rotation:' .. h)
+  redis.call('SREM', ts, h)
+  redis.call('ZREM', P .. 'expiry', 'token:' .. h)
+end
+-- Revokes a grant and deletes its tokens; 1 when it was live. The person goes too when
+-- this was their last live grant.
 local function revoke_grant(id)
   local g = P .. 'grant:' .. id
   local live = 0
@@ -28,12 +52,23 @@ local function revoke_grant(id)
     live = 1
   end
   local ts = P .. 'grant_tokens:' .. id
-  for _, h in ipairs(redis.call('SMEMBERS', ts)) do
-    redis.call('DEL', P .. 'token:' .. h)
-    redis.call('ZREM', P .. 'expiry', 'token:' .. h)
-  end
+  for _, h in ipairs(redis.call('SMEMBERS', ts)) do drop_token(ts, h) end
   redis.call('DEL', ts)
+  local who = redis.call('HMGET', g, 'user_id', 'member_id')
+  if who[1] and who[2] then forget_if_signed_out(who[1], who[2]) end
   return live
+end
+-- Saves a token of a grant, expiring at `ms`.
+local function put_token(h, grant_id, kind, expires_at, ms, parent)
+  local k = P .. 'token:' .. h
+  redis.call('DEL', k)
+  redis.call('HSET', k, 'grant_id', grant_id, 'kind', kind, 'expires_at', expires_at,
+    'used', '0', 'parent', parent)
+  redis.call('PEXPIREAT', k, ms)
+  if redis.call('EXISTS', k) == 1 then
+    redis.call('SADD', P .. 'grant_tokens:' .. grant_id, h)
+    redis.call('ZADD', P .. 'expiry', expires_at, 'token:' .. h)
+  end
 end
 -- Makes `key` live at least until `ms` (unix milliseconds).
 local function extend(key, ms)
@@ -175,10 +210,27 @@ for _, v in ipairs(raw) do table.insert(out, v) end
 return out
 "#;
 
-/// ARGV: prefix, token hex, now. `{unknown}`, `{reused, grant id}` or
-/// `{fresh, expires_at, grant pairs…}`.
+/// ARGV: prefix, token hex, now. The grant's field pairs when the refresh token is known,
+/// unexpired, and its grant and person live (spent or not); otherwise empty.
+pub(super) const REFRESH_GRANT: &str = r#"
+local t = fields(redis.call('HGETALL', P .. 'token:' .. ARGV[2]))
+if t.kind ~= 'refresh' or tonumber(t.expires_at) <= tonumber(ARGV[3]) then return {} end
+local raw = redis.call('HGETALL', P .. 'grant:' .. t.grant_id)
+local g = fields(raw)
+if g.revoked ~= '0' then return {} end
+if redis.call('EXISTS', P .. 'person:' .. g.user_id .. ':' .. g.member_id) == 0 then
+  return {}
+end
+return raw
+"#;
+
+/// ARGV: prefix, token hex, now, then the rotation: access hex, its expires_at and expiry
+/// ms, refresh hex, its expires_at and expiry ms, grace, the window's expiry ms, the
+/// sealed pair. `{unknown}`, `{reused, grant id}`, `{repeat, sealed pair,
+/// access expires_at, grant pairs…}` or `{fresh, grant pairs…}`.
 pub(super) const USE_REFRESH: &str = r#"
-local k = P .. 'token:' .. ARGV[2]
+local h, now = ARGV[2], tonumber(ARGV[3])
+local k = P .. 'token:' .. h
 local t = fields(redis.call('HGETALL', k))
 if t.kind ~= 'refresh' then return {'unknown'} end
 local raw = redis.call('HGETALL', P .. 'grant:' .. t.grant_id)
@@ -187,15 +239,45 @@ if g.revoked ~= '0' then return {'unknown'} end
 if redis.call('EXISTS', P .. 'person:' .. g.user_id .. ':' .. g.member_id) == 0 then
   return {'unknown'}
 end
+local function with_grant(out)
+  for _, v in ipairs(raw) do table.insert(out, v) end
+  return out
+end
 if t.used == '1' then
+  local r = fields(redis.call('HGETALL', P .. 'rotation:' .. h))
+  if r.pair and tonumber(r.expires_at) >= now then
+    local n = redis.call('HMGET', P .. 'token:' .. r.next, 'used', 'expires_at')
+    if n[1] == '0' and tonumber(n[2]) > now then
+      return with_grant({'repeat', r.pair, r.access_expires_at})
+    end
+    return {'unknown'}
+  end
   revoke_grant(t.grant_id)
   return {'reused', t.grant_id}
 end
-if tonumber(t.expires_at) <= tonumber(ARGV[3]) then return {'unknown'} end
+if tonumber(t.expires_at) <= now then return {'unknown'} end
+-- Keep only this spent token and the access tokens of the last two generations.
+local ts = P .. 'grant_tokens:' .. t.grant_id
+local parent = t.parent or ''
+for _, m in ipairs(redis.call('SMEMBERS', ts)) do
+  if m ~= h then
+    local o = redis.call('HMGET', P .. 'token:' .. m, 'kind', 'used', 'parent')
+    if not o[1] or (o[1] == 'refresh' and o[2] == '1')
+        or (o[1] == 'access' and (o[3] or '') ~= parent) then
+      drop_token(ts, m)
+    end
+  end
+end
 redis.call('HSET', k, 'used', '1')
-local out = {'fresh', t.expires_at}
-for _, v in ipairs(raw) do table.insert(out, v) end
-return out
+put_token(ARGV[4], t.grant_id, 'access', ARGV[5], ARGV[6], h)
+put_token(ARGV[7], t.grant_id, 'refresh', ARGV[8], ARGV[9], h)
+if tonumber(ARGV[10]) > 0 then
+  local rk = P .. 'rotation:' .. h
+  redis.call('HSET', rk, 'pair', ARGV[12], 'next', ARGV[7], 'access_expires_at', ARGV[5],
+    'expires_at', tostring(now + tonumber(ARGV[10])))
+  redis.call('PEXPIREAT', rk, ARGV[11])
+end
+return with_grant({'fresh'})
 "#;
 
 /// ARGV: prefix, token hex.
@@ -254,8 +336,8 @@ end
 return count
 "#;
 
-/// ARGV: prefix. Five values per person: member id, user id, domain, last use, live
-/// grants.
+/// ARGV: prefix. Five values per person signed in (at least one live grant): member
+/// id, user id, domain, last use, live grants.
 pub(super) const PEOPLE: &str = r#"
 local out = {}
 for _, e in ipairs(redis.call('SMEMBERS', P .. 'people')) do
@@ -267,14 +349,16 @@ for _, e in ipairs(redis.call('SMEMBERS', P .. 'people')) do
       local g = redis.call('HMGET', P .. 'grant:' .. id, 'member_id', 'revoked')
       if g[1] == m and g[2] == '0' then n = n + 1 end
     end
-    for _, x in ipairs({m, uid, v[1], v[2], tostring(n)}) do table.insert(out, x) end
+    if n > 0 then
+      for _, x in ipairs({m, uid, v[1], v[2], tostring(n)}) do table.insert(out, x) end
+    end
   end
 end
 return out
 "#;
 
-/// ARGV: prefix, now, grant grace, client grace. Walks every grant and client: O(n),
-/// run every few minutes.
+/// ARGV: prefix, now, grant grace, client grace, settling time (see `sqlite.rs`). Walks
+/// every grant, person and client: O(n), run every few minutes.
 pub(super) const PURGE: &str = r#"
 local now = tonumber(ARGV[2])
 local z = P .. 'pending'
@@ -305,13 +389,32 @@ for _, id in ipairs(redis.call('SMEMBERS', gs)) do
     redis.call('SREM', P .. 'user:' .. g[3] .. ':grants', id)
   end
 end
+for _, entry in ipairs(redis.call('SMEMBERS', P .. 'people')) do
+  local uid, m = string.match(entry, '^(%-?%d+):(.*)$')
+  local last = redis.call('HGET', P .. 'person:' .. entry, 'last_used_at')
+  if uid and last and tonumber(last) <= now - tonumber(ARGV[5]) then
+    forget_if_signed_out(uid, m)
+  end
+end
+-- Clients with a sign-in in progress stay, however old.
+local busy = {}
+for _, h in ipairs(redis.call('ZRANGE', z, 0, -1)) do
+  local c = redis.call('HGET', P .. 'pending:' .. h, 'client_id')
+  if c then busy[c] = true end
+end
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', e, now, '+inf')) do
+  if string.sub(m, 1, 5) == 'code:' then
+    local c = redis.call('HGET', P .. m, 'client_id')
+    if c then busy[c] = true end
+  end
+end
 local cs = P .. 'clients'
 for _, id in ipairs(redis.call('SMEMBERS', cs)) do
   local ck = P .. 'client:' .. id
   local c = redis.call('HMGET', ck, 'granted', 'created_at')
   if not c[2] then
     redis.call('SREM', cs, id)
-  elseif not c[1] and tonumber(c[2]) <= now - tonumber(ARGV[4]) then
+  elseif not c[1] and not busy[id] and tonumber(c[2]) <= now - tonumber(ARGV[4]) then
     redis.call('DEL', ck)
     redis.call('SREM', cs, id)
   end
