@@ -47,12 +47,17 @@ impl Env {
 
     /// The server, with `args` added to `--oauth`.
     async fn server(&self, args: &[&str]) -> HttpServer {
+        self.server_on(self.port, args).await
+    }
+
+    /// A server listening on `port`, with `args` added to `--oauth`.
+    async fn server_on(&self, port: u16, args: &[&str]) -> HttpServer {
         let base = self.sandbox.base_url();
         let store = self.store();
         let mut all = vec!["--oauth"];
         all.extend_from_slice(args);
         spawn_http_on(
-            &format!("127.0.0.1:{}", self.port),
+            &format!("127.0.0.1:{port}"),
             &all,
             &[
                 ("BITRIX24_PORTAL_URL", &base),
@@ -617,4 +622,88 @@ async fn the_callback_takes_the_portal_from_the_token_answer_not_the_query() {
         "{listed}"
     );
     assert_eq!(listed.lines().count(), 2, "a header and one row: {listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_sharing_the_store_key_honours_the_approval() {
+    let env = Env::new().await;
+    let server = env.server(&[]).await;
+    // The second replica: same store (and so the same store key), same public address.
+    let public = server.base.clone();
+    let replica = env.server_on(free_port(), &["--public-url", &public]).await;
+    let client = Client::discover_and_register(&server).await;
+    client.sign_in(1).await;
+    let through_replica = Client {
+        base: replica.base.clone(),
+        client_id: client.client_id.clone(),
+        http: client.http.clone(),
+    };
+    let (params, _) = request(&client, "st-replica");
+    let r = through_replica.authorize_page(&params).await;
+    assert_eq!(r.status(), StatusCode::FOUND, "the replica skips the page");
+    assert!(location(&r).starts_with(&env.sandbox.base_url()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metadata_document_client_is_named_by_its_documents_host() {
+    let env = Env::new().await;
+    let server = env.server(&[]).await;
+    let listener = tokio::net::TcpListener::bind("localhost:0").await.unwrap();
+    let doc_url = format!(
+        "http://localhost:{}/client.json",
+        listener.local_addr().unwrap().port()
+    );
+    let doc = json!({"client_id": doc_url, "client_name": "Your IT Department",
+        "redirect_uris": [CLIENT_REDIRECT], "token_endpoint_auth_method": "none"});
+    let app = axum::Router::new().route(
+        "/client.json",
+        axum::routing::get(move || async move { axum::Json(doc) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    let client = Client {
+        base: server.base.clone(),
+        client_id: doc_url,
+        http: no_redirects(),
+    };
+    let (params, _) = request(&client, "st-doc");
+    let r = client.authorize_page(&params).await;
+    assert_eq!(r.status(), StatusCode::OK, "asked like any other client");
+    let html = r.text().await.unwrap();
+    assert!(html.contains("<h1>Allow localhost to"), "{html}");
+    assert!(!html.contains("Your IT Department"), "{html}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_the_cookies_are_host_only_and_secure() {
+    let env = Env::new().await;
+    let server = env
+        .server(&["--public-url", "https://mcp.example.com"])
+        .await;
+    let client = register(&server, &[CLIENT_REDIRECT], "https test").await;
+    let (params, _) = request(&client, "st-https");
+    let params = with_param(&params, "resource", Some("https://mcp.example.com/mcp"));
+    let page = client.authorize_page(&params).await;
+    let cookie = page.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(cookie.starts_with("__Host-b24mcp_consent="), "{cookie}");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(cookie.contains("Path=/"), "{cookie}");
+    assert!(!cookie.contains("Domain="), "{cookie}");
+    // A browser sends it back over https; here, by hand.
+    let nonce = cookie.split(';').next().unwrap().to_string();
+    let consent = consent_form(page).await;
+    let r = cookieless()
+        .post(format!("{}/authorize/consent", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(header::COOKIE, nonce)
+        .body(format!("consent={consent}&decision=deny"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let q = query(&location(&r));
+    assert_eq!(q["error"], "access_denied");
+    assert_eq!(q["iss"], "https://mcp.example.com");
 }

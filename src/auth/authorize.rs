@@ -50,25 +50,35 @@ const KNOWN: [&str; 12] = [
     "member_id",
 ];
 
+/// A parameter given more than once (its name when it is one this server reads).
+pub(super) struct Repeated(Option<&'static str>);
+
+impl Repeated {
+    /// The page refusing the request (`invalid_request`).
+    pub(super) fn page(&self) -> Response {
+        let which = self.0.map_or_else(
+            || "A parameter".to_string(),
+            |n| format!("The parameter {n}"),
+        );
+        page::error(
+            StatusCode::BAD_REQUEST,
+            "Sign-in request not valid",
+            &format!(
+                "{which} is given more than once (invalid_request), so the sign-in stops \
+                 here. Start the sign-in again from your MCP client."
+            ),
+        )
+    }
+}
+
 impl Params {
-    /// The pairs of `raw` (`application/x-www-form-urlencoded`); `Err` with a page when
-    /// a name comes twice.
-    pub(super) fn parse(raw: &[u8]) -> Result<Params, Response> {
+    /// The pairs of `raw` (`application/x-www-form-urlencoded`); `Err` when a name comes
+    /// twice.
+    pub(super) fn parse(raw: &[u8]) -> Result<Params, Repeated> {
         let mut map = HashMap::new();
         for (k, v) in url::form_urlencoded::parse(raw) {
             if map.contains_key(k.as_ref()) {
-                let which = KNOWN.iter().find(|n| **n == k).map_or_else(
-                    || "A parameter".to_string(),
-                    |n| format!("The parameter {n}"),
-                );
-                return Err(page::error(
-                    StatusCode::BAD_REQUEST,
-                    "Sign-in request not valid",
-                    &format!(
-                        "{which} is given more than once (invalid_request), so the sign-in stops \
-                         here. Start the sign-in again from your MCP client."
-                    ),
-                ));
+                return Err(Repeated(KNOWN.iter().find(|n| **n == k).copied()));
             }
             map.insert(k.into_owned(), v.into_owned());
         }
@@ -89,7 +99,7 @@ pub async fn authorize(
 ) -> Response {
     let q = match Params::parse(raw.unwrap_or_default().as_bytes()) {
         Ok(q) => q,
-        Err(page) => return page,
+        Err(repeated) => return repeated.page(),
     };
     let Some(client_id) = q.get("client_id") else {
         return page::error(
@@ -250,7 +260,7 @@ pub(super) async fn to_portal(
 pub async fn callback(State(sign_in): State<SignIn>, RawQuery(raw): RawQuery) -> Response {
     let q = match Params::parse(raw.unwrap_or_default().as_bytes()) {
         Ok(q) => q,
-        Err(page) => return page,
+        Err(repeated) => return repeated.page(),
     };
     let Some(state) = q.get("state") else {
         return page::error(

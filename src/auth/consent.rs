@@ -112,7 +112,7 @@ pub(super) async fn ask(
 pub async fn decide(State(sign_in): State<SignIn>, headers: HeaderMap, body: Bytes) -> Response {
     let form = match Params::parse(&body) {
         Ok(f) => f,
-        Err(page) => return page,
+        Err(repeated) => return repeated.page(),
     };
     let decision = form.get("decision");
     let (Some(consent_id), Some("allow" | "deny")) = (form.get("consent"), decision) else {
