@@ -3,7 +3,8 @@
 //! approved, the person is asked on this server's own page; the answer is bound to that
 //! browser and single use; an approval is remembered per browser and client until it
 //! ages out or the person is revoked; and before that approval nothing the request says
-//! sends the browser anywhere.
+//! sends the browser anywhere. (Over 400 lines: the cases share one harness and read as
+//! one list.)
 
 mod common;
 mod http_support;
