@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::auth::{SignIn, SignInOptions};
+use crate::auth::{ConsentKey, SignIn, SignInOptions};
 use crate::bitrix::OAuthConfig;
 use crate::bitrix::grant::App;
 use crate::bitrix::oauth::Shared;
@@ -380,6 +380,7 @@ async fn sign_in_service(
     if sandbox_app.is_some() {
         end_sandbox_sign_ins(store.as_ref()).await?;
     }
+    let consent_key = consent_key(&s)?;
     let (app, oauth_url) = match (sandbox_app, s.app) {
         (Some((app, base)), _) => (app, reqwest::Url::parse(&base).ok()),
         (None, Some(app)) => (app, s.oauth_url),
@@ -394,6 +395,8 @@ async fn sign_in_service(
             oauth_url,
             token_lifetime: s.token_lifetime,
             refresh_grace: s.refresh_grace,
+            consent_key,
+            consent_max_age: s.consent_max_age,
         },
         store,
         client.portal().clone(),
@@ -425,6 +428,23 @@ async fn end_sandbox_sign_ins(store: &dyn Store) -> Result<(), String> {
          before must sign in again (their clients are asked to)"
     );
     Ok(())
+}
+
+/// The consent cookies' signing key, derived from the store key (as `open_store` found
+/// it, which has already created the SQLite key file when there was none), so replicas
+/// sharing a store honour each other's remembered approvals.
+fn consent_key(s: &SignInSettings) -> Result<ConsentKey, String> {
+    let key = match (&s.store_key, &s.store) {
+        (Some(hex), _) => StoreKey::from_hex(hex.expose_secret()),
+        (None, StoreLocation::Sqlite(path)) => {
+            StoreKey::load_or_create(&crate::store::default_key_path(path)).map(|(key, _)| key)
+        }
+        (None, StoreLocation::Redis(_)) => {
+            return Err("a Redis store needs --store-key (MCP_STORE_KEY)".into());
+        }
+    };
+    key.and_then(|k| ConsentKey::from_store_key(&k))
+        .map_err(|e| e.to_string())
 }
 
 async fn cancel_on_signal(ct: CancellationToken) {

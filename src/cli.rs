@@ -97,6 +97,9 @@ pub struct SignInArgs {
     /// Life of the access tokens this server issues to clients.
     #[arg(long, env = "MCP_TOKEN_LIFETIME", default_value_t = 3600, value_name = "SECONDS", global = true, value_parser = clap::value_parser!(u64).range(60..=86_400))]
     pub token_lifetime: u64,
+    /// How long a browser remembers that its person allowed a client on the consent page (then sign-ins from that client skip the page); 0 asks every time. `users revoke` forgets it too.
+    #[arg(long, env = "MCP_CONSENT_MAX_AGE", default_value_t = 30 * 24 * 3600, value_name = "SECONDS", global = true, value_parser = clap::value_parser!(u64).range(0..=400 * 24 * 3600))]
+    pub consent_max_age: u64,
     /// Where sign-ins are kept: sqlite:PATH, or redis://HOST:PORT/DB (rediss:// for TLS) for several replicas, which then also share the pacing bucket and refresh turns [default: sqlite: under the user's data directory].
     #[arg(long, env = "MCP_STORE", value_name = "STORE", global = true)]
     pub store: Option<String>,

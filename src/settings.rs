@@ -127,6 +127,8 @@ pub struct SignInSettings {
     pub oauth_url: Option<reqwest::Url>,
     /// Life of the access tokens this server issues.
     pub token_lifetime: Duration,
+    /// `--consent-max-age`: how long a browser's approval of a client is remembered.
+    pub consent_max_age: Duration,
     /// Where sign-ins are kept.
     pub store: StoreLocation,
     /// `--store-key`, or the key read from `--store-key-file`, when given.
@@ -226,6 +228,7 @@ pub fn sign_in(cli: &Cli) -> Result<Option<SignInSettings>, String> {
         app,
         oauth_url: oauth_url(o.oauth_url.as_deref())?,
         token_lifetime: Duration::from_secs(args.token_lifetime),
+        consent_max_age: Duration::from_secs(args.consent_max_age),
         store: store_location(args)?,
         store_key: store_key(args)?,
         refresh_grace: Duration::from_secs(args.refresh_grace),

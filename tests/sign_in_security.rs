@@ -121,6 +121,9 @@ async fn authorize_without_s256_pkce_is_sent_back_as_invalid_request() {
     let client = Client::discover_and_register(&server).await;
     let (_, challenge) = pkce();
     let good = client.authorize_params(&challenge, "st-pkce");
+    // Errors go back to the client as redirects only once this browser has approved it
+    // (before, they are pages: tests/sign_in_consent.rs).
+    client.sign_in(1).await;
     let cases = [
         with_param(&good, "code_challenge", None),
         with_param(
@@ -209,6 +212,9 @@ async fn another_resource_is_invalid_target_at_authorize_and_token() {
     let client = Client::discover_and_register(&server).await;
     let (_, challenge) = pkce();
     let good = client.authorize_params(&challenge, "st-target");
+    // Errors go back to the client as redirects only once this browser has approved it
+    // (before, they are pages: tests/sign_in_consent.rs).
+    client.sign_in(1).await;
     for resource in [
         "https://other.example/mcp",
         &format!("{}/other", client.base),
@@ -788,6 +794,9 @@ async fn the_thousand_and_first_pending_sign_in_is_temporarily_unavailable() {
     let env = Env::new().await;
     let server = env.server().await;
     let client = std::sync::Arc::new(Client::discover_and_register(&server).await);
+    // Errors go back to the client as redirects only once this browser has approved it
+    // (before, they are pages: tests/sign_in_consent.rs).
+    client.sign_in(1).await;
     let (_, challenge) = pkce();
     let params = std::sync::Arc::new(client.authorize_params(&challenge, "st-full"));
     let mut workers = Vec::new();

@@ -1,32 +1,107 @@
-//! The browser's part of sign-in: `/authorize` checks the client's request and sends
-//! the person to the portal's sign-in page; `/oauth/callback` takes the portal's code,
-//! exchanges it for the person's Bitrix24 tokens, and sends the browser back to the
-//! client with this server's own one-time code.
+//! The browser's part of sign-in: `/authorize` checks the client's request, asks the
+//! person's consent (`consent.rs`) and sends them to the portal's sign-in page;
+//! `/oauth/callback` takes the portal's code, exchanges it for the person's Bitrix24
+//! tokens, and sends the browser back to the client with this server's own one-time code.
 //!
-//! Until the client and its redirect URI are known to be genuine, errors are pages (a
-//! redirect to an unchecked URI would make this server an open redirector); after that,
-//! errors go back to the client as OAuth error redirects (RFC 6749 §4.1.2.1).
+//! Until the client is known to be genuine AND the person has approved it (on the page,
+//! or earlier in this browser), every error is a page: a redirect would make this server
+//! an open redirector for anyone who registers a redirect URI. After that, errors go back
+//! to the client as OAuth error redirects (RFC 6749 §4.1.2.1).
+//!
+//! Queries are read raw (not into a map where the last value wins): a parameter given
+//! twice is refused (RFC 6749 §3.1).
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use reqwest::Url;
 
+use super::approval::{Approval, approval_cookie, set_cookie};
 use super::clients::{ClientError, redirect_uri_matches};
 use super::secret::{is_s256_challenge, random_token};
-use super::{CODE_TTL, PENDING_TTL, SignIn, now, page};
+use super::{CODE_TTL, PENDING_TTL, SignIn, consent, now, page};
 use crate::bitrix::CallError;
 use crate::bitrix::grant::{self, GrantRequest};
 use crate::store::{AuthCode, BitrixTokens, PendingAuth, Person, StoreError, TokenHash};
 
-type Params = Query<HashMap<String, String>>;
+/// Ends the state sent to the portal when the person approved the client on the page
+/// just now, so that the callback remembers the approval in this browser. Part of the
+/// hashed state: nobody can add it to a state without losing the pending sign-in.
+const CONSENTED: &str = ".consented";
+
+/// Query or form parameters, each at most once; empty values count as absent.
+pub(super) struct Params(HashMap<String, String>);
+
+/// The names this server reads, the only ones a page may repeat back.
+const KNOWN: [&str; 12] = [
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "code_challenge",
+    "code_challenge_method",
+    "state",
+    "scope",
+    "resource",
+    "code",
+    "consent",
+    "decision",
+    "member_id",
+];
+
+/// A parameter given more than once (its name when it is one this server reads).
+pub(super) struct Repeated(Option<&'static str>);
+
+impl Repeated {
+    /// The page refusing the request (`invalid_request`).
+    pub(super) fn page(&self) -> Response {
+        let which = self.0.map_or_else(
+            || "A parameter".to_string(),
+            |n| format!("The parameter {n}"),
+        );
+        page::error(
+            StatusCode::BAD_REQUEST,
+            "Sign-in request not valid",
+            &format!(
+                "{which} is given more than once (invalid_request), so the sign-in stops \
+                 here. Start the sign-in again from your MCP client."
+            ),
+        )
+    }
+}
+
+impl Params {
+    /// The pairs of `raw` (`application/x-www-form-urlencoded`); `Err` when a name comes
+    /// twice.
+    pub(super) fn parse(raw: &[u8]) -> Result<Params, Repeated> {
+        let mut map = HashMap::new();
+        for (k, v) in url::form_urlencoded::parse(raw) {
+            if map.contains_key(k.as_ref()) {
+                return Err(Repeated(KNOWN.iter().find(|n| **n == k).copied()));
+            }
+            map.insert(k.into_owned(), v.into_owned());
+        }
+        Ok(Params(map))
+    }
+
+    /// The value of `k`, unless absent or empty.
+    pub(super) fn get(&self, k: &str) -> Option<&str> {
+        self.0.get(k).map(String::as_str).filter(|v| !v.is_empty())
+    }
+}
 
 /// `GET /authorize`.
-pub async fn authorize(State(sign_in): State<SignIn>, Query(q): Params) -> Response {
-    let get = |k: &str| q.get(k).map(String::as_str).filter(|v| !v.is_empty());
-    let Some(client_id) = get("client_id") else {
+pub async fn authorize(
+    State(sign_in): State<SignIn>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let q = match Params::parse(raw.unwrap_or_default().as_bytes()) {
+        Ok(q) => q,
+        Err(repeated) => return repeated.page(),
+    };
+    let Some(client_id) = q.get("client_id") else {
         return page::error(
             StatusCode::BAD_REQUEST,
             "Sign-in request without a client",
@@ -36,11 +111,15 @@ pub async fn authorize(State(sign_in): State<SignIn>, Query(q): Params) -> Respo
     let client = match sign_in.inner.clients.find(client_id).await {
         Ok(c) => c,
         Err(ClientError::Unknown(why)) => {
-            return page::error(StatusCode::BAD_REQUEST, "Unknown client", &why);
+            return page::error(
+                StatusCode::BAD_REQUEST,
+                "Unknown client",
+                &without_client_id(&why, client_id),
+            );
         }
         Err(ClientError::Store(e)) => return store_page(&e),
     };
-    let redirect_uri = match get("redirect_uri") {
+    let redirect_uri = match q.get("redirect_uri") {
         Some(r) if redirect_uri_matches(&client.redirect_uris, r) => r.to_string(),
         Some(_) => {
             return page::error(
@@ -59,51 +138,106 @@ pub async fn authorize(State(sign_in): State<SignIn>, Query(q): Params) -> Respo
             );
         }
     };
-    let client_state = get("state").map(str::to_string);
-    let back = Back {
-        redirect_uri: &redirect_uri,
-        state: client_state.as_deref(),
-        issuer: sign_in.issuer(),
-    };
-    let client_state = client_state.clone();
-    if get("response_type") != Some("code") {
-        return back.error(
-            "unsupported_response_type",
-            "only response_type=code is supported",
-        );
+    let approved = consent::remembered(&sign_in, &headers, &client.client_id).await;
+    let checked = check(&sign_in, &q, client.client_id.clone(), redirect_uri);
+    match (checked, approved) {
+        (Ok(pending), true) => to_portal(&sign_in, pending, false).await,
+        (Ok(pending), false) => consent::ask(&sign_in, &headers, &client, pending).await,
+        (Err(refused), true) => refused.back.error(refused.code, &refused.why),
+        // Not yet approved: the redirect URI, though registered, may be anyone's.
+        (Err(refused), false) => page::error(
+            StatusCode::BAD_REQUEST,
+            "Sign-in request not valid",
+            &format!(
+                "Your MCP client sent a sign-in request this server cannot take: {} ({}). \
+                 Update the client, or tell its makers.",
+                refused.why, refused.code
+            ),
+        ),
     }
-    let challenge = match (get("code_challenge"), get("code_challenge_method")) {
+}
+
+/// A request refused after its client and redirect URI were found genuine.
+struct Refused {
+    back: Back,
+    code: &'static str,
+    why: String,
+}
+
+/// The rest of the request (response type, PKCE, resource) as the pending sign-in it
+/// asks for (its `state` and expiry are set where it is stored).
+fn check(
+    sign_in: &SignIn,
+    q: &Params,
+    client_id: String,
+    redirect_uri: String,
+) -> Result<PendingAuth, Refused> {
+    let client_state = q.get("state").map(str::to_string);
+    let refuse = |code: &'static str, why: String| Refused {
+        back: Back {
+            redirect_uri: redirect_uri.clone(),
+            state: client_state.clone(),
+            issuer: sign_in.issuer().to_string(),
+        },
+        code,
+        why,
+    };
+    if q.get("response_type") != Some("code") {
+        return Err(refuse(
+            "unsupported_response_type",
+            "only response_type=code is supported".into(),
+        ));
+    }
+    let code_challenge = match (q.get("code_challenge"), q.get("code_challenge_method")) {
         (Some(c), Some("S256")) if is_s256_challenge(c) => c.to_string(),
         (Some(_), Some("S256")) => {
-            return back.error("invalid_request", "code_challenge is not an S256 challenge");
+            return Err(refuse(
+                "invalid_request",
+                "code_challenge is not an S256 challenge".into(),
+            ));
         }
         _ => {
-            return back.error(
+            return Err(refuse(
                 "invalid_request",
-                "PKCE is required: send code_challenge with code_challenge_method=S256",
-            );
+                "PKCE is required: send code_challenge with code_challenge_method=S256".into(),
+            ));
         }
     };
     let resource = sign_in.resource();
-    if let Some(asked) = get("resource")
+    if let Some(asked) = q.get("resource")
         && !same_resource(asked, &resource)
     {
-        return back.error(
+        return Err(refuse(
             "invalid_target",
-            &format!("this server issues tokens only for {resource}"),
-        );
+            format!("this server issues tokens only for {resource}"),
+        ));
     }
-    let ours = random_token();
-    let pending = PendingAuth {
-        state: TokenHash::of(&ours),
-        client_id: client.client_id.clone(),
-        redirect_uri: redirect_uri.clone(),
-        code_challenge: challenge,
+    Ok(PendingAuth {
+        state: TokenHash::of(""),
+        client_id,
+        redirect_uri,
+        code_challenge,
         client_state,
         resource,
-        scope: get("scope").map(str::to_string),
-        expires_at: now() + PENDING_TTL,
-    };
+        scope: q.get("scope").map(str::to_string),
+        expires_at: 0,
+    })
+}
+
+/// Stores `pending` under a fresh state and sends the browser to the portal's sign-in
+/// page; the person has approved the client (`consented_now`: on the page just now).
+pub(super) async fn to_portal(
+    sign_in: &SignIn,
+    mut pending: PendingAuth,
+    consented_now: bool,
+) -> Response {
+    let mut ours = random_token();
+    if consented_now {
+        ours.push_str(CONSENTED);
+    }
+    pending.state = TokenHash::of(&ours);
+    pending.expires_at = now() + PENDING_TTL;
+    let back = Back::to(sign_in, &pending);
     match sign_in.store().put_pending(pending, now()).await {
         Ok(()) => {}
         Err(StoreError::Full) => {
@@ -123,9 +257,12 @@ pub async fn authorize(State(sign_in): State<SignIn>, Query(q): Params) -> Respo
 }
 
 /// `GET /oauth/callback`: where the portal sends the person back.
-pub async fn callback(State(sign_in): State<SignIn>, Query(q): Params) -> Response {
-    let get = |k: &str| q.get(k).map(String::as_str).filter(|v| !v.is_empty());
-    let Some(state) = get("state") else {
+pub async fn callback(State(sign_in): State<SignIn>, RawQuery(raw): RawQuery) -> Response {
+    let q = match Params::parse(raw.unwrap_or_default().as_bytes()) {
+        Ok(q) => q,
+        Err(repeated) => return repeated.page(),
+    };
+    let Some(state) = q.get("state") else {
         return page::error(
             StatusCode::BAD_REQUEST,
             "Sign-in answer without a state",
@@ -147,12 +284,9 @@ pub async fn callback(State(sign_in): State<SignIn>, Query(q): Params) -> Respon
         }
         Err(e) => return store_page(&e),
     };
-    let back = Back {
-        redirect_uri: &pending.redirect_uri,
-        state: pending.client_state.as_deref(),
-        issuer: sign_in.issuer(),
-    };
-    let Some(code) = get("code") else {
+    let consented_now = state.ends_with(CONSENTED);
+    let back = Back::to(&sign_in, &pending);
+    let Some(code) = q.get("code") else {
         return back.error(
             "access_denied",
             "the portal did not sign the person in (no code came back)",
@@ -174,51 +308,52 @@ pub async fn callback(State(sign_in): State<SignIn>, Query(q): Params) -> Respon
                 _ => ("error", "unexpected failure"),
             };
             tracing::warn!(
-                error = code,
-                "exchanging the portal's sign-in code failed: {detail}"
+                error = ?code,
+                detail = ?detail,
+                "exchanging the portal's sign-in code failed"
             );
             return back.error(
                 "access_denied",
-                &format!("the Bitrix24 OAuth server refused the sign-in code ({code})"),
+                "the Bitrix24 OAuth server refused the sign-in code",
             );
         }
     };
     let Some(user_id) = issued.user_id else {
         return back.error("server_error", "the Bitrix24 token answer names no user");
     };
-    if let Some(endpoint) = issued.client_endpoint.as_deref() {
-        let host = Url::parse(endpoint).ok().and_then(|u| {
-            u.host_str().map(|h| match u.port() {
-                Some(p) => format!("{h}:{p}"),
-                None => h.to_string(),
-            })
-        });
-        if host.as_deref() != Some(sign_in.inner.portal.host().as_str()) {
-            tracing::warn!(
-                user_id,
-                "a person signed in to another portal than the one served"
-            );
-            return back.error(
-                "access_denied",
-                &format!(
-                    "you signed in to another Bitrix24 portal; this server works with {}",
-                    sign_in.inner.portal.origin()
-                ),
-            );
-        }
+    // The person's portal comes from the token answer only, never from the browser's
+    // query string (which anyone can edit on the way back).
+    let portal_host = sign_in.inner.portal.host();
+    if let Some(endpoint) = issued.client_endpoint.as_deref()
+        && endpoint_host(endpoint).as_deref() != Some(portal_host.as_str())
+    {
+        tracing::warn!(
+            user_id,
+            "a person signed in to another portal than the one served"
+        );
+        return back.error(
+            "access_denied",
+            &format!(
+                "you signed in to another Bitrix24 portal; this server works with {}",
+                sign_in.inner.portal.origin()
+            ),
+        );
     }
-    let member_id = issued
-        .member_id
-        .clone()
-        .or_else(|| get("member_id").map(str::to_string))
-        .unwrap_or_default();
+    let Some(member_id) = issued.member_id.clone().filter(|m| !m.is_empty()) else {
+        tracing::warn!(
+            user_id,
+            "the Bitrix24 token answer names no member_id; sign-in refused"
+        );
+        return back.error(
+            "server_error",
+            "the Bitrix24 token answer names no portal (member_id)",
+        );
+    };
     let at = now();
     let person = Person {
         member_id: member_id.clone(),
         user_id,
-        domain: get("domain")
-            .map(str::to_string)
-            .unwrap_or_else(|| sign_in.inner.portal.host()),
+        domain: portal_host,
         tokens: BitrixTokens {
             access: issued.access_token,
             refresh: issued.refresh_token,
@@ -243,30 +378,72 @@ pub async fn callback(State(sign_in): State<SignIn>, Query(q): Params) -> Respon
         resource: pending.resource.clone(),
         scope: pending.scope.clone(),
         user_id,
-        member_id,
+        member_id: member_id.clone(),
         expires_at: at + CODE_TTL,
     };
     if let Err(e) = sign_in.store().put_code(code).await {
         return store_page(&e);
     }
-    tracing::info!(user_id, client = %pending.client_id, "person signed in");
-    back.with(&[("code", &ours)])
+    tracing::info!(user_id, client = ?pending.client_id, "person signed in");
+    let mut answer = back.with(&[("code", &ours)]);
+    let max_age = sign_in.inner.consent_max_age;
+    if consented_now && max_age > 0 {
+        // Remembered from now: the next sign-in of this client in this browser skips the
+        // page while the approval is younger than --consent-max-age and the person is
+        // still signed in since then.
+        let approval = Approval {
+            member_id,
+            user_id,
+            issued_at: at,
+        };
+        let secure = sign_in.issuer().starts_with("https:");
+        let cookie = set_cookie(
+            &approval_cookie(&pending.client_id, secure),
+            &approval.seal(&sign_in.inner.consent_key, &pending.client_id),
+            max_age,
+            secure,
+        );
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            answer.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    answer
+}
+
+/// `host[:port]` of a Bitrix24 endpoint URL.
+fn endpoint_host(endpoint: &str) -> Option<String> {
+    Url::parse(endpoint).ok().and_then(|u| {
+        u.host_str().map(|h| match u.port() {
+            Some(p) => format!("{h}:{p}"),
+            None => h.to_string(),
+        })
+    })
 }
 
 /// Where the browser goes back to, and what it carries.
-struct Back<'a> {
-    redirect_uri: &'a str,
-    state: Option<&'a str>,
-    issuer: &'a str,
+pub(super) struct Back {
+    redirect_uri: String,
+    state: Option<String>,
+    issuer: String,
 }
 
-impl Back<'_> {
-    fn error(&self, code: &str, description: &str) -> Response {
+impl Back {
+    /// Back to the client of `pending`.
+    pub(super) fn to(sign_in: &SignIn, pending: &PendingAuth) -> Back {
+        Back {
+            redirect_uri: pending.redirect_uri.clone(),
+            state: pending.client_state.clone(),
+            issuer: sign_in.issuer().to_string(),
+        }
+    }
+
+    /// An OAuth error redirect (RFC 6749 §4.1.2.1).
+    pub(super) fn error(&self, code: &str, description: &str) -> Response {
         self.with(&[("error", code), ("error_description", description)])
     }
 
     fn with(&self, pairs: &[(&str, &str)]) -> Response {
-        let Ok(mut url) = Url::parse(self.redirect_uri) else {
+        let Ok(mut url) = Url::parse(&self.redirect_uri) else {
             return page::error(
                 StatusCode::BAD_REQUEST,
                 "Redirect address unusable",
@@ -278,11 +455,11 @@ impl Back<'_> {
             for (k, v) in pairs {
                 query.append_pair(k, v);
             }
-            if let Some(state) = self.state {
+            if let Some(state) = &self.state {
                 query.append_pair("state", state);
             }
             // RFC 9207: lets the client check the answer comes from the server it asked.
-            query.append_pair("iss", self.issuer);
+            query.append_pair("iss", &self.issuer);
         }
         redirect(url.as_str())
     }
@@ -291,12 +468,16 @@ impl Back<'_> {
 fn redirect(to: &str) -> Response {
     (
         StatusCode::FOUND,
-        [(header::LOCATION, to), (header::CACHE_CONTROL, "no-store")],
+        [
+            (header::LOCATION, to),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
     )
         .into_response()
 }
 
-fn store_page(e: &StoreError) -> Response {
+pub(super) fn store_page(e: &StoreError) -> Response {
     tracing::warn!("sign-in store error: {e}");
     page::error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -305,7 +486,48 @@ fn store_page(e: &StoreError) -> Response {
     )
 }
 
+/// `why` with the stranger-chosen client id left out, so an error page cannot be made to
+/// say what an attacker wrote (a "client id" can be any text).
+fn without_client_id(why: &str, client_id: &str) -> String {
+    // The client's message may hold the id whole or cut short: the longest beginning of
+    // it found in the message goes (ids under 8 characters are too short to say much).
+    let chars: Vec<char> = client_id.chars().collect();
+    let longest = chars.len().min(why.chars().count());
+    for n in (8..=longest).rev() {
+        let part: String = chars[..n].iter().collect();
+        if why.contains(&part) {
+            return why.replace(&part, "(the client id)");
+        }
+    }
+    why.to_string()
+}
+
 /// Whether a client's `resource` names ours (a trailing slash is tolerated).
 pub(super) fn same_resource(asked: &str, ours: &str) -> bool {
     asked.trim_end_matches('/') == ours.trim_end_matches('/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parameter_given_twice_is_refused() {
+        assert!(Params::parse(b"a=1&b=2").is_ok());
+        assert!(Params::parse(b"a=1&a=2").is_err());
+        assert!(Params::parse(b"state=1&state=").is_err());
+        let p = Params::parse(b"a=&b=x%20y").unwrap_or_else(|_| panic!("parses"));
+        assert_eq!(p.get("a"), None);
+        assert_eq!(p.get("b"), Some("x y"));
+    }
+
+    #[test]
+    fn error_texts_leave_the_client_id_out() {
+        let id =
+            "x`. SECURITY NOTICE: your session was suspended. Restore it at https://evil.example";
+        let why = format!("the client id `{}` is not registered here", &id[..70]);
+        let shown = without_client_id(&why, id);
+        assert!(!shown.contains("SECURITY"), "{shown}");
+        assert!(shown.contains("not registered here"), "{shown}");
+    }
 }

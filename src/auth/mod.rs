@@ -9,8 +9,10 @@
 //! (encrypted in the store) and are never handed to the client, and our tokens are never
 //! passed on to Bitrix24.
 
+mod approval;
 mod authorize;
 pub mod clients;
+mod consent;
 mod metadata;
 mod page;
 pub mod person;
@@ -31,6 +33,7 @@ use crate::bitrix::Portal;
 use crate::bitrix::grant::App;
 use crate::store::Store;
 
+pub use approval::ConsentKey;
 pub use person::People;
 
 /// The one scope this server issues: the task-result tools.
@@ -60,6 +63,10 @@ pub struct SignInOptions {
     /// How long a repeat of a refresh gets the pair its first use issued
     /// ([`DEFAULT_REFRESH_GRACE`]); zero: every repeat counts as a reuse.
     pub refresh_grace: Duration,
+    /// Signs the consent page's remembered approvals (derived from the store key).
+    pub consent_key: ConsentKey,
+    /// How long a browser's approval of a client is remembered; zero: always ask.
+    pub consent_max_age: Duration,
 }
 
 /// How long after a refresh token's first use a repeat of it gets the same new pair back
@@ -87,6 +94,8 @@ struct Inner {
     portal: Portal,
     pool: reqwest::Client,
     people: People,
+    consent_key: ConsentKey,
+    consent_max_age: i64,
 }
 
 impl SignIn {
@@ -110,6 +119,9 @@ impl SignIn {
                 issuer,
                 token_lifetime: i64::try_from(options.token_lifetime.as_secs()).unwrap_or(3600),
                 refresh_grace: i64::try_from(options.refresh_grace.as_secs()).unwrap_or(0),
+                consent_key: options.consent_key,
+                consent_max_age: i64::try_from(options.consent_max_age.as_secs())
+                    .unwrap_or(i64::MAX),
                 app: options.app,
                 oauth_url: options.oauth_url,
                 clients: clients::Clients::new(store.clone(), loopback),
@@ -198,6 +210,7 @@ impl SignIn {
         Router::new()
             .merge(api)
             .route("/authorize", get(authorize::authorize))
+            .route(consent::CONSENT_PATH, post(consent::decide))
             .route(CALLBACK_PATH, get(authorize::callback))
             .with_state(self.clone())
     }

@@ -129,6 +129,33 @@ impl StoreKey {
         Ok(out)
     }
 
+    /// A 32-byte key for another `purpose` (e.g. signing cookies), derived from this key
+    /// so that every process sharing the store key derives the same one, while the store
+    /// key itself never leaves this type. The key is held only as its cipher, so the
+    /// derivation is the cipher's own pseudo-random function: the XChaCha20 keystream
+    /// under a nonce reserved for `purpose` (the hash of its name). Sealing draws random
+    /// 24-byte nonces, so it meets a reserved one with negligible probability.
+    pub fn derive(&self, purpose: &str) -> Result<Zeroizing<[u8; 32]>, StoreError> {
+        use sha2::{Digest, Sha256};
+        let name = Sha256::digest(format!("bitrix24-task-results-mcp derive {purpose}"));
+        let nonce = XNonce::try_from(&name[..NONCE_LEN])
+            .map_err(|_| StoreError::Unavailable("key derivation failed".into()))?;
+        let stream = Zeroizing::new(
+            self.cipher
+                .encrypt(
+                    &nonce,
+                    Payload {
+                        msg: &[0u8; 32],
+                        aad: b"",
+                    },
+                )
+                .map_err(|_| StoreError::Unavailable("key derivation failed".into()))?,
+        );
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(&stream[..32]);
+        Ok(out)
+    }
+
     /// Decrypts what [`StoreKey::seal`] made for the same `aad`. `WrongKey` when it does not
     /// open: another key, or a value moved from another row.
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<SecretString, StoreError> {

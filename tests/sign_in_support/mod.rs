@@ -41,11 +41,14 @@ pub struct Authorized {
     pub iss: Option<String>,
 }
 
-/// reqwest that never follows redirects, as a test of each hop needs.
+/// reqwest that never follows redirects, as a test of each hop needs; it keeps cookies
+/// like a browser (one jar per client made, shared by its clones), so the consent page's
+/// cookies reach the form's POST and a remembered approval the next `/authorize`.
 pub fn no_redirects() -> reqwest::Client {
     let _ = http_support::http();
     reqwest::Client::builder()
         .no_proxy()
+        .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("reqwest client")
@@ -155,11 +158,36 @@ impl Client {
         .collect()
     }
 
-    /// `/authorize` with `params`; the raw answer.
+    /// `/authorize` with `params` as a person who allows the client: when the consent
+    /// page shows (checked by [`consent_form`]), its Allow is posted and that answer
+    /// returned; otherwise (an error page, a redirect) the answer of `/authorize`.
     pub async fn authorize_raw(&self, params: &[(String, String)]) -> reqwest::Response {
+        let r = self.authorize_page(params).await;
+        if r.status() != StatusCode::OK {
+            return r;
+        }
+        let consent = consent_form(r).await;
+        self.answer_consent(&consent, "allow").await
+    }
+
+    /// `/authorize` with `params`, its answer as is (the consent page, for a client this
+    /// browser has not approved).
+    pub async fn authorize_page(&self, params: &[(String, String)]) -> reqwest::Response {
         let mut url = reqwest::Url::parse(&format!("{}/authorize", self.base)).unwrap();
         url.query_pairs_mut().extend_pairs(params);
         self.http.get(url).send().await.unwrap()
+    }
+
+    /// Posts the consent page's form with `decision` (`allow` or `deny`) from this
+    /// client's browser (its cookies).
+    pub async fn answer_consent(&self, consent: &str, decision: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/authorize/consent", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(&[("consent", consent), ("decision", decision)]))
+            .send()
+            .await
+            .unwrap()
     }
 
     /// The browser's whole trip: /authorize, the portal's page (user `user_id` chosen),
@@ -266,6 +294,34 @@ impl Client {
         ])
         .await
     }
+}
+
+/// The consent page in `r`, checked as a person would need it (an HTML page that names
+/// where the browser goes back, with Allow and Deny and a cookie binding it to this
+/// browser); the consent id of its form.
+pub async fn consent_form(r: reqwest::Response) -> String {
+    assert_eq!(r.status(), StatusCode::OK, "the consent page");
+    let kind = r.headers()[reqwest::header::CONTENT_TYPE].to_str().unwrap();
+    assert_eq!(kind, "text/html; charset=utf-8");
+    assert!(
+        r.headers().get(reqwest::header::SET_COOKIE).is_some(),
+        "the page binds itself to the browser with a cookie"
+    );
+    let html = r.text().await.unwrap();
+    for part in [
+        "action=\"/authorize/consent\"",
+        "value=\"allow\"",
+        "value=\"deny\"",
+        "read, add, change and delete task results as you",
+        "host <code>",
+    ] {
+        assert!(html.contains(part), "the consent page shows {part}: {html}");
+    }
+    html.split("name=\"consent\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the form's consent id")
+        .to_string()
 }
 
 /// An `application/x-www-form-urlencoded` body.
