@@ -109,6 +109,18 @@ pub struct SignInArgs {
         global = true
     )]
     pub store_key: Option<Secret>,
+    /// Advertise and accept Client ID Metadata Documents (clients named by an https URL this server fetches). Turn off where the server cannot reach the internet: clients then register through /register.
+    #[arg(long, env = "MCP_CLIENT_METADATA_DOCUMENTS", default_value = "on", value_name = "on|off", value_parser = parse_bool, global = true)]
+    pub client_metadata_documents: bool,
+    /// Reverse proxies (IP or IP/LEN, comma-separated) whose X-Forwarded-For or Forwarded header names the client's address for the per-address sign-in limits; from any other peer those headers are ignored [default: none].
+    #[arg(
+        long = "trusted-proxy",
+        env = "MCP_TRUSTED_PROXIES",
+        value_name = "IP[/LEN]",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Options of `doctor`.

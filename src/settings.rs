@@ -126,6 +126,10 @@ pub struct SignInSettings {
     pub store: StoreLocation,
     /// `--store-key`, when given.
     pub store_key: Option<SecretString>,
+    /// `--client-metadata-documents`: whether clients may name themselves by a document.
+    pub client_documents: bool,
+    /// `--trusted-proxy`: whose forwarded client address the per-source limits believe.
+    pub trusted_proxies: crate::auth::limits::TrustedProxies,
 }
 
 /// Where the sign-in store lives.
@@ -200,6 +204,8 @@ pub fn sign_in(cli: &Cli) -> Result<Option<SignInSettings>, String> {
         token_lifetime: Duration::from_secs(args.token_lifetime),
         store: store_location(args)?,
         store_key: secret(&args.store_key),
+        client_documents: args.client_metadata_documents,
+        trusted_proxies: crate::auth::limits::TrustedProxies::parse(&args.trusted_proxies)?,
     }))
 }
 

@@ -11,6 +11,9 @@
 
 mod authorize;
 pub mod clients;
+pub mod documents;
+mod fence;
+pub mod limits;
 mod metadata;
 mod page;
 pub mod person;
@@ -57,6 +60,10 @@ pub struct SignInOptions {
     pub oauth_url: Option<Url>,
     /// Life of the access tokens this server issues.
     pub token_lifetime: Duration,
+    /// How clients may identify themselves (metadata documents on or off, own names).
+    pub clients: clients::ClientOptions,
+    /// Proxies whose forwarded client address the per-source limits believe.
+    pub trusted_proxies: limits::TrustedProxies,
 }
 
 /// Sign-in, ready to serve: options, the store, and the people signed in.
@@ -72,6 +79,7 @@ struct Inner {
     token_lifetime: i64,
     store: Arc<dyn Store>,
     clients: clients::Clients,
+    limits: limits::Limits,
     portal: Portal,
     pool: reqwest::Client,
     people: People,
@@ -99,7 +107,8 @@ impl SignIn {
                 token_lifetime: i64::try_from(options.token_lifetime.as_secs()).unwrap_or(3600),
                 app: options.app,
                 oauth_url: options.oauth_url,
-                clients: clients::Clients::new(store.clone(), loopback),
+                clients: clients::Clients::new(store.clone(), loopback, options.clients),
+                limits: limits::Limits::new(options.trusted_proxies),
                 store,
                 portal,
                 pool,
@@ -178,13 +187,25 @@ impl SignIn {
                 "/.well-known/openid-configuration",
                 get(metadata::authorization_server),
             )
-            .route("/register", post(register::register))
+            .route(
+                "/register",
+                post(register::register).route_layer(axum::middleware::from_fn_with_state(
+                    self.clone(),
+                    limits::register_gate,
+                )),
+            )
             .route("/token", post(token::token))
             .route("/revoke", post(token::revoke))
             .layer(cors);
         Router::new()
             .merge(api)
-            .route("/authorize", get(authorize::authorize))
+            .route(
+                "/authorize",
+                get(authorize::authorize).route_layer(axum::middleware::from_fn_with_state(
+                    self.clone(),
+                    limits::authorize_gate,
+                )),
+            )
             .route(CALLBACK_PATH, get(authorize::callback))
             .with_state(self.clone())
     }
