@@ -774,28 +774,3 @@ async fn metadata_documents_and_cors() {
         assert_eq!(allowed.and_then(|v| v.to_str().ok()), Some("*"), "{path}");
     }
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_thousand_and_first_pending_sign_in_is_temporarily_unavailable() {
-    let env = Env::new().await;
-    let server = env.server().await;
-    let client = std::sync::Arc::new(Client::discover_and_register(&server).await);
-    let (_, challenge) = pkce();
-    let params = std::sync::Arc::new(client.authorize_params(&challenge, "st-full"));
-    let mut workers = Vec::new();
-    for _ in 0..8 {
-        let (client, params) = (client.clone(), params.clone());
-        workers.push(tokio::spawn(async move {
-            for _ in 0..125 {
-                let r = client.authorize_raw(&params).await;
-                assert_eq!(r.status(), StatusCode::FOUND);
-                assert!(!location(&r).starts_with(CLIENT_REDIRECT), "a portal page");
-            }
-        }));
-    }
-    for w in workers {
-        w.await.unwrap();
-    }
-    let r = client.authorize_raw(&params).await;
-    assert_error_redirect(r, &client.base, "temporarily_unavailable", "st-full").await;
-}

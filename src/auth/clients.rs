@@ -314,7 +314,7 @@ mod tests {
     #[test]
     fn redirect_uri_lists_are_bounded() {
         let one = "http://127.0.0.1:1/cb".to_string();
-        assert_eq!(check_redirect_uris(&[one.clone()]), Ok(()));
+        assert_eq!(check_redirect_uris(std::slice::from_ref(&one)), Ok(()));
         assert_eq!(check_redirect_uris(&[]), Err(RedirectUriProblem::Count));
         assert_eq!(
             check_redirect_uris(&vec![one.clone(); MAX_REDIRECT_URIS + 1]),
