@@ -98,7 +98,7 @@ impl Clients {
     }
 
     /// Refuses a document request that came from a document fetch (see
-    /// [`documents::FETCH_MARK`]), without fetching.
+    /// [`super::documents::FETCH_MARK`]), without fetching.
     pub fn refuse_nested(&self, client_id: &str) -> ClientError {
         refuse(client_id, None, Cause::Nested.into())
     }
@@ -219,7 +219,7 @@ pub fn check_client_name(name: &str) -> Result<(), &'static str> {
 }
 
 /// Whether `client_id` names a metadata document (an http(s) URL; see
-/// [`documents::check_client_id`] for whether it is a usable one). Registered ids are
+/// [`super::documents::check_client_id`] for whether it is a usable one). Registered ids are
 /// uuids, so the two never meet. `_allow_loopback` is kept for the callers' signature.
 pub fn is_metadata_url(client_id: &str, _allow_loopback: bool) -> bool {
     is_document_id(client_id)

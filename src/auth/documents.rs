@@ -435,7 +435,9 @@ fn classify(e: &reqwest::Error) -> Refusal {
     };
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        if s.downcast_ref::<Unresolvable>().is_some() {
+        // The resolver's error arrives boxed again by the connector; hyper-util names
+        // the failure "dns error" (its own fixed words, not the upstream's).
+        if s.is::<Unresolvable>() || s.to_string() == "dns error" {
             cause = Cause::Dns;
             break;
         }
@@ -716,6 +718,18 @@ mod tests {
         assert!(!is_document_id("4b1e7d1c-0000-4000-8000-000000000000"));
         assert!(!is_document_id("urn:x"));
         assert!(!is_document_id("é"));
+    }
+
+    #[tokio::test]
+    async fn beyond_the_concurrent_fetches_a_sign_in_is_told_busy() {
+        let fetcher = Fetcher::new(true);
+        let _all = fetcher
+            .permits
+            .clone()
+            .try_acquire_many_owned(MAX_CONCURRENT_FETCHES as u32)
+            .unwrap();
+        let url = Url::parse("http://127.0.0.1:9/doc").unwrap();
+        assert_eq!(fetcher.fetch(&url).await.unwrap_err().cause, Cause::Busy);
     }
 
     fn record(n: usize) -> ClientRecord {
