@@ -276,7 +276,16 @@ pub async fn serve(settings: Settings) -> ExitCode {
     }
     let sign_in = match (sign_in, public_url) {
         (Some(s), Some(public_url)) => {
-            match sign_in_service(s, public_url, sandbox_app, &client).await {
+            // The names a metadata document URL may not use: this server's own.
+            let own = crate::auth::documents::OwnNames::new(
+                &public_url,
+                listener.as_ref().and_then(|l| l.local_addr().ok()),
+                &http
+                    .as_ref()
+                    .map(|h| h.policy.rmcp_hosts())
+                    .unwrap_or_default(),
+            );
+            match sign_in_service(s, public_url, sandbox_app, &client, own).await {
                 Ok(service) => Some(service),
                 Err(e) => {
                     eprintln!("error: {}", redact::redact(&e));
@@ -375,6 +384,7 @@ async fn sign_in_service(
     public_url: reqwest::Url,
     sandbox_app: Option<(App, String)>,
     client: &Client,
+    own: crate::auth::documents::OwnNames,
 ) -> Result<SignIn, String> {
     let store = open_store(&s.store, s.store_key.as_ref()).await?;
     if sandbox_app.is_some() {
@@ -397,6 +407,11 @@ async fn sign_in_service(
             refresh_grace: s.refresh_grace,
             consent_key,
             consent_max_age: s.consent_max_age,
+            clients: crate::auth::clients::ClientOptions {
+                documents: s.client_documents,
+                own,
+            },
+            trusted_proxies: s.trusted_proxies,
         },
         store,
         client.portal().clone(),

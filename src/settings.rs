@@ -135,6 +135,10 @@ pub struct SignInSettings {
     pub store_key: Option<SecretString>,
     /// `--refresh-grace`.
     pub refresh_grace: Duration,
+    /// `--client-metadata-documents`: whether clients may name themselves by a document.
+    pub client_documents: bool,
+    /// `--trusted-proxy`: whose forwarded client address the per-source limits believe.
+    pub trusted_proxies: crate::auth::limits::TrustedProxies,
 }
 
 /// `--store-key`, or the key in `--store-key-file` (refused unless private to this user);
@@ -232,6 +236,8 @@ pub fn sign_in(cli: &Cli) -> Result<Option<SignInSettings>, String> {
         store: store_location(args)?,
         store_key: store_key(args)?,
         refresh_grace: Duration::from_secs(args.refresh_grace),
+        client_documents: args.client_metadata_documents,
+        trusted_proxies: crate::auth::limits::TrustedProxies::parse(&args.trusted_proxies)?,
     }))
 }
 

@@ -789,34 +789,6 @@ async fn metadata_documents_and_cors() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_thousand_and_first_pending_sign_in_is_temporarily_unavailable() {
-    let env = Env::new().await;
-    let server = env.server().await;
-    let client = std::sync::Arc::new(Client::discover_and_register(&server).await);
-    // Errors go back to the client as redirects only once this browser has approved it
-    // (before, they are pages: tests/sign_in_consent.rs).
-    client.sign_in(1).await;
-    let (_, challenge) = pkce();
-    let params = std::sync::Arc::new(client.authorize_params(&challenge, "st-full"));
-    let mut workers = Vec::new();
-    for _ in 0..8 {
-        let (client, params) = (client.clone(), params.clone());
-        workers.push(tokio::spawn(async move {
-            for _ in 0..125 {
-                let r = client.authorize_raw(&params).await;
-                assert_eq!(r.status(), StatusCode::FOUND);
-                assert!(!location(&r).starts_with(CLIENT_REDIRECT), "a portal page");
-            }
-        }));
-    }
-    for w in workers {
-        w.await.unwrap();
-    }
-    let r = client.authorize_raw(&params).await;
-    assert_error_redirect(r, &client.base, "temporarily_unavailable", "st-full").await;
-}
-
 /// A confidential client (`client_secret_post`), signed in as user 1 with its secret.
 async fn confidential_signed_in(server: &HttpServer) -> (Client, String, sign_in_support::Tokens) {
     let (id, secret) = register_confidential(server, "client_secret_post").await;

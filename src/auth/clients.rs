@@ -1,29 +1,23 @@
 //! Who a client is: registered here (RFC 7591) or described by a Client ID Metadata
-//! Document at its `client_id` URL; and which redirect URIs it may use.
-//!
-//! The metadata fetch is the one request this server makes to an address a stranger
-//! chooses, so it is fenced: https only (http for loopback hosts, for tests), 5 s, 64 KiB,
-//! no redirects, and a resolver that drops private, link-local and other non-public
-//! addresses, so the fetch cannot probe the server's own network (checked on the
-//! addresses actually connected to, which also defeats DNS rebinding). Loopback
-//! addresses are allowed only when this server itself is reached on loopback (the
-//! sandbox and tests): a public server never fetches from its own machine.
-
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+//! Document at its `client_id` URL (fetched and fenced in `documents`); and which
+//! redirect URIs and names a client may have, by the same rules and bounds for both.
 
 use reqwest::Url;
-use serde::Deserialize;
 
+use super::documents::{Cache, Cause, Fetcher, OwnNames, Refusal, check_client_id, is_document_id};
 use crate::store::{ClientRecord, Store, StoreError};
+use std::sync::Arc;
 
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
-/// How long a fetched document is trusted before it is fetched again.
-const CACHE_TTL: Duration = Duration::from_secs(600);
-const CACHE_CAP: usize = 1000;
+/// At most this many redirect URIs per client; real clients register one to three.
+pub const MAX_REDIRECT_URIS: usize = 10;
+/// Longest redirect URI; real ones are well under 200 bytes.
+pub const MAX_REDIRECT_URI_BYTES: usize = 2048;
+/// Longest client name, in characters.
+pub const MAX_CLIENT_NAME_CHARS: usize = 200;
+/// Private-use schemes without a dot that real MCP clients register
+/// (`cursor://anysphere.cursor-mcp/oauth/callback`, and VS Code's and Windsurf's own),
+/// allowed by name: RFC 8252 §7.1 asks for reverse-domain schemes, which these predate.
+pub const KNOWN_APP_SCHEMES: [&str; 4] = ["cursor", "vscode", "vscode-insiders", "windsurf"];
 
 /// Why a client cannot go on; shown on an error page, never redirected to.
 #[derive(Debug, thiserror::Error)]
@@ -36,38 +30,62 @@ pub enum ClientError {
     Store(#[from] StoreError),
 }
 
+/// How clients may identify themselves.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Whether metadata documents are advertised and fetched
+    /// (`--client-metadata-documents`).
+    pub documents: bool,
+    /// This server's own names, which a document URL may never use.
+    pub own: OwnNames,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            documents: true,
+            own: OwnNames::default(),
+        }
+    }
+}
+
 /// Finds clients, by registration or by metadata document.
 pub struct Clients {
     store: Arc<dyn Store>,
     allow_loopback: bool,
-    http: reqwest::Client,
-    cache: Mutex<HashMap<String, (ClientRecord, Instant)>>,
+    options: ClientOptions,
+    fetcher: Fetcher,
+    cache: Cache,
 }
 
 impl Clients {
     /// Clients registered in `store`, or described at their URL; `allow_loopback` lets
     /// metadata documents live on this machine.
-    pub fn new(store: Arc<dyn Store>, allow_loopback: bool) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(FETCH_TIMEOUT)
-            .connect_timeout(FETCH_TIMEOUT)
-            .dns_resolver(Arc::new(PublicOnly { allow_loopback }))
-            .user_agent(crate::bitrix::USER_AGENT)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+    pub fn new(store: Arc<dyn Store>, allow_loopback: bool, options: ClientOptions) -> Self {
         Self {
             store,
             allow_loopback,
-            http,
-            cache: Mutex::new(HashMap::new()),
+            options,
+            fetcher: Fetcher::new(allow_loopback),
+            cache: Cache::default(),
         }
+    }
+
+    /// Whether metadata documents are on.
+    pub fn documents_on(&self) -> bool {
+        self.options.documents
     }
 
     /// The client `client_id`.
     pub async fn find(&self, client_id: &str) -> Result<ClientRecord, ClientError> {
-        if is_metadata_url(client_id, self.allow_loopback) {
+        if is_document_id(client_id) {
+            if !self.options.documents {
+                tracing::info!(
+                    client = ?client_id,
+                    "a client named itself by a metadata document, which are off here"
+                );
+                return Err(ClientError::Unknown(DOCUMENTS_OFF.into()));
+            }
             return self.document(client_id).await;
         }
         self.store
@@ -79,140 +97,132 @@ impl Clients {
             )))
     }
 
-    async fn document(&self, url: &str) -> Result<ClientRecord, ClientError> {
-        let cached = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(url)
-            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
-            .map(|(record, _)| record.clone());
-        if let Some(record) = cached {
+    /// Refuses a document request that came from a document fetch (see
+    /// [`super::documents::FETCH_MARK`]), without fetching.
+    pub fn refuse_nested(&self, client_id: &str) -> ClientError {
+        refuse(client_id, None, Cause::Nested.into())
+    }
+
+    async fn document(&self, id: &str) -> Result<ClientRecord, ClientError> {
+        let url = check_client_id(id, self.allow_loopback, &self.options.own)
+            .map_err(|cause| refuse(id, None, cause.into()))?;
+        if let Some(record) = self.cache.get(id) {
             return Ok(record);
         }
-        let record = self.fetch(url).await?;
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= CACHE_CAP {
-            cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
-            if cache.len() >= CACHE_CAP {
-                cache.clear();
-            }
-        }
-        cache.insert(url.to_string(), (record.clone(), Instant::now()));
+        let record = self
+            .fetcher
+            .fetch(&url)
+            .await
+            .map_err(|r| refuse(id, url.host_str(), r))?;
+        self.cache.put(id, record.clone());
         Ok(record)
     }
+}
 
-    async fn fetch(&self, url: &str) -> Result<ClientRecord, ClientError> {
-        let unusable = |why: &str| {
-            ClientError::Unknown(format!(
-                "the client metadata document at {} cannot be used: {why}",
-                short(url)
-            ))
-        };
-        let parsed = Url::parse(url).map_err(|_| unusable("not a URL"))?;
-        if let Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) = parsed.host() {
-            // IP literals skip the resolver, so they are checked here.
-            let ip: IpAddr = match parsed.host() {
-                Some(url::Host::Ipv4(v4)) => v4.into(),
-                Some(url::Host::Ipv6(v6)) => v6.into(),
-                _ => unreachable!("matched above"),
-            };
-            if !(is_public(ip) || self.allow_loopback && ip.is_loopback()) {
-                return Err(unusable("its address is not public"));
-            }
-        }
-        let mut response = self
-            .http
-            .get(parsed)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| unusable(&format!("fetching it failed ({})", e.without_url())))?;
-        if !response.status().is_success() {
-            return Err(unusable(&format!("HTTP {}", response.status().as_u16())));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|_| unusable("reading it failed"))?
-        {
-            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                return Err(unusable("larger than 64 KiB"));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let doc: Document = serde_json::from_slice(&body)
-            .map_err(|_| unusable("not a client metadata JSON document"))?;
-        if doc.client_id != url {
-            return Err(unusable("its client_id is not the URL it was fetched from"));
-        }
-        if doc
-            .token_endpoint_auth_method
-            .as_deref()
-            .is_some_and(|m| m != "none")
-        {
-            return Err(unusable(
-                "only public clients (token_endpoint_auth_method none) are supported",
-            ));
-        }
-        if doc.redirect_uris.is_empty()
-            || !doc.redirect_uris.iter().all(|u| redirect_uri_allowed(u))
-        {
-            return Err(unusable("its redirect_uris are missing or not allowed"));
-        }
-        Ok(ClientRecord {
-            client_id: doc.client_id,
-            client_name: doc.client_name,
-            redirect_uris: doc.redirect_uris,
-            created_at: crate::auth::now(),
-            secret_hash: None,
-        })
+/// What a person is told when their client names itself by a document and documents
+/// are off.
+const DOCUMENTS_OFF: &str = "This client names itself by a client ID metadata document (a URL), and this \
+     server has client ID metadata documents turned off (--client-metadata-documents off), so \
+     clients register with it instead. Remove this server from your MCP client and add it \
+     again (or sign in again): the client then registers here by itself.";
+
+/// Logs why the document `id` cannot be used (URL escaped, cause class) and words it
+/// for the page; the page names the host only once it was looked up (`host`).
+fn refuse(id: &str, host: Option<&str>, r: Refusal) -> ClientError {
+    tracing::warn!(
+        url = ?id,
+        cause = r.cause.name(),
+        detail = ?r.detail.as_deref().unwrap_or(""),
+        "a client metadata document cannot be used"
+    );
+    let whose = match host {
+        Some(h) => format!("The client names itself by a client metadata document on {h}"),
+        None => "The client names itself by a client metadata document".into(),
+    };
+    let mut text = format!("{whose}, which cannot be used: {}.", r.cause.says());
+    if r.cause.unreachable() || r.cause == Cause::Status {
+        text.push_str(
+            " If this server cannot reach the internet, its operator can turn client metadata \
+             documents off (--client-metadata-documents off, or MCP_CLIENT_METADATA_DOCUMENTS=off): \
+             clients then register with this server instead.",
+        );
     }
+    ClientError::Unknown(text)
 }
 
-#[derive(Deserialize)]
-struct Document {
-    client_id: String,
-    #[serde(default)]
-    client_name: Option<String>,
-    #[serde(default)]
-    redirect_uris: Vec<String>,
-    #[serde(default)]
-    token_endpoint_auth_method: Option<String>,
+/// What is wrong with a client's redirect URIs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedirectUriProblem {
+    /// None, or more than [`MAX_REDIRECT_URIS`].
+    #[error("give one to ten redirect_uris")]
+    Count,
+    /// One longer than [`MAX_REDIRECT_URI_BYTES`].
+    #[error("a redirect URI is longer than 2048 bytes")]
+    TooLong,
+    /// One whose form is not allowed (the URI, shortened).
+    #[error(
+        "`{0}` is not allowed: use https, http on a loopback address, or an app's own \
+         reverse-domain scheme (com.example.app:/callback), without user name or fragment"
+    )]
+    NotAllowed(String),
 }
 
-/// Whether `client_id` names a metadata document: an https URL with a path (or, with
-/// `allow_loopback`, http on a loopback host).
-pub fn is_metadata_url(client_id: &str, allow_loopback: bool) -> bool {
-    let Ok(url) = Url::parse(client_id) else {
-        return false;
-    };
-    let scheme_ok = match url.scheme() {
-        "https" => true,
-        "http" => allow_loopback && is_loopback_host(&url),
-        _ => false,
-    };
-    scheme_ok && url.path() != "/" && url.fragment().is_none() && url.username().is_empty()
+/// The redirect URI rules for registrations and documents alike.
+pub fn check_redirect_uris(uris: &[String]) -> Result<(), RedirectUriProblem> {
+    if uris.is_empty() || uris.len() > MAX_REDIRECT_URIS {
+        return Err(RedirectUriProblem::Count);
+    }
+    if uris.iter().any(|u| u.len() > MAX_REDIRECT_URI_BYTES) {
+        return Err(RedirectUriProblem::TooLong);
+    }
+    match uris.iter().find(|u| !redirect_uri_allowed(u)) {
+        Some(bad) => Err(RedirectUriProblem::NotAllowed(short(bad))),
+        None => Ok(()),
+    }
 }
 
 /// Whether a client may register `uri` as a redirect URI: https anywhere, http only on
-/// loopback hosts (RFC 8252 §7.3), or an app's private-use scheme (`cursor://…`).
+/// loopback hosts (RFC 8252 §7.3), or an app's private-use scheme in reverse-domain form
+/// (RFC 8252 §7.1, `com.example.app:/cb`) or one of [`KNOWN_APP_SCHEMES`]; never with a
+/// user name (`https://good.example@evil.example/` reads as one host and goes to
+/// another), a fragment or control characters.
 pub fn redirect_uri_allowed(uri: &str) -> bool {
+    if uri.len() > MAX_REDIRECT_URI_BYTES || uri.chars().any(char::is_control) {
+        return false;
+    }
     let Ok(url) = Url::parse(uri) else {
         return false;
     };
-    if url.fragment().is_some() {
+    if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
         return false;
     }
     match url.scheme() {
         "https" => url.host().is_some(),
         "http" => is_loopback_host(&url),
-        "javascript" | "data" | "file" | "vbscript" | "about" | "blob" | "ftp" | "ws" | "wss" => {
-            false
-        }
-        _ => true,
+        scheme if KNOWN_APP_SCHEMES.contains(&scheme) => url.host().is_some(),
+        scheme => scheme.contains('.'),
     }
+}
+
+/// A client name fit for a page and a log: at most [`MAX_CLIENT_NAME_CHARS`], no
+/// control or bidirectional-override characters (which could make a name read as
+/// another on the consent page).
+pub fn check_client_name(name: &str) -> Result<(), &'static str> {
+    if name.chars().count() > MAX_CLIENT_NAME_CHARS {
+        return Err("client_name is longer than 200 characters");
+    }
+    let bidi = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if name.chars().any(|c| c.is_control() || bidi(c)) {
+        return Err("client_name contains control characters");
+    }
+    Ok(())
+}
+
+/// Whether `client_id` names a metadata document (an http(s) URL; see
+/// [`super::documents::check_client_id`] for whether it is a usable one). Registered ids are
+/// uuids, so the two never meet. `_allow_loopback` is kept for the callers' signature.
+pub fn is_metadata_url(client_id: &str, _allow_loopback: bool) -> bool {
+    is_document_id(client_id)
 }
 
 /// Whether `presented` matches one of `registered`: exactly, or for a loopback redirect
@@ -243,61 +253,6 @@ fn is_loopback_host(url: &Url) -> bool {
     }
 }
 
-/// Whether `ip` is an address on the public internet (not private, loopback, link-local,
-/// shared, documentation, multicast or unspecified).
-fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-                || (a == 198 && (18..20).contains(&b))
-                || a >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8)
-        }
-    }
-}
-
-/// Resolves names to public addresses only (and loopback ones when allowed).
-struct PublicOnly {
-    allow_loopback: bool,
-}
-
-impl reqwest::dns::Resolve for PublicOnly {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_string();
-        let allow_loopback = self.allow_loopback;
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|a| is_public(a.ip()) || (allow_loopback && a.ip().is_loopback()))
-                .collect();
-            if addrs.is_empty() {
-                return Err("the name resolves to no public address".into());
-            }
-            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
 /// A client id short enough for a page (registered ids are uuids; URLs can be long).
 fn short(s: &str) -> String {
     s.chars().take(120).collect()
@@ -322,41 +277,66 @@ mod tests {
 
     #[test]
     fn which_redirect_uris_may_be_registered() {
-        assert!(redirect_uri_allowed("https://vscode.dev/redirect"));
-        assert!(redirect_uri_allowed("http://localhost:3000/cb"));
-        assert!(redirect_uri_allowed(
-            "cursor://anysphere.cursor-retrieval/oauth/callback"
-        ));
-        assert!(!redirect_uri_allowed("http://evil.example/cb"));
-        assert!(!redirect_uri_allowed("javascript:alert(1)"));
-        assert!(!redirect_uri_allowed("https://app.example/cb#frag"));
+        for ok in [
+            "https://vscode.dev/redirect",
+            "http://127.0.0.1:33418",
+            "http://localhost:3000/cb",
+            "http://[::1]:3000/cb",
+            "cursor://anysphere.cursor-retrieval/oauth/callback",
+            "cursor://anysphere.cursor-mcp/oauth/callback",
+            "vscode://vscode.github-authentication/did-authenticate",
+            "com.example.app:/oauth2redirect",
+            "com.example.app://callback",
+        ] {
+            assert!(redirect_uri_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "http://evil.example/cb",
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "file:///etc/passwd",
+            "ms-msdt:/id PCWDiagnostic",
+            "myapp://callback",
+            "cursor:no-host",
+            "https://app.example/cb#frag",
+            "https://mcp.example.com:443@evil.example/y",
+            "https://user@app.example/cb",
+            "http://user:pw@127.0.0.1:1/cb",
+            "https://app.example/cb\nx",
+            "https:///",
+        ] {
+            assert!(!redirect_uri_allowed(bad), "{bad}");
+        }
+        let long = format!("https://a.example/{}", "a".repeat(MAX_REDIRECT_URI_BYTES));
+        assert!(!redirect_uri_allowed(&long));
     }
 
     #[test]
-    fn metadata_urls_and_public_addresses() {
-        assert!(is_metadata_url("https://client.example/mcp.json", false));
-        assert!(!is_metadata_url("https://client.example/", false));
-        assert!(!is_metadata_url("http://client.example/doc", true));
-        assert!(is_metadata_url("http://127.0.0.1:9/doc", true));
-        assert!(!is_metadata_url("http://127.0.0.1:9/doc", false));
-        assert!(!is_metadata_url(
-            "4b1e7d1c-0000-4000-8000-000000000000",
-            true
+    fn redirect_uri_lists_are_bounded() {
+        let one = "http://127.0.0.1:1/cb".to_string();
+        assert_eq!(check_redirect_uris(std::slice::from_ref(&one)), Ok(()));
+        assert_eq!(check_redirect_uris(&[]), Err(RedirectUriProblem::Count));
+        assert_eq!(
+            check_redirect_uris(&vec![one.clone(); MAX_REDIRECT_URIS + 1]),
+            Err(RedirectUriProblem::Count)
+        );
+        assert_eq!(
+            check_redirect_uris(&[format!("https://a.example/{}", "a".repeat(3000))]),
+            Err(RedirectUriProblem::TooLong)
+        );
+        assert!(matches!(
+            check_redirect_uris(&[one, "ms-msdt:/x".into()]),
+            Err(RedirectUriProblem::NotAllowed(_))
         ));
-        for private in [
-            "10.0.0.1",
-            "192.168.1.1",
-            "172.16.0.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "fe80::1",
-            "fd00::1",
-            "::ffff:10.0.0.1",
-        ] {
-            assert!(!is_public(private.parse().unwrap()), "{private}");
-        }
-        assert!(is_public("93.184.216.34".parse().unwrap()));
-        assert!(is_public("2606:4700::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn client_names_are_bounded_and_plain() {
+        assert!(check_client_name("Claude Code").is_ok());
+        assert!(check_client_name(&"é".repeat(MAX_CLIENT_NAME_CHARS)).is_ok());
+        assert!(check_client_name(&"a".repeat(MAX_CLIENT_NAME_CHARS + 1)).is_err());
+        assert!(check_client_name("a\nINFO forged").is_err());
+        assert!(check_client_name("a\u{1b}[2J").is_err());
+        assert!(check_client_name("Claude \u{202e}edoC").is_err());
     }
 }

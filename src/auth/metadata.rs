@@ -35,7 +35,9 @@ pub async fn authorization_server(State(sign_in): State<SignIn>) -> Json<Value> 
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": super::register::AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": ["none"],
-        "client_id_metadata_document_supported": true,
+        // Clients (Claude Code, Codex through rmcp, the Python SDK) send a document URL
+        // only when this is true, and register at /register otherwise.
+        "client_id_metadata_document_supported": sign_in.inner.clients.documents_on(),
         "authorization_response_iss_parameter_supported": true,
     }))
 }

@@ -13,6 +13,9 @@ mod approval;
 mod authorize;
 pub mod clients;
 mod consent;
+pub mod documents;
+mod fence;
+pub mod limits;
 mod metadata;
 mod page;
 pub mod person;
@@ -67,6 +70,10 @@ pub struct SignInOptions {
     pub consent_key: ConsentKey,
     /// How long a browser's approval of a client is remembered; zero: always ask.
     pub consent_max_age: Duration,
+    /// How clients may identify themselves (metadata documents on or off, own names).
+    pub clients: clients::ClientOptions,
+    /// Proxies whose forwarded client address the per-source limits believe.
+    pub trusted_proxies: limits::TrustedProxies,
 }
 
 /// How long after a refresh token's first use a repeat of it gets the same new pair back
@@ -91,6 +98,7 @@ struct Inner {
     refresh_grace: i64,
     store: Arc<dyn Store>,
     clients: clients::Clients,
+    limits: limits::Limits,
     portal: Portal,
     pool: reqwest::Client,
     people: People,
@@ -124,7 +132,8 @@ impl SignIn {
                     .unwrap_or(i64::MAX),
                 app: options.app,
                 oauth_url: options.oauth_url,
-                clients: clients::Clients::new(store.clone(), loopback),
+                clients: clients::Clients::new(store.clone(), loopback, options.clients),
+                limits: limits::Limits::new(options.trusted_proxies),
                 store,
                 portal,
                 pool,
@@ -203,13 +212,25 @@ impl SignIn {
                 "/.well-known/openid-configuration",
                 get(metadata::authorization_server),
             )
-            .route("/register", post(register::register))
+            .route(
+                "/register",
+                post(register::register).route_layer(axum::middleware::from_fn_with_state(
+                    self.clone(),
+                    limits::register_gate,
+                )),
+            )
             .route("/token", post(token::token))
             .route("/revoke", post(token::revoke))
             .layer(cors);
         Router::new()
             .merge(api)
-            .route("/authorize", get(authorize::authorize))
+            .route(
+                "/authorize",
+                get(authorize::authorize).route_layer(axum::middleware::from_fn_with_state(
+                    self.clone(),
+                    limits::authorize_gate,
+                )),
+            )
             .route(consent::CONSENT_PATH, post(consent::decide))
             .route(CALLBACK_PATH, get(authorize::callback))
             .with_state(self.clone())

@@ -2,10 +2,13 @@
 //! identity to probe the portal with; instead the checks are the ones a team's admin
 //! gets wrong: the callback to register, the store and its key, and whether the OAuth
 //! server knows the application (a refresh with a made-up token is refused with
-//! `invalid_grant` when the client id and secret are right, `invalid_client` when not).
+//! `invalid_grant` when the client id and secret are right, `invalid_client` when not),
+//! and whether the client metadata documents of the clients that use them can be fetched
+//! from here (with the server's own fenced fetcher).
 
 use crate::app::{open_store, start_sign_in_sandbox};
 use crate::auth::callback_url;
+use crate::auth::documents::{Fetcher, OwnNames, check_client_id};
 use crate::bitrix::CallError;
 use crate::bitrix::grant::{self, App, GrantRequest};
 use crate::settings::{PortalChoice, Settings, SignInSettings};
@@ -85,6 +88,7 @@ pub async fn check(r: &mut Report, settings: &Settings, s: &SignInSettings) -> b
         (app, s.oauth_url.clone(), None)
     };
     ok &= probe_app(r, &app, oauth_url.as_ref()).await;
+    documents(r, s.client_documents).await;
     r.line(
         "info",
         "portal calls run as each signed-in person: scopes are checked at their first call",
@@ -133,5 +137,69 @@ async fn probe_app(r: &mut Report, app: &App, oauth_url: Option<&reqwest::Url>) 
             r.line("ok", &format!("the OAuth server {origin} answered"));
             true
         }
+    }
+}
+
+/// The client metadata documents of the clients known to use them.
+pub const WELL_KNOWN_DOCUMENTS: [(&str, &str); 2] = [
+    (
+        "Claude Code",
+        "https://claude.ai/oauth/claude-code-client-metadata",
+    ),
+    ("Codex", "https://chatgpt.com/oauth/codex/client.json"),
+];
+
+/// Reports the documents setting and, when on, whether the well-known documents can be
+/// fetched from here: a server that cannot fetch them leaves those clients unable to
+/// sign in, since they use the document whenever the server advertises documents.
+async fn documents(r: &mut Report, on: bool) {
+    if !on {
+        r.line(
+            "info",
+            "client metadata documents off (--client-metadata-documents off): every client \
+             registers through /register",
+        );
+        return;
+    }
+    r.line(
+        "info",
+        "client metadata documents on: Claude Code and Codex name themselves by a document URL \
+         this server fetches, and do not fall back to /register",
+    );
+    let fetcher = Fetcher::new(false);
+    let fetches = WELL_KNOWN_DOCUMENTS.map(|(client, url)| {
+        let fetcher = &fetcher;
+        async move {
+            let outcome = match check_client_id(url, false, &OwnNames::default()) {
+                Ok(parsed) => fetcher.fetch(&parsed).await.map(|_| ()),
+                Err(cause) => Err(cause.into()),
+            };
+            (client, url, outcome)
+        }
+    });
+    let mut unreachable = false;
+    for (client, url, outcome) in futures::future::join_all(fetches).await {
+        match outcome {
+            Ok(()) => r.line("ok", &format!("{client}'s document {url} can be fetched")),
+            Err(refusal) => {
+                unreachable |= refusal.cause.unreachable();
+                r.line(
+                    "warn",
+                    &format!(
+                        "{client}'s document {url} cannot be fetched ({}): {}",
+                        refusal.cause.name(),
+                        refusal.cause.says()
+                    ),
+                );
+            }
+        }
+    }
+    if unreachable {
+        r.line(
+            "warn",
+            "this machine cannot fetch client documents from the internet, so Claude Code and Codex \
+             cannot sign in: start the server with --client-metadata-documents off \
+             (MCP_CLIENT_METADATA_DOCUMENTS=off) and they register through /register instead",
+        );
     }
 }

@@ -32,6 +32,7 @@ use super::inflight::{self, InFlight};
 use super::legacy_sse;
 use super::sessions::{self, BoundedSessions, SessionLimits, SessionSlots};
 use crate::auth::SignIn;
+use crate::auth::limits::PeerAddr;
 use crate::server::TaskResultsServer;
 
 /// Path of the streamable HTTP endpoint.
@@ -205,9 +206,13 @@ pub async fn serve(
     };
     let stop_accepting = shutdown.clone();
     let mut serving = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop_accepting.cancelled().await })
-            .into_future(),
+        // ConnectInfo<PeerAddr>: the peer address sign-in's per-source limits count by.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<PeerAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop_accepting.cancelled().await })
+        .into_future(),
     );
     tokio::select! {
         _ = shutdown.cancelled() => {}
@@ -245,6 +250,14 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, ReportClose>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, ReportClose>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
 }
 
 /// The TCP listener, reporting when axum drops it (the socket is closed by then).

@@ -19,7 +19,7 @@ use tokio::process::Child;
 use crate::common;
 
 /// Env vars of the HTTP side a test must not inherit.
-pub const HTTP_VARS: [&str; 13] = [
+pub const HTTP_VARS: [&str; 18] = [
     "MCP_TRANSPORT",
     "MCP_LISTEN",
     "MCP_STATELESS",
@@ -33,6 +33,11 @@ pub const HTTP_VARS: [&str; 13] = [
     "MCP_TOKEN_LIFETIME",
     "MCP_STORE",
     "MCP_STORE_KEY",
+    "MCP_CLIENT_METADATA_DOCUMENTS",
+    "MCP_TRUSTED_PROXIES",
+    "MCP_CONSENT_MAX_AGE",
+    "MCP_REFRESH_GRACE",
+    "MCP_STORE_KEY_FILE",
 ];
 
 /// A token long enough to be registered for redaction.
