@@ -456,6 +456,8 @@ async fn sign_ins_started_are_limited_per_source() {
     let env = Env::new().await;
     let server = env.server(&[("MCP_TRUSTED_PROXIES", "127.0.0.1")]).await;
     let client = Client::discover_and_register(&server).await;
+    // This browser approves the client first, so /authorize goes on to the portal.
+    client.sign_in(1).await;
     let (_, challenge) = pkce();
     let params = client.authorize_params(&challenge, "st-limit");
     let mut url = reqwest::Url::parse(&format!("{}/authorize", server.base)).unwrap();
@@ -494,6 +496,10 @@ async fn the_pending_pool_still_has_a_global_bound() {
         Arc::new(Client::discover_and_register(&server).await),
         Arc::new(Client::discover_and_register(&server).await),
     ];
+    // This browser approves both clients first, so /authorize goes on to the portal.
+    for client in &clients {
+        client.sign_in(1).await;
+    }
     let (_, challenge) = pkce();
     let mut workers = Vec::new();
     for source in 0..20 {
