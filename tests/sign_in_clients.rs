@@ -488,22 +488,21 @@ async fn sign_ins_started_are_limited_per_source() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pending_pool_still_has_a_global_bound() {
-    // Spread over 20 addresses and two clients, each within its own limits, 1000
+    // Spread over 200 addresses and ten clients, each within its own limits, 10,000
     // pending sign-ins fill the store's pool; the next is temporarily_unavailable.
     let env = Env::new().await;
     let server = env.server(&[("MCP_TRUSTED_PROXIES", "127.0.0.1")]).await;
-    let clients = [
-        Arc::new(Client::discover_and_register(&server).await),
-        Arc::new(Client::discover_and_register(&server).await),
-    ];
-    // This browser approves both clients first, so /authorize goes on to the portal.
-    for client in &clients {
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        let client = Client::discover_and_register(&server).await;
+        // This browser approves the client first, so /authorize goes on to the portal.
         client.sign_in(1).await;
+        clients.push(Arc::new(client));
     }
     let (_, challenge) = pkce();
     let mut workers = Vec::new();
-    for source in 0..20 {
-        let client = clients[source % 2].clone();
+    for source in 0..200 {
+        let client = clients[source % clients.len()].clone();
         let params = client.authorize_params(&challenge, "st-full");
         workers.push(tokio::spawn(async move {
             let mut url = reqwest::Url::parse(&format!("{}/authorize", client.base)).unwrap();
@@ -512,7 +511,7 @@ async fn the_pending_pool_still_has_a_global_bound() {
                 let r = client
                     .http
                     .get(url.clone())
-                    .header("x-forwarded-for", format!("203.0.113.{source}"))
+                    .header("x-forwarded-for", format!("198.18.{}.1", source))
                     .send()
                     .await
                     .unwrap();

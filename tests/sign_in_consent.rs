@@ -382,6 +382,10 @@ async fn errors_before_consent_are_pages_never_redirects() {
             with_param(&good, "resource", Some("https://other.example/mcp")),
             "another resource",
         ),
+        (
+            with_param(&good, "state", Some(&"s".repeat(1025))),
+            "a state over 1 KiB",
+        ),
     ] {
         let r = client.authorize_page(&params).await;
         let html = assert_dead_end(r, StatusCode::BAD_REQUEST, what).await;

@@ -31,6 +31,10 @@ use crate::store::{AuthCode, BitrixTokens, PendingAuth, Person, StoreError, Toke
 /// hashed state: nobody can add it to a state without losing the pending sign-in.
 const CONSENTED: &str = ".consented";
 
+/// The longest `state` a client may send (real clients send 32 to 64 characters): it is
+/// kept with every pending sign-in, so its size bounds what a flood of them can hold.
+const MAX_CLIENT_STATE: usize = 1024;
+
 /// Query or form parameters, each at most once; empty values count as absent.
 pub(super) struct Params(HashMap<String, String>);
 
@@ -182,6 +186,19 @@ fn check(
         code,
         why,
     };
+    if client_state
+        .as_ref()
+        .is_some_and(|s| s.len() > MAX_CLIENT_STATE)
+    {
+        // Not echoed back: a state this long is not a client's, and it would ride along
+        // in every pending sign-in the store keeps.
+        let mut refused = refuse(
+            "invalid_request",
+            format!("state is longer than {MAX_CLIENT_STATE} bytes"),
+        );
+        refused.back.state = None;
+        return Err(refused);
+    }
     if q.get("response_type") != Some("code") {
         return Err(refuse(
             "unsupported_response_type",
