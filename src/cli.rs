@@ -119,7 +119,7 @@ pub struct SignInArgs {
     #[arg(long, env = "MCP_REFRESH_GRACE", default_value_t = 30, value_name = "SECONDS", global = true, value_parser = clap::value_parser!(u64).range(0..=300))]
     pub refresh_grace: u64,
     /// Advertise and accept Client ID Metadata Documents (clients named by an https URL this server fetches). Turn off where the server cannot reach the internet: clients then register through /register.
-    #[arg(long, env = "MCP_CLIENT_METADATA_DOCUMENTS", default_value = "on", value_name = "on|off", value_parser = parse_bool, global = true)]
+    #[arg(long, env = "MCP_CLIENT_METADATA_DOCUMENTS", default_value = "on", value_name = "on|off", value_parser = parse_bool, action = clap::ArgAction::Set, global = true)]
     pub client_metadata_documents: bool,
     /// Reverse proxies (IP or IP/LEN, comma-separated) whose X-Forwarded-For or Forwarded header names the client's address for the per-address sign-in limits; from any other peer those headers are ignored [default: none].
     #[arg(

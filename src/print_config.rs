@@ -147,7 +147,7 @@ pub fn print(cli: &Cli, given: &Given, settings: &Settings, args: &PrintConfigAr
         env: setup.env,
         url: &args.url,
         sign_in: cli.sign_in.enabled,
-        documents: true,
+        documents: cli.sign_in.client_metadata_documents,
     });
     eprintln!("{}", snippet.guide);
     print!("{}", snippet.config);

@@ -165,6 +165,37 @@ async fn sign_in_snippets_carry_no_token_and_say_how_to_sign_in() {
 }
 
 #[tokio::test]
+async fn with_documents_off_the_sign_in_guides_drop_the_metadata_document_advice() {
+    for client in CLIENTS {
+        let args = [
+            "--client",
+            client,
+            "--transport",
+            "http",
+            "--oauth",
+            "--client-metadata-documents",
+            "off",
+        ];
+        let o = print_config(&args, &[]).await;
+        assert_eq!(o.status.code(), Some(0), "{client}: {}", shown(&o));
+        let all = shown(&o);
+        assert!(all.contains("consent page"), "{client}: {all}");
+        assert!(!all.contains("metadata document"), "{client}: {all}");
+        assert!(
+            !all.contains("--oauth-client-registration"),
+            "{client}: {all}"
+        );
+    }
+    // With documents on (the default) the advice is there.
+    let o = print_config(
+        &["--client", "codex", "--transport", "http", "--oauth"],
+        &[],
+    )
+    .await;
+    assert!(shown(&o).contains("--oauth-client-registration dcr"));
+}
+
+#[tokio::test]
 async fn launcher_npx_starts_the_npm_package() {
     for client in CLIENTS {
         let o = print_config(
