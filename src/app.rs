@@ -286,7 +286,12 @@ pub async fn serve(settings: Settings) -> ExitCode {
         }
         _ => None,
     };
-    let server = TaskResultsServer::new(client, caller, inventory);
+    // Under sign-in every request brings its person; there is no identity to fall back on.
+    let server = if sign_in.is_some() {
+        TaskResultsServer::signed_in_only(client, inventory)
+    } else {
+        TaskResultsServer::new(client, caller, inventory)
+    };
 
     let ct = CancellationToken::new();
     tokio::spawn(cancel_on_signal(ct.clone()));

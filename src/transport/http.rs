@@ -7,7 +7,6 @@
 //! [`host_origin::enforce`] first on the legacy routes), the caller (bearer token or
 //! signed-in person) by ours; every route has a body size limit.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,14 +16,14 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::get;
-use axum::serve::Listener;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use secrecy::SecretString;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use super::auth::{self, BearerAuth};
+use super::conn::{self, ConnLimits};
 use super::health;
 use super::host_origin::{self, HostOriginPolicy, RmcpCheck};
 use super::http_jsonrpc;
@@ -61,6 +60,8 @@ pub struct HttpOptions {
     pub drain_timeout: Duration,
     /// How many sessions may be open and for how long idle.
     pub sessions: SessionLimits,
+    /// Timeouts and the bound on client connections.
+    pub connections: ConnLimits,
 }
 
 /// The whole application. `sessions` ends every MCP session and event stream when
@@ -199,28 +200,29 @@ pub async fn serve(
     }
 
     let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
-    let listener = ReportClose {
-        inner: Some(listener),
-        closed: Some(closed_tx),
-    };
     let stop_accepting = shutdown.clone();
-    let mut serving = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop_accepting.cancelled().await })
-            .into_future(),
-    );
+    let mut serving = tokio::spawn(conn::serve(
+        listener,
+        app,
+        opts.connections,
+        stop_accepting,
+        move || {
+            let _ = closed_tx.send(());
+        },
+    ));
     tokio::select! {
         _ = shutdown.cancelled() => {}
         finished = &mut serving => {
-            // Only an accept loop failure ends serving without a signal.
+            // The accept loop ends only on the signal; a panic is the one other way out.
             return match finished {
-                Ok(result) => result.context("the HTTP server stopped"),
+                Ok(()) => Ok(()),
                 Err(e) => Err(anyhow::anyhow!("the HTTP server task failed: {e}")),
             };
         }
     }
 
-    // axum drops the listener once it has seen the signal; from then on connects fail.
+    // The accept loop drops the listener once it has seen the signal; from then on
+    // connects fail.
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, closed_rx).await;
     let busy = inflight.count();
     tracing::info!(
@@ -236,8 +238,7 @@ pub async fn serve(
     }
     sessions.cancel();
     match tokio::time::timeout(CLOSE_TIMEOUT, &mut serving).await {
-        Ok(Ok(Ok(()))) => tracing::info!("HTTP server stopped"),
-        Ok(Ok(Err(e))) => tracing::warn!("HTTP server stopped with an error: {e}"),
+        Ok(Ok(())) => tracing::info!("HTTP server stopped"),
         Ok(Err(e)) => tracing::warn!("HTTP server task failed: {e}"),
         Err(_) => {
             serving.abort();
@@ -245,46 +246,4 @@ pub async fn serve(
         }
     }
     Ok(())
-}
-
-/// The TCP listener, reporting when axum drops it (the socket is closed by then).
-struct ReportClose {
-    inner: Option<TcpListener>,
-    closed: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Listener for ReportClose {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    fn accept(&mut self) -> impl Future<Output = (TcpStream, SocketAddr)> + Send {
-        let inner = self
-            .inner
-            .as_mut()
-            .expect("the listener is only taken when dropped");
-        let accept = Listener::accept(inner);
-        async move {
-            let (io, addr) = accept.await;
-            // Answers go out as several small writes (headers, then SSE events); with
-            // Nagle on, each waits for the client's delayed ACK (~40 ms).
-            let _ = io.set_nodelay(true);
-            (io, addr)
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        match &self.inner {
-            Some(l) => l.local_addr(),
-            None => Err(std::io::ErrorKind::NotConnected.into()),
-        }
-    }
-}
-
-impl Drop for ReportClose {
-    fn drop(&mut self) {
-        drop(self.inner.take());
-        if let Some(tx) = self.closed.take() {
-            let _ = tx.send(());
-        }
-    }
 }

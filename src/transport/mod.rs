@@ -1,6 +1,7 @@
 //! Transports: they only wire a client connection to [`crate::server::TaskResultsServer`].
 
 pub mod auth;
+pub mod conn;
 pub mod health;
 pub mod host_origin;
 pub mod http;
