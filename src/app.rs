@@ -381,6 +381,8 @@ async fn sign_in_service(
     sandbox_app: Option<(App, String)>,
     client: &Client,
 ) -> Result<SignIn, String> {
+    // Without --public-url the address is the loopback one listened on (see `serve`).
+    let follow_loopback_host = s.public_url.is_none();
     let store = open_store(&s.store, s.store_key.as_ref()).await?;
     let (app, oauth_url) = match (sandbox_app, s.app) {
         (Some((app, base)), _) => (app, reqwest::Url::parse(&base).ok()),
@@ -395,6 +397,7 @@ async fn sign_in_service(
             app,
             oauth_url,
             token_lifetime: s.token_lifetime,
+            follow_loopback_host,
         },
         store,
         client.portal().clone(),

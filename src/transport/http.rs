@@ -24,6 +24,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use super::auth::{self, BearerAuth};
 use super::conn::{self, ConnLimits};
+use super::cors;
 use super::health;
 use super::host_origin::{self, HostOriginPolicy, RmcpCheck};
 use super::http_jsonrpc;
@@ -85,14 +86,12 @@ pub fn router(
     // One pool for both transports: a session costs the same whichever way it came.
     let slots = SessionSlots::new(opts.sessions.max_sessions);
     let factory_server = server.clone();
-    let mcp = StreamableHttpService::new(
-        move || Ok(factory_server.clone()),
-        Arc::new(BoundedSessions::new(
-            slots.clone(),
-            opts.sessions.idle_timeout,
-        )),
-        config,
-    );
+    let bounded = Arc::new(BoundedSessions::new(
+        slots.clone(),
+        opts.sessions.idle_timeout,
+    ));
+    let mcp =
+        StreamableHttpService::new(move || Ok(factory_server.clone()), bounded.clone(), config);
 
     // Who is calling: a signed-in person's token, or the one static token.
     let who = |routes: Router| match sign_in {
@@ -109,15 +108,22 @@ pub fn router(
     let mut streamable = Router::new().route_service(MCP_PATH, mcp);
     if !opts.stateless {
         // Inside the body check, which marks an `initialize`.
-        streamable = streamable.route_layer(from_fn_with_state(
-            slots.clone(),
-            sessions::refuse_when_full,
-        ));
+        streamable = streamable
+            .route_layer(from_fn_with_state(
+                slots.clone(),
+                sessions::refuse_when_full,
+            ))
+            .route_layer(axum::middleware::from_fn(sessions::delete_status));
     }
-    let streamable = who(streamable
+    streamable = streamable
         // Bodies are judged only once the caller passed every check.
         .route_layer(axum::middleware::from_fn(http_jsonrpc::check))
-        .route_layer(from_fn_with_state(inflight.clone(), inflight::track_posts)));
+        .route_layer(from_fn_with_state(inflight.clone(), inflight::track_posts));
+    if sign_in.is_some() && !opts.stateless {
+        // Right inside the caller check, which names the person.
+        streamable = streamable.route_layer(from_fn_with_state(bounded, sessions::bind_to_person));
+    }
+    let streamable = who(streamable);
     let legacy = who(legacy_sse::router(
         server,
         inflight,
@@ -132,16 +138,26 @@ pub fn router(
         RmcpCheck::new(&opts.policy),
         host_origin::enforce,
     ));
-    let protected = streamable.merge(legacy);
+    let check = RmcpCheck::new(&opts.policy);
+    // Outside the caller check: browsers send preflights without a token.
+    let protected = streamable
+        .merge(legacy)
+        .route_layer(cors::layer(check.clone()))
+        .route_layer(from_fn_with_state(check, cors::refuse_foreign_preflight));
 
-    Router::new()
+    let app = Router::new()
         .merge(protected)
         .merge(sign_in.map(SignIn::routes).unwrap_or_default())
         .route("/healthz", get(health::healthz))
         // Content-Length over the limit is refused at once; longer chunked bodies fail
         // while being read. axum's own default (2 MB) would otherwise apply to extractors.
         .layer(RequestBodyLimitLayer::new(opts.max_body_bytes))
-        .layer(DefaultBodyLimit::disable())
+        .layer(DefaultBodyLimit::disable());
+    match sign_in {
+        // The loopback name a request used picks the issuer of its answers.
+        Some(s) => app.layer(from_fn_with_state(s.clone(), crate::auth::host::follow)),
+        None => app,
+    }
 }
 
 /// Binds the listening socket (before anything else starts, so that the address clients

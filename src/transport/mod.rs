@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod conn;
+pub mod cors;
 pub mod health;
 pub mod host_origin;
 pub mod http;
