@@ -5,7 +5,10 @@
 //! the portal client's pacing and connection pool are per process. Host and Origin are
 //! judged by rmcp's own check on every MCP route (inside its service on `/mcp`, through
 //! [`host_origin::enforce`] first on the legacy routes), the caller (bearer token or
-//! signed-in person) by ours; every route has a body size limit.
+//! signed-in person) by ours; every route has a body size limit. Under sign-in a session
+//! belongs to the person who opened it ([`sessions::bind_to_person`]); browsers get CORS
+//! answers from the same allow-list ([`cors`]); connections are served by [`conn`], with
+//! a header-read timeout and a bound on how many are open.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
