@@ -295,7 +295,12 @@ pub async fn serve(settings: Settings) -> ExitCode {
         }
         _ => None,
     };
-    let server = TaskResultsServer::new(client, caller, inventory);
+    // Under sign-in every request brings its person; there is no identity to fall back on.
+    let server = if sign_in.is_some() {
+        TaskResultsServer::signed_in_only(client, inventory)
+    } else {
+        TaskResultsServer::new(client, caller, inventory)
+    };
 
     let ct = CancellationToken::new();
     tokio::spawn(cancel_on_signal(ct.clone()));
@@ -386,6 +391,8 @@ async fn sign_in_service(
     client: &Client,
     own: crate::auth::documents::OwnNames,
 ) -> Result<SignIn, String> {
+    // Without --public-url the address is the loopback one listened on (see `serve`).
+    let follow_loopback_host = s.public_url.is_none();
     let store = open_store(&s.store, s.store_key.as_ref()).await?;
     if sandbox_app.is_some() {
         end_sandbox_sign_ins(store.as_ref()).await?;
@@ -412,6 +419,7 @@ async fn sign_in_service(
                 own,
             },
             trusted_proxies: s.trusted_proxies,
+            follow_loopback_host,
         },
         store,
         client.portal().clone(),

@@ -406,6 +406,12 @@ pub struct HttpArgs {
     /// Seconds without a message after which an HTTP session is closed (its Mcp-Session-Id then gets 404).
     #[arg(long, env = "MCP_SESSION_IDLE_TIMEOUT", default_value_t = 1800, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=604_800), global = true)]
     pub session_idle_timeout: u64,
+    /// Seconds a connection may take to send a request's headers; also how long an idle keep-alive connection stays open. Answers being sent (long tool calls, SSE streams) are not affected.
+    #[arg(long, env = "MCP_HTTP_HEADER_TIMEOUT", default_value_t = 30, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub http_header_timeout: u64,
+    /// Most client connections open at once; past it new ones wait to be accepted [default: 1000, or fewer under a lower open-files limit (ulimit -n) minus 128].
+    #[arg(long, env = "MCP_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub max_connections: Option<u32>,
 }
 
 /// Where a setting given to this process came from.

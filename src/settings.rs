@@ -570,6 +570,14 @@ pub fn http(args: &HttpArgs, signing_in: bool) -> Result<Option<HttpOptions>, St
             max_sessions: args.max_sessions as usize,
             idle_timeout: Duration::from_secs(args.session_idle_timeout),
         },
+        connections: crate::transport::conn::ConnLimits {
+            header_timeout: Duration::from_secs(args.http_header_timeout),
+            max_connections: args
+                .max_connections
+                .map_or_else(crate::transport::conn::default_max_connections, |n| {
+                    n as usize
+                }),
+        },
     }))
 }
 
@@ -733,6 +741,8 @@ mod tests {
             allowed_origins: vec![],
             max_sessions: 1000,
             session_idle_timeout: 1800,
+            http_header_timeout: 30,
+            max_connections: None,
         }
     }
 

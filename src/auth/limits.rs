@@ -6,9 +6,9 @@
 //! The source is the TCP peer, or, only when that peer is one of `--trusted-proxy`
 //! (`MCP_TRUSTED_PROXIES`), the client address its proxy names in `X-Forwarded-For`
 //! (else `Forwarded`). IPv6 sources count by /64, the block one subscriber gets.
-//! The peer comes from the request extension `ConnectInfo<PeerAddr>` (or axum's plain
-//! `ConnectInfo<SocketAddr>`), which the serve loop inserts; without either, every
-//! request counts as one unknown source.
+//! The peer comes from the request extension `ConnectInfo<SocketAddr>`, which the serve
+//! loop (`transport::conn`) inserts; without it, every request counts as one unknown
+//! source.
 //!
 //! The limiter is hand-written (a GCRA per key, ~60 lines) rather than `governor`'s
 //! keyed limiter because that map grows with every new key until someone calls
@@ -29,11 +29,6 @@ use axum::response::Response;
 
 use super::documents::{FETCH_MARK, is_document_id};
 use super::{SignIn, page};
-
-/// The TCP peer of a connection, as the serve loop records it in each request's
-/// extensions (`ConnectInfo<PeerAddr>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerAddr(pub SocketAddr);
 
 /// How many requests a key may make: `burst` at once, then one per `every`.
 #[derive(Debug, Clone, Copy)]
@@ -164,10 +159,9 @@ pub async fn authorize_gate(State(sign_in): State<SignIn>, req: Request, next: N
 }
 
 fn peer(req: &Request) -> Option<SocketAddr> {
-    let ext = req.extensions();
-    ext.get::<ConnectInfo<PeerAddr>>()
-        .map(|c| c.0.0)
-        .or_else(|| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0))
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
 }
 
 fn seconds(wait: Duration) -> u64 {

@@ -15,6 +15,7 @@ pub mod clients;
 mod consent;
 pub mod documents;
 mod fence;
+pub mod host;
 pub mod limits;
 mod metadata;
 mod page;
@@ -74,6 +75,9 @@ pub struct SignInOptions {
     pub clients: clients::ClientOptions,
     /// Proxies whose forwarded client address the per-source limits believe.
     pub trusted_proxies: limits::TrustedProxies,
+    /// On a loopback address without `--public-url`: answer with the loopback name each
+    /// request used (`localhost`, `127.0.0.1`, `[::1]`), see [`host`].
+    pub follow_loopback_host: bool,
 }
 
 /// How long after a refresh token's first use a repeat of it gets the same new pair back
@@ -91,7 +95,12 @@ pub struct SignIn {
 }
 
 struct Inner {
-    issuer: String,
+    /// The configured issuer first, then its other loopback names (see [`host`]).
+    issuers: Vec<String>,
+    /// Sign-ins begun on another loopback name, for their callback's `iss`.
+    begun: host::Begun,
+    /// The portal's redirect address: the configured one, registered in the application.
+    callback: String,
     app: App,
     oauth_url: Option<Url>,
     token_lifetime: i64,
@@ -116,6 +125,11 @@ impl SignIn {
     ) -> SignIn {
         let public = options.public_url.clone();
         let issuer = public.as_str().trim_end_matches('/').to_string();
+        let callback = callback_url(&public);
+        let issuers = host::issuers(
+            &issuer,
+            options.follow_loopback_host && is_loopback(&public),
+        );
         let loopback = is_loopback(&public);
         let people = People::new(
             store.clone(),
@@ -124,7 +138,9 @@ impl SignIn {
         );
         let sign_in = SignIn {
             inner: Arc::new(Inner {
-                issuer,
+                issuers,
+                begun: host::Begun::default(),
+                callback,
                 token_lifetime: i64::try_from(options.token_lifetime.as_secs()).unwrap_or(3600),
                 refresh_grace: i64::try_from(options.refresh_grace.as_secs()).unwrap_or(0),
                 consent_key: options.consent_key,
@@ -164,27 +180,27 @@ impl SignIn {
         });
     }
 
-    /// The authorization server's issuer: the public base address.
+    /// The authorization server's issuer: the public base address (on loopback without
+    /// `--public-url`, under the loopback name the request used: see [`host`]).
     pub fn issuer(&self) -> &str {
-        &self.inner.issuer
+        let issuers = &self.inner.issuers;
+        issuers.get(host::current()).unwrap_or(&issuers[0])
     }
 
-    /// The protected resource (RFC 8707 audience): `<public-url>/mcp`.
+    /// The protected resource (RFC 8707 audience): `<issuer>/mcp`.
     pub fn resource(&self) -> String {
-        format!("{}/mcp", self.inner.issuer)
+        format!("{}/mcp", self.issuer())
     }
 
-    /// Where Bitrix24 sends people back: `<public-url>/oauth/callback`.
+    /// Where Bitrix24 sends people back: `<public-url>/oauth/callback`, whatever name
+    /// the request used (the portal accepts only the address registered with it).
     pub fn callback_url(&self) -> String {
-        callback_url(&Url::parse(&self.inner.issuer).expect("the issuer is a URL"))
+        self.inner.callback.clone()
     }
 
     /// The protected resource metadata address named in every 401.
     pub fn resource_metadata_url(&self) -> String {
-        format!(
-            "{}/.well-known/oauth-protected-resource/mcp",
-            self.inner.issuer
-        )
+        format!("{}/.well-known/oauth-protected-resource/mcp", self.issuer())
     }
 
     /// The discovery, registration and token routes (no bearer needed). Browser-based

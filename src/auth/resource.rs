@@ -62,7 +62,22 @@ pub async fn require(State(sign_in): State<SignIn>, mut request: Request, next: 
         }
     };
     request.extensions_mut().insert(Caller::OAuth(person));
+    request.extensions_mut().insert(PersonId {
+        member_id: grant.member_id,
+        user_id: grant.user_id,
+    });
     next.run(request).await
+}
+
+/// Who a request's token belongs to: a person of a portal. Put in the request's
+/// extensions next to their [`Caller`], so that the transport can bind a session to the
+/// person who opened it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersonId {
+    /// The portal's `member_id`.
+    pub member_id: String,
+    /// The person's user id on that portal.
+    pub user_id: i64,
 }
 
 /// 401 with `WWW-Authenticate: Bearer resource_metadata=…, scope=…` (RFC 9728 §5.1),

@@ -5,9 +5,11 @@
 //! the portal client's pacing and connection pool are per process. Host and Origin are
 //! judged by rmcp's own check on every MCP route (inside its service on `/mcp`, through
 //! [`host_origin::enforce`] first on the legacy routes), the caller (bearer token or
-//! signed-in person) by ours; every route has a body size limit.
+//! signed-in person) by ours; every route has a body size limit. Under sign-in a session
+//! belongs to the person who opened it ([`sessions::bind_to_person`]); browsers get CORS
+//! answers from the same allow-list ([`cors`]); connections are served by [`conn`], with
+//! a header-read timeout and a bound on how many are open.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,14 +19,15 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::get;
-use axum::serve::Listener;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use secrecy::SecretString;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use super::auth::{self, BearerAuth};
+use super::conn::{self, ConnLimits};
+use super::cors;
 use super::health;
 use super::host_origin::{self, HostOriginPolicy, RmcpCheck};
 use super::http_jsonrpc;
@@ -32,7 +35,6 @@ use super::inflight::{self, InFlight};
 use super::legacy_sse;
 use super::sessions::{self, BoundedSessions, SessionLimits, SessionSlots};
 use crate::auth::SignIn;
-use crate::auth::limits::PeerAddr;
 use crate::server::TaskResultsServer;
 
 /// Path of the streamable HTTP endpoint.
@@ -62,6 +64,8 @@ pub struct HttpOptions {
     pub drain_timeout: Duration,
     /// How many sessions may be open and for how long idle.
     pub sessions: SessionLimits,
+    /// Timeouts and the bound on client connections.
+    pub connections: ConnLimits,
 }
 
 /// The whole application. `sessions` ends every MCP session and event stream when
@@ -85,14 +89,12 @@ pub fn router(
     // One pool for both transports: a session costs the same whichever way it came.
     let slots = SessionSlots::new(opts.sessions.max_sessions);
     let factory_server = server.clone();
-    let mcp = StreamableHttpService::new(
-        move || Ok(factory_server.clone()),
-        Arc::new(BoundedSessions::new(
-            slots.clone(),
-            opts.sessions.idle_timeout,
-        )),
-        config,
-    );
+    let bounded = Arc::new(BoundedSessions::new(
+        slots.clone(),
+        opts.sessions.idle_timeout,
+    ));
+    let mcp =
+        StreamableHttpService::new(move || Ok(factory_server.clone()), bounded.clone(), config);
 
     // Who is calling: a signed-in person's token, or the one static token.
     let who = |routes: Router| match sign_in {
@@ -109,15 +111,22 @@ pub fn router(
     let mut streamable = Router::new().route_service(MCP_PATH, mcp);
     if !opts.stateless {
         // Inside the body check, which marks an `initialize`.
-        streamable = streamable.route_layer(from_fn_with_state(
-            slots.clone(),
-            sessions::refuse_when_full,
-        ));
+        streamable = streamable
+            .route_layer(from_fn_with_state(
+                slots.clone(),
+                sessions::refuse_when_full,
+            ))
+            .route_layer(axum::middleware::from_fn(sessions::delete_status));
     }
-    let streamable = who(streamable
+    streamable = streamable
         // Bodies are judged only once the caller passed every check.
         .route_layer(axum::middleware::from_fn(http_jsonrpc::check))
-        .route_layer(from_fn_with_state(inflight.clone(), inflight::track_posts)));
+        .route_layer(from_fn_with_state(inflight.clone(), inflight::track_posts));
+    if sign_in.is_some() && !opts.stateless {
+        // Right inside the caller check, which names the person.
+        streamable = streamable.route_layer(from_fn_with_state(bounded, sessions::bind_to_person));
+    }
+    let streamable = who(streamable);
     let legacy = who(legacy_sse::router(
         server,
         inflight,
@@ -132,16 +141,26 @@ pub fn router(
         RmcpCheck::new(&opts.policy),
         host_origin::enforce,
     ));
-    let protected = streamable.merge(legacy);
+    let check = RmcpCheck::new(&opts.policy);
+    // Outside the caller check: browsers send preflights without a token.
+    let protected = streamable
+        .merge(legacy)
+        .route_layer(cors::layer(check.clone()))
+        .route_layer(from_fn_with_state(check, cors::refuse_foreign_preflight));
 
-    Router::new()
+    let app = Router::new()
         .merge(protected)
         .merge(sign_in.map(SignIn::routes).unwrap_or_default())
         .route("/healthz", get(health::healthz))
         // Content-Length over the limit is refused at once; longer chunked bodies fail
         // while being read. axum's own default (2 MB) would otherwise apply to extractors.
         .layer(RequestBodyLimitLayer::new(opts.max_body_bytes))
-        .layer(DefaultBodyLimit::disable())
+        .layer(DefaultBodyLimit::disable());
+    match sign_in {
+        // The loopback name a request used picks the issuer of its answers.
+        Some(s) => app.layer(from_fn_with_state(s.clone(), crate::auth::host::follow)),
+        None => app,
+    }
 }
 
 /// Binds the listening socket (before anything else starts, so that the address clients
@@ -200,32 +219,29 @@ pub async fn serve(
     }
 
     let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
-    let listener = ReportClose {
-        inner: Some(listener),
-        closed: Some(closed_tx),
-    };
     let stop_accepting = shutdown.clone();
-    let mut serving = tokio::spawn(
-        // ConnectInfo<PeerAddr>: the peer address sign-in's per-source limits count by.
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<PeerAddr>(),
-        )
-        .with_graceful_shutdown(async move { stop_accepting.cancelled().await })
-        .into_future(),
-    );
+    let mut serving = tokio::spawn(conn::serve(
+        listener,
+        app,
+        opts.connections,
+        stop_accepting,
+        move || {
+            let _ = closed_tx.send(());
+        },
+    ));
     tokio::select! {
         _ = shutdown.cancelled() => {}
         finished = &mut serving => {
-            // Only an accept loop failure ends serving without a signal.
+            // The accept loop ends only on the signal; a panic is the one other way out.
             return match finished {
-                Ok(result) => result.context("the HTTP server stopped"),
+                Ok(()) => Ok(()),
                 Err(e) => Err(anyhow::anyhow!("the HTTP server task failed: {e}")),
             };
         }
     }
 
-    // axum drops the listener once it has seen the signal; from then on connects fail.
+    // The accept loop drops the listener once it has seen the signal; from then on
+    // connects fail.
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, closed_rx).await;
     let busy = inflight.count();
     tracing::info!(
@@ -241,8 +257,7 @@ pub async fn serve(
     }
     sessions.cancel();
     match tokio::time::timeout(CLOSE_TIMEOUT, &mut serving).await {
-        Ok(Ok(Ok(()))) => tracing::info!("HTTP server stopped"),
-        Ok(Ok(Err(e))) => tracing::warn!("HTTP server stopped with an error: {e}"),
+        Ok(Ok(())) => tracing::info!("HTTP server stopped"),
         Ok(Err(e)) => tracing::warn!("HTTP server task failed: {e}"),
         Err(_) => {
             serving.abort();
@@ -250,54 +265,4 @@ pub async fn serve(
         }
     }
     Ok(())
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, ReportClose>>
-    for PeerAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, ReportClose>) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
-}
-
-/// The TCP listener, reporting when axum drops it (the socket is closed by then).
-struct ReportClose {
-    inner: Option<TcpListener>,
-    closed: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Listener for ReportClose {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    fn accept(&mut self) -> impl Future<Output = (TcpStream, SocketAddr)> + Send {
-        let inner = self
-            .inner
-            .as_mut()
-            .expect("the listener is only taken when dropped");
-        let accept = Listener::accept(inner);
-        async move {
-            let (io, addr) = accept.await;
-            // Answers go out as several small writes (headers, then SSE events); with
-            // Nagle on, each waits for the client's delayed ACK (~40 ms).
-            let _ = io.set_nodelay(true);
-            (io, addr)
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        match &self.inner {
-            Some(l) => l.local_addr(),
-            None => Err(std::io::ErrorKind::NotConnected.into()),
-        }
-    }
-}
-
-impl Drop for ReportClose {
-    fn drop(&mut self) {
-        drop(self.inner.take());
-        if let Some(tx) = self.closed.take() {
-            let _ = tx.send(());
-        }
-    }
 }

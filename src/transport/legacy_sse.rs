@@ -6,6 +6,10 @@
 //! so each stream gets its own rmcp session over a pair of channels (rmcp accepts any
 //! `(Sink, Stream)` as a transport). [`super::http`] layers on the bearer check and
 //! rmcp's Host/Origin check, so these routes are refused exactly as `/mcp` is.
+//!
+//! Under sign-in a session belongs to the person who opened the stream: a message
+//! POSTed to it with another person's token gets the 404 of an unknown session (as on
+//! `/mcp`, see [`super::sessions::bind_to_person`]) and changes nothing.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -30,6 +34,7 @@ use tokio_util::sync::{CancellationToken, PollSender};
 use super::inflight::{InFlight, InFlightToken};
 use super::jsonrpc::{BodyCheck, check_body};
 use super::sessions::SessionSlots;
+use crate::auth::resource::PersonId;
 
 /// Path of the event stream.
 pub const SSE_PATH: &str = "/sse";
@@ -45,6 +50,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 type Pending = Arc<Mutex<HashMap<RequestId, InFlightToken>>>;
 
 struct Session {
+    /// The signed-in person who opened the stream (`None` without sign-in).
+    owner: Option<PersonId>,
     to_server: mpsc::Sender<ClientJsonRpcMessage>,
     pending: Pending,
     /// Told of every message POSTed, so an idle session can be closed.
@@ -97,7 +104,7 @@ where
         .with_state(shared)
 }
 
-async fn open_stream<S>(State(shared): State<Arc<Shared<S>>>) -> Response
+async fn open_stream<S>(State(shared): State<Arc<Shared<S>>>, parts: Parts) -> Response
 where
     S: ServerHandler + Clone + Send + Sync + 'static,
 {
@@ -120,6 +127,7 @@ where
     shared.sessions().insert(
         session_id.clone(),
         Session {
+            owner: parts.extensions.get::<PersonId>().cloned(),
             to_server: to_server_tx,
             pending: pending.clone(),
             activity,
@@ -221,11 +229,24 @@ where
         BodyCheck::Pass { message, .. } => *message,
         BodyCheck::Refuse(error) => return json_rpc_error(error),
     };
+    let person = parts.extensions.get::<PersonId>();
     let found = shared.sessions().get(&query.session_id).map(|s| {
-        s.activity.send_replace(());
-        (s.to_server.clone(), s.pending.clone())
+        let foreign = s.owner.as_ref().is_some_and(|owner| Some(owner) != person);
+        if !foreign {
+            // Another person's message is no activity of the owner's.
+            s.activity.send_replace(());
+        }
+        (foreign, s.to_server.clone(), s.pending.clone())
     });
-    let Some((to_server, pending)) = found else {
+    if let Some((true, ..)) = found {
+        // Neither the session id nor the token: either would let a log reader in.
+        tracing::warn!(
+            user_id = person.map(|p| p.user_id),
+            "refused a message to a legacy SSE session another person opened (answered 404, as \
+             an unknown session; the session stays open for its owner)"
+        );
+    }
+    let Some((false, to_server, pending)) = found else {
         return (
             StatusCode::NOT_FOUND,
             "Not Found: no such session; open a new one with GET /sse",

@@ -1,6 +1,8 @@
 //! Transports: they only wire a client connection to [`crate::server::TaskResultsServer`].
 
 pub mod auth;
+pub mod conn;
+pub mod cors;
 pub mod health;
 pub mod host_origin;
 pub mod http;

@@ -9,14 +9,20 @@
 //! before rmcp sees it, so a refusal is a 503 with a JSON-RPC error rather than rmcp's
 //! 500 for a failed `create_session`; rmcp then creates the session in the same task,
 //! where the slot is waiting for it.
+//!
+//! Under sign-in a session also belongs to the person who opened it: [`bind_to_person`]
+//! hands the person to `create_session` the same way, and refuses a request on the
+//! session with another person's token as rmcp refuses an unknown session (404), so a
+//! session id never stands in for authentication. [`delete_status`] gives `DELETE` the
+//! answers clients expect (rmcp 3.11 answers 202 whether or not it knew the session).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
@@ -29,6 +35,8 @@ use rmcp::transport::streamable_http_server::session::{
 };
 use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::auth::resource::PersonId;
 
 /// A JSON-RPC error code of the server-defined range: no session can be opened now.
 const TOO_MANY_SESSIONS: i64 = -32000;
@@ -118,6 +126,10 @@ pub struct Initialize(pub Value);
 tokio::task_local! {
     /// The slot [`refuse_when_full`] took for the request being handled.
     static RESERVED: RefCell<Option<Slot>>;
+    /// The signed-in person of the request being handled, for a session it opens.
+    static OPENER: Option<PersonId>;
+    /// Set by `close_session` when the `DELETE` being handled closed a session it knew.
+    static CLOSED: Cell<bool>;
 }
 
 /// axum middleware on `/mcp` (sessionful mode): an `initialize` without a session id
@@ -142,12 +154,79 @@ pub async fn refuse_when_full(
         .await
 }
 
+/// axum middleware on `/mcp` under sign-in: a request naming a session that another
+/// person opened gets 404 and leaves the session as it was; a request that opens a
+/// session makes its person the session's owner.
+///
+/// 404 rather than 403: to that person the session does not exist, and a 403 would
+/// confirm that the id names someone's live session; a client treats 404 as "start a
+/// new session", which is the only thing it can usefully do.
+pub async fn bind_to_person(
+    State(sessions): State<Arc<BoundedSessions>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let person = request.extensions().get::<PersonId>();
+    match request.headers().get(SESSION_HEADER) {
+        Some(id) => {
+            let foreign = id
+                .to_str()
+                .is_ok_and(|id| sessions.belongs_to_another(id, person));
+            if foreign {
+                // Neither the session id nor the token: either would let a log reader in.
+                tracing::warn!(
+                    method = %request.method(),
+                    user_id = person.map(|p| p.user_id),
+                    "refused a request on a session another person opened (answered 404, as an \
+                     unknown session; the session stays open for its owner)"
+                );
+                return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
+            }
+            next.run(request).await
+        }
+        None => {
+            let opener = person.cloned();
+            OPENER.scope(opener, next.run(request)).await
+        }
+    }
+}
+
+/// axum middleware on `/mcp` (sessionful mode): `DELETE` answers 200 when it closed a
+/// session and 404 when it knew none by that id, where rmcp (3.11, `handle_delete` in
+/// `streamable_http_server/tower.rs`) answers 202 for both; other answers pass as rmcp
+/// gave them (400 for a missing id, and so on).
+pub async fn delete_status(request: Request, next: Next) -> Response {
+    if request.method() != Method::DELETE {
+        return next.run(request).await;
+    }
+    let (response, closed) = CLOSED
+        .scope(Cell::new(false), async {
+            let response = next.run(request).await;
+            (response, CLOSED.with(Cell::get))
+        })
+        .await;
+    if response.status() != StatusCode::ACCEPTED {
+        return response;
+    }
+    if closed {
+        StatusCode::OK.into_response()
+    } else {
+        (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response()
+    }
+}
+
+/// One open session's slot, and the person who opened it (under sign-in).
+struct Held {
+    _slot: Slot,
+    owner: Option<PersonId>,
+}
+
 /// rmcp's [`LocalSessionManager`] (idle sessions closed by its `keep_alive`), holding a
-/// slot per session.
+/// slot per session and its owner.
 pub struct BoundedSessions {
     inner: LocalSessionManager,
     slots: SessionSlots,
-    held: Mutex<HashMap<SessionId, Slot>>,
+    held: Mutex<HashMap<SessionId, Held>>,
 }
 
 impl BoundedSessions {
@@ -162,8 +241,17 @@ impl BoundedSessions {
         }
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Slot>> {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Held>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True when session `id` is open, was opened by a signed-in person, and `person`
+    /// is someone else (or nobody). Unknown sessions are rmcp's to answer.
+    pub fn belongs_to_another(&self, id: &str, person: Option<&PersonId>) -> bool {
+        self.held()
+            .get(id)
+            .and_then(|held| held.owner.as_ref())
+            .is_some_and(|owner| Some(owner) != person)
     }
 }
 
@@ -189,7 +277,8 @@ impl SessionManager for BoundedSessions {
             .or_else(|| self.slots.try_take())
             .ok_or(BoundedSessionsError::Full)?;
         let (id, transport) = self.inner.create_session().await?;
-        self.held().insert(id.clone(), slot);
+        let owner = OPENER.try_with(Clone::clone).ok().flatten();
+        self.held().insert(id.clone(), Held { _slot: slot, owner });
         Ok((id, transport))
     }
 
@@ -209,6 +298,9 @@ impl SessionManager for BoundedSessions {
         let closed = self.inner.close_session(id).await;
         // rmcp has forgotten the session even when closing its worker failed.
         let freed = self.held().remove(id);
+        // Only the DELETE's own call is in its scope (rmcp's cleanup after the session's
+        // worker ends runs in a task of its own).
+        let _ = CLOSED.try_with(|c| c.set(freed.is_some()));
         if freed.is_some() {
             drop(freed);
             // Idle, deleted by the client, or shut down; the id is not logged.
