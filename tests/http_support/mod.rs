@@ -19,7 +19,7 @@ use tokio::process::Child;
 use crate::common;
 
 /// Env vars of the HTTP side a test must not inherit.
-pub const HTTP_VARS: [&str; 18] = [
+pub const HTTP_VARS: [&str; 20] = [
     "MCP_TRANSPORT",
     "MCP_LISTEN",
     "MCP_STATELESS",
@@ -38,6 +38,8 @@ pub const HTTP_VARS: [&str; 18] = [
     "MCP_CONSENT_MAX_AGE",
     "MCP_REFRESH_GRACE",
     "MCP_STORE_KEY_FILE",
+    "MCP_HTTP_HEADER_TIMEOUT",
+    "MCP_MAX_CONNECTIONS",
 ];
 
 /// A token long enough to be registered for redaction.
