@@ -34,7 +34,8 @@ pub async fn authorization_server(State(sign_in): State<SignIn>) -> Json<Value> 
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": super::register::AUTH_METHODS,
-        "revocation_endpoint_auth_methods_supported": ["none"],
+        // /revoke authenticates clients as /token does (RFC 7009 §2.1).
+        "revocation_endpoint_auth_methods_supported": super::register::AUTH_METHODS,
         // Clients (Claude Code, Codex through rmcp, the Python SDK) send a document URL
         // only when this is true, and register at /register otherwise.
         "client_id_metadata_document_supported": sign_in.inner.clients.documents_on(),
