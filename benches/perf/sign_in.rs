@@ -21,7 +21,7 @@ pub fn run(bins: &Bins, rt: &tokio::runtime::Runtime, opts: &Opts) -> Vec<Row> {
     let measure = "added per call by sign-in (median, p99)".to_string();
     if !supports(bins, &["--oauth", "--store"]) {
         println!("pending: this build has no --oauth");
-        return vec![crate::http::pending(measure, "≤ 0.2 ms median")];
+        return vec![crate::http::pending(measure, "≤ 0.1 ms median")];
     }
     let port = free_port();
     let sandbox = rt
@@ -88,8 +88,8 @@ pub fn run(bins: &Bins, rt: &tokio::runtime::Runtime, opts: &Opts) -> Vec<Row> {
         ours: format!("{:.3} ms", ours.median() / 1000.0),
         reference: format!("{:.3} ms (webhook)", theirs.median() / 1000.0),
         result: format!("+{dm:.3} ms, p99 +{dp:.3} ms"),
-        target: "≤ 0.2 ms median".into(),
-        met: Some(dm <= 0.2),
+        target: "≤ 0.1 ms median".into(),
+        met: Some(dm <= 0.1),
     }]
 }
 
@@ -100,6 +100,8 @@ async fn sign_in(base: &str) -> String {
     use sha2::Digest;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        // The consent page binds its form to this browser's cookie.
+        .cookie_store(true)
         .build()
         .expect("client");
     let redirect = "http://127.0.0.1:1/cb";
@@ -124,9 +126,33 @@ async fn sign_in(base: &str) -> String {
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256")
         .append_pair("state", "bench");
-    let mut next = url.to_string();
-    // /authorize -> the portal's page (user 1 chosen) -> our callback -> the client.
-    for hop in 0..3 {
+    // /authorize -> the consent page (Allow) -> the portal's page (user 1 chosen) -> our
+    // callback -> the client.
+    let page = http
+        .get(url)
+        .send()
+        .await
+        .expect("authorize")
+        .text()
+        .await
+        .expect("the consent page");
+    let consent = page
+        .split("name=\"consent\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the consent form");
+    let allowed = http
+        .post(format!("{base}/authorize/consent"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("consent={consent}&decision=allow"))
+        .send()
+        .await
+        .expect("consent");
+    let mut next = allowed.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    for hop in 1..3 {
         if hop == 1 {
             next.push_str("&user_id=1");
         }

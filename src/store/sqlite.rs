@@ -792,28 +792,27 @@ impl Store for SqliteStore {
     ) -> Result<Option<(IssuedToken, Grant)>, StoreError> {
         let hash = *hash;
         self.run(move |conn, _, _| {
-            conn.query_row(
-                &format!(
-                    "SELECT t.expires_at, t.used, {GRANT_COLUMNS}
-                     FROM tokens t JOIN grants g ON g.id = t.grant_id
-                     WHERE t.hash = ?1 AND t.kind = 'access' AND t.expires_at > ?2
-                         AND g.revoked = 0
-                         AND EXISTS (SELECT 1 FROM people p
-                             WHERE p.member_id = g.member_id AND p.user_id = g.user_id)"
-                ),
-                params![hash.as_bytes(), now],
-                |r| {
-                    let grant = grant_at(r, 2)?;
-                    let token = IssuedToken {
-                        hash,
-                        grant_id: grant.id.clone(),
-                        kind: TokenKind::Access,
-                        expires_at: r.get(0)?,
-                        used: r.get(1)?,
-                    };
-                    Ok((token, grant))
-                },
-            )
+            // Asked on every MCP request: the statement is parsed once per connection.
+            conn.prepare_cached(&format!(
+                "SELECT t.expires_at, t.used, {GRANT_COLUMNS}
+                 FROM tokens t JOIN grants g ON g.id = t.grant_id
+                 WHERE t.hash = ?1 AND t.kind = 'access' AND t.expires_at > ?2
+                     AND g.revoked = 0
+                     AND EXISTS (SELECT 1 FROM people p
+                         WHERE p.member_id = g.member_id AND p.user_id = g.user_id)"
+            ))
+            .map_err(db)?
+            .query_row(params![hash.as_bytes(), now], |r| {
+                let grant = grant_at(r, 2)?;
+                let token = IssuedToken {
+                    hash,
+                    grant_id: grant.id.clone(),
+                    kind: TokenKind::Access,
+                    expires_at: r.get(0)?,
+                    used: r.get(1)?,
+                };
+                Ok((token, grant))
+            })
             .optional()
             .map_err(db)
         })
