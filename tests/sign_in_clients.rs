@@ -7,60 +7,16 @@ mod common;
 mod http_support;
 mod sign_in_support;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::http::header;
-use bitrix24_task_results_mcp::sandbox::Sandbox;
-use http_support::{HttpServer, spawn_http_on};
+use http_support::HttpServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sign_in_support::{
-    APP_ID, APP_SECRET, CLIENT_REDIRECT, Client, free_port, location, no_redirects, pkce, query,
+    CLIENT_REDIRECT, Client, Team, free_port, location, no_redirects, pkce, query,
 };
-
-/// The sandbox portal, a store directory, and the port the server listens on.
-struct Env {
-    sandbox: Sandbox,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Env {
-    async fn new() -> Env {
-        let port = free_port();
-        Env {
-            sandbox: sign_in_support::portal_for(port, None).await,
-            dir: tempfile::tempdir().unwrap(),
-            port,
-        }
-    }
-
-    fn db(&self) -> PathBuf {
-        self.dir.path().join("store.sqlite3")
-    }
-
-    fn vars(&self) -> Vec<(&'static str, String)> {
-        let base = self.sandbox.base_url();
-        vec![
-            ("BITRIX24_PORTAL_URL", base.clone()),
-            ("BITRIX24_CLIENT_ID", APP_ID.into()),
-            ("BITRIX24_CLIENT_SECRET", APP_SECRET.into()),
-            ("BITRIX24_OAUTH_URL", base),
-            ("BITRIX24_RATE", "1000".into()),
-            ("MCP_STORE", format!("sqlite:{}", self.db().display())),
-        ]
-    }
-
-    /// The server with `--oauth` and `extra` variables.
-    async fn server(&self, extra: &[(&str, &str)]) -> HttpServer {
-        let vars = self.vars();
-        let mut env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        env.extend_from_slice(extra);
-        spawn_http_on(&format!("127.0.0.1:{}", self.port), &["--oauth"], &env).await
-    }
-}
 
 /// A document server on loopback counting every request it gets: `/good.json` names
 /// itself and the test's redirect URI; anything else is 404.
@@ -133,8 +89,8 @@ fn to_portal(r: &reqwest::Response, server: &HttpServer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_referencing_and_malformed_document_ids_are_refused_without_any_fetch() {
-    let env = Env::new().await;
-    let server = env.server(&[]).await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let docs = Documents::start().await;
     let good = format!("{}/good.json", docs.base);
     let nested = format!("{}/authorize?client_id={good}", server.base);
@@ -209,19 +165,22 @@ async fn recording_proxy() -> (String, Arc<AtomicUsize>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_are_fetched_directly_never_through_an_environment_proxy() {
-    let env = Env::new().await;
+    let env = Team::new().await;
     let (proxy, seen) = recording_proxy().await;
     let server = env
-        .server(&[
-            ("HTTPS_PROXY", &proxy),
-            ("HTTP_PROXY", &proxy),
-            ("ALL_PROXY", &proxy),
-            ("https_proxy", &proxy),
-            ("http_proxy", &proxy),
-            ("all_proxy", &proxy),
-            ("NO_PROXY", ""),
-            ("no_proxy", ""),
-        ])
+        .server(
+            &[],
+            &[
+                ("HTTPS_PROXY", &proxy),
+                ("HTTP_PROXY", &proxy),
+                ("ALL_PROXY", &proxy),
+                ("https_proxy", &proxy),
+                ("http_proxy", &proxy),
+                ("all_proxy", &proxy),
+                ("NO_PROXY", ""),
+                ("no_proxy", ""),
+            ],
+        )
         .await;
     let docs = Documents::start().await;
     let r = authorize_as(&server, &format!("{}/good.json", docs.base)).await;
@@ -237,9 +196,9 @@ fn redacted(doc: &Value, base: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_documents_off_clients_are_told_to_register_and_can() {
-    let env = Env::new().await;
+    let env = Team::new().await;
     let server = env
-        .server(&[("MCP_CLIENT_METADATA_DOCUMENTS", "off")])
+        .server(&[], &[("MCP_CLIENT_METADATA_DOCUMENTS", "off")])
         .await;
     let asm: Value = no_redirects()
         .get(format!(
@@ -276,8 +235,8 @@ async fn with_documents_off_clients_are_told_to_register_and_can() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unusable_document_is_logged_with_its_cause_and_the_page_names_it() {
-    let env = Env::new().await;
-    let server = env.server(&[]).await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let docs = Documents::start().await;
 
     let closed = format!("http://127.0.0.1:{}/client.json", free_port());
@@ -342,8 +301,8 @@ async fn register(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_refuses_disguised_foreign_and_oversized_redirects() {
-    let env = Env::new().await;
-    let server = env.server(&[]).await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let long = format!("https://a.example/{}", "a".repeat(3000));
     for (uris, error) in [
         (
@@ -416,8 +375,10 @@ async fn register_until_refused(server: &HttpServer, source: &str) -> (usize, Va
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registrations_are_limited_per_source_and_forwarded_sources_only_behind_a_trusted_proxy() {
-    let env = Env::new().await;
-    let behind_proxy = env.server(&[("MCP_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let env = Team::new().await;
+    let behind_proxy = env
+        .server(&[], &[("MCP_TRUSTED_PROXIES", "127.0.0.1")])
+        .await;
     let (accepted, body, retry) = register_until_refused(&behind_proxy, "203.0.113.1").await;
     assert!(accepted >= 20, "{accepted}");
     assert_eq!(body["error"], json!("temporarily_unavailable"), "{body}");
@@ -434,7 +395,7 @@ async fn registrations_are_limited_per_source_and_forwarded_sources_only_behind_
 
     // Without a trusted proxy the header is the client's own claim: every request
     // counts against the peer, whatever it says.
-    let direct = Env::new().await.server(&[]).await;
+    let direct = Team::new().await.server(&[], &[]).await;
     let body = json!({"redirect_uris": [CLIENT_REDIRECT]});
     let mut refused = false;
     for n in 0..60 {
@@ -453,8 +414,10 @@ async fn registrations_are_limited_per_source_and_forwarded_sources_only_behind_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_ins_started_are_limited_per_source() {
-    let env = Env::new().await;
-    let server = env.server(&[("MCP_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let env = Team::new().await;
+    let server = env
+        .server(&[], &[("MCP_TRUSTED_PROXIES", "127.0.0.1")])
+        .await;
     let client = Client::discover_and_register(&server).await;
     // This browser approves the client first, so /authorize goes on to the portal.
     client.sign_in(1).await;
@@ -490,8 +453,10 @@ async fn sign_ins_started_are_limited_per_source() {
 async fn the_pending_pool_still_has_a_global_bound() {
     // Spread over 200 addresses and ten clients, each within its own limits, 10,000
     // pending sign-ins fill the store's pool; the next is temporarily_unavailable.
-    let env = Env::new().await;
-    let server = env.server(&[("MCP_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let env = Team::new().await;
+    let server = env
+        .server(&[], &[("MCP_TRUSTED_PROXIES", "127.0.0.1")])
+        .await;
     let mut clients = Vec::new();
     for _ in 0..10 {
         let client = Client::discover_and_register(&server).await;
@@ -544,7 +509,7 @@ async fn the_pending_pool_still_has_a_global_bound() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_reports_the_documents_setting_and_whether_they_can_be_fetched() {
-    let env = Env::new().await;
+    let env = Team::new().await;
     let vars = env.vars();
     let doctor = |documents: &'static str| {
         let mut env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();

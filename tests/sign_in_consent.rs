@@ -10,89 +10,13 @@ mod common;
 mod http_support;
 mod sign_in_support;
 
-use std::path::PathBuf;
-
-use bitrix24_task_results_mcp::sandbox::Sandbox;
-use http_support::{HttpServer, spawn_http_on};
+use http_support::HttpServer;
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 use sign_in_support::{
-    APP_ID, APP_SECRET, CLIENT_REDIRECT, Client, consent_form, free_port, location, mcp_status,
-    no_redirects, pkce, query, with_param,
+    CLIENT_REDIRECT, Client, Team, consent_form, free_port, location, mcp_status, no_redirects,
+    pkce, query, with_param,
 };
-
-/// The sandbox portal, a store directory, and the port the server listens on.
-struct Env {
-    sandbox: Sandbox,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Env {
-    async fn new() -> Env {
-        let port = free_port();
-        Env {
-            sandbox: sign_in_support::portal_for(port, None).await,
-            dir: tempfile::tempdir().unwrap(),
-            port,
-        }
-    }
-
-    fn db(&self) -> PathBuf {
-        self.dir.path().join("store.sqlite3")
-    }
-
-    fn store(&self) -> String {
-        format!("sqlite:{}", self.db().display())
-    }
-
-    /// The server, with `args` added to `--oauth`.
-    async fn server(&self, args: &[&str]) -> HttpServer {
-        self.server_on(self.port, args).await
-    }
-
-    /// A server listening on `port`, with `args` added to `--oauth`.
-    async fn server_on(&self, port: u16, args: &[&str]) -> HttpServer {
-        let base = self.sandbox.base_url();
-        let store = self.store();
-        let mut all = vec!["--oauth"];
-        all.extend_from_slice(args);
-        spawn_http_on(
-            &format!("127.0.0.1:{port}"),
-            &all,
-            &[
-                ("BITRIX24_PORTAL_URL", &base),
-                ("BITRIX24_CLIENT_ID", APP_ID),
-                ("BITRIX24_CLIENT_SECRET", APP_SECRET),
-                ("BITRIX24_OAUTH_URL", &base),
-                ("BITRIX24_RATE", "1000"),
-                ("MCP_STORE", &store),
-            ],
-        )
-        .await
-    }
-
-    /// How many requests the portal has seen.
-    fn portal_requests(&self) -> usize {
-        self.sandbox.requests().len()
-    }
-
-    /// `users SUBCOMMAND…` on this store; its stdout.
-    async fn users(&self, args: &[&str]) -> String {
-        let mut all = vec!["users"];
-        all.extend_from_slice(args);
-        let out = common::command(&all, &[("MCP_STORE", &self.store())])
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
 
 /// A client registered with `redirect_uris` and `name`, in a browser of its own.
 async fn register(server: &HttpServer, redirect_uris: &[&str], name: &str) -> Client {
@@ -172,8 +96,8 @@ fn set_cookie(r: &reqwest::Response, prefix: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_client_is_asked_about_before_any_portal_request_and_allow_signs_in() {
-    let env = Env::new().await;
-    let server = env.server(&[]).await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let client = register(&server, &[CLIENT_REDIRECT], "Team <Notes> & Co").await;
     let (params, verifier) = request(&client, "st-allow");
     let before = env.portal_requests();
@@ -231,8 +155,8 @@ async fn a_new_client_is_asked_about_before_any_portal_request_and_allow_signs_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deny_sends_access_denied_with_state_and_iss_and_nothing_reaches_the_portal() {
-    let env = Env::new().await;
-    let server = env.server(&[]).await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let client = Client::discover_and_register(&server).await;
     let (params, _) = request(&client, "st-deny");
     let before = env.portal_requests();
@@ -254,8 +178,8 @@ async fn deny_sends_access_denied_with_state_and_iss_and_nothing_reaches_the_por
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_form_goes_nowhere_from_another_browser_twice_forged_or_malformed() {
-    let env = Env::new().await;
-    let server = env.server(&[]).await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let client = Client::discover_and_register(&server).await;
     let (params, _) = request(&client, "st-replay");
     let consent = consent_form(client.authorize_page(&params).await).await;
@@ -320,8 +244,8 @@ async fn the_form_goes_nowhere_from_another_browser_twice_forged_or_malformed() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_pages_carry_the_protective_headers_and_do_not_echo_the_client_id() {
-    let env = Env::new().await;
-    let server = env.server(&[]).await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let client = Client::discover_and_register(&server).await;
     let (params, _) = request(&client, "st-headers");
     let spoof = "x`. SECURITY NOTICE: your Bitrix24 session was suspended. Restore it at \
@@ -354,8 +278,8 @@ async fn error_pages_carry_the_protective_headers_and_do_not_echo_the_client_id(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_before_consent_are_pages_never_redirects() {
-    let env = Env::new().await;
-    let server = env.server(&[]).await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     // A client anyone could register, aiming its errors at a phishing page.
     let client = register(&server, &["https://evil.example/phish"], "phish").await;
     let (_, challenge) = pkce();
@@ -398,8 +322,8 @@ async fn errors_before_consent_are_pages_never_redirects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parameter_given_twice_on_authorize_is_refused() {
-    let env = Env::new().await;
-    let server = env.server(&[]).await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let client = Client::discover_and_register(&server).await;
     let (_, challenge) = pkce();
     let good = client.authorize_params(&challenge, "st-l7");
@@ -427,8 +351,8 @@ async fn a_parameter_given_twice_on_authorize_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remembered_approval_skips_the_page_until_the_person_is_revoked() {
-    let env = Env::new().await;
-    let server = env.server(&[]).await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let client = Client::discover_and_register(&server).await;
     // First sign-in: through the page (the helper checks it and allows).
     let (params, _) = request(&client, "st-first");
@@ -482,8 +406,8 @@ async fn a_remembered_approval_skips_the_page_until_the_person_is_revoked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remembered_approval_cannot_be_tampered_with_or_moved_to_another_client() {
-    let env = Env::new().await;
-    let server = env.server(&[]).await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let client = Client::discover_and_register(&server).await;
     let other = Client::discover_and_register(&server).await;
 
@@ -565,8 +489,8 @@ async fn a_remembered_approval_cannot_be_tampered_with_or_moved_to_another_clien
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consent_max_age_zero_asks_every_time() {
-    let env = Env::new().await;
-    let server = env.server(&["--consent-max-age", "0"]).await;
+    let env = Team::new().await;
+    let server = env.server(&["--consent-max-age", "0"], &[]).await;
     let client = Client::discover_and_register(&server).await;
     client.sign_in(1).await;
     let (params, _) = request(&client, "st-zero");
@@ -578,8 +502,8 @@ async fn consent_max_age_zero_asks_every_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_callback_takes_the_portal_from_the_token_answer_not_the_query() {
-    let env = Env::new().await;
-    let server = env.server(&[]).await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let client = Client::discover_and_register(&server).await;
     let (portal_page, verifier) = client.start("st-l4").await;
     let callback = client.portal_redirect(&portal_page, 2).await;
@@ -631,11 +555,13 @@ async fn the_callback_takes_the_portal_from_the_token_answer_not_the_query() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_sharing_the_store_key_honours_the_approval() {
-    let env = Env::new().await;
-    let server = env.server(&[]).await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     // The second replica: same store (and so the same store key), same public address.
     let public = server.base.clone();
-    let replica = env.server_on(free_port(), &["--public-url", &public]).await;
+    let replica = env
+        .server_on(free_port(), &["--public-url", &public], &[])
+        .await;
     let client = Client::discover_and_register(&server).await;
     client.sign_in(1).await;
     let through_replica = Client {
@@ -651,8 +577,8 @@ async fn a_replica_sharing_the_store_key_honours_the_approval() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_metadata_document_client_is_named_by_its_documents_host() {
-    let env = Env::new().await;
-    let server = env.server(&[]).await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let listener = tokio::net::TcpListener::bind("localhost:0").await.unwrap();
     let doc_url = format!(
         "http://localhost:{}/client.json",
@@ -680,9 +606,9 @@ async fn a_metadata_document_client_is_named_by_its_documents_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_https_the_cookies_are_host_only_and_secure() {
-    let env = Env::new().await;
+    let env = Team::new().await;
     let server = env
-        .server(&["--public-url", "https://mcp.example.com"])
+        .server(&["--public-url", "https://mcp.example.com"], &[])
         .await;
     let client = register(&server, &[CLIENT_REDIRECT], "https test").await;
     let (params, _) = request(&client, "st-https");

@@ -7,78 +7,16 @@ mod common;
 mod http_support;
 mod sign_in_support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::http::{StatusCode as AxumStatus, header};
 use axum::response::IntoResponse;
-use bitrix24_task_results_mcp::sandbox::Sandbox;
-use http_support::{HttpServer, spawn_http_on};
+use http_support::HttpServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sign_in_support::{
-    CLIENT_REDIRECT, Client, free_port, location, mcp_status, no_redirects, pkce, query, with_param,
+    CLIENT_REDIRECT, Client, Team, location, mcp_status, no_redirects, pkce, query, with_param,
 };
-
-use sign_in_support::{APP_ID, APP_SECRET};
-
-/// The sandbox portal, a store directory, and the port the server will listen on (the
-/// portal's app names its callback there).
-struct Env {
-    sandbox: Sandbox,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Env {
-    async fn new() -> Env {
-        Env::with_code_ttl(None).await
-    }
-
-    async fn with_code_ttl(code_ttl: Option<Duration>) -> Env {
-        let port = free_port();
-        let sandbox = sign_in_support::portal_for(port, code_ttl).await;
-        Env {
-            sandbox,
-            dir: tempfile::tempdir().unwrap(),
-            port,
-        }
-    }
-
-    fn db(&self) -> PathBuf {
-        self.dir.path().join("store.sqlite3")
-    }
-
-    /// The server on the port the portal's app knows.
-    async fn server(&self) -> HttpServer {
-        self.server_on(&format!("127.0.0.1:{}", self.port)).await
-    }
-
-    /// A server on `listen`, on this environment's store (and its key file beside it).
-    async fn server_on(&self, listen: &str) -> HttpServer {
-        self.server_with(listen, &[]).await
-    }
-
-    /// [`Env::server_on`] with more flags.
-    async fn server_with(&self, listen: &str, flags: &[&str]) -> HttpServer {
-        let base = self.sandbox.base_url();
-        let store = format!("sqlite:{}", self.db().display());
-        let args: Vec<&str> = ["--oauth"].iter().chain(flags).copied().collect();
-        spawn_http_on(
-            listen,
-            &args,
-            &[
-                ("BITRIX24_PORTAL_URL", &base),
-                ("BITRIX24_CLIENT_ID", APP_ID),
-                ("BITRIX24_CLIENT_SECRET", APP_SECRET),
-                ("BITRIX24_OAUTH_URL", &base),
-                ("BITRIX24_RATE", "1000"),
-                ("MCP_STORE", &store),
-            ],
-        )
-        .await
-    }
-}
 
 /// The answer is an OAuth error redirect to the client: `error`, the client's state,
 /// and the issuer (RFC 9207).
@@ -116,8 +54,8 @@ fn oauth_error(body: &Value) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorize_without_s256_pkce_is_sent_back_as_invalid_request() {
-    let env = Env::new().await;
-    let server = env.server().await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let client = Client::discover_and_register(&server).await;
     let (_, challenge) = pkce();
     let good = client.authorize_params(&challenge, "st-pkce");
@@ -155,8 +93,8 @@ async fn authorize_without_s256_pkce_is_sent_back_as_invalid_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unchecked_redirect_uris_and_unknown_clients_get_a_page_never_a_redirect() {
-    let env = Env::new().await;
-    let server = env.server().await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let client = Client::discover_and_register(&server).await;
     let (verifier, challenge) = pkce();
     let good = client.authorize_params(&challenge, "st-redirect");
@@ -207,8 +145,8 @@ async fn unchecked_redirect_uris_and_unknown_clients_get_a_page_never_a_redirect
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_resource_is_invalid_target_at_authorize_and_token() {
-    let env = Env::new().await;
-    let server = env.server().await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let client = Client::discover_and_register(&server).await;
     let (_, challenge) = pkce();
     let good = client.authorize_params(&challenge, "st-target");
@@ -268,8 +206,8 @@ async fn redeem(c: &Client, resource: &str, code: String, verifier: String) -> (
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_is_spent_by_a_wrong_verifier_a_reuse_or_another_client() {
-    let env = Env::new().await;
-    let server = env.server().await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let client = Client::discover_and_register(&server).await;
     let resource = server.mcp_url();
     // A wrong verifier: refused, and the code is gone for the right one too.
@@ -313,8 +251,8 @@ async fn a_code_is_spent_by_a_wrong_verifier_a_reuse_or_another_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_made_up_or_reused_callback_state_gets_a_page() {
-    let env = Env::new().await;
-    let server = env.server().await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let client = Client::discover_and_register(&server).await;
     let http = no_redirects();
     let callback = format!("{}/oauth/callback", client.base);
@@ -343,8 +281,8 @@ async fn a_made_up_or_reused_callback_state_gets_a_page() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_portal_code_sends_the_client_access_denied() {
-    let env = Env::with_code_ttl(Some(Duration::from_millis(300))).await;
-    let server = env.server().await;
+    let env = Team::with_code_ttl(Some(Duration::from_millis(300))).await;
+    let server = env.server(&[], &[]).await;
     let client = Client::discover_and_register(&server).await;
     let (portal_page, _) = client.start("st-late").await;
     let back = client.portal_redirect(&portal_page, 1).await;
@@ -355,10 +293,9 @@ async fn an_expired_portal_code_sends_the_client_access_denied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reused_refresh_token_revokes_the_whole_grant() {
-    let env = Env::new().await;
+    let env = Team::new().await;
     // No grace window: every repeat is a reuse (tests/sign_in_tokens.rs has the window).
-    let listen = format!("127.0.0.1:{}", env.port);
-    let server = env.server_with(&listen, &["--refresh-grace", "0"]).await;
+    let server = env.server(&["--refresh-grace", "0"], &[]).await;
     let url = server.mcp_url();
     let client = Client::discover_and_register(&server).await;
     let first = client.sign_in(1).await;
@@ -388,9 +325,9 @@ async fn a_reused_refresh_token_revokes_the_whole_grant() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_for_another_resource_on_the_same_store_gets_401() {
-    let env = Env::new().await;
-    let a = env.server().await;
-    let b = env.server_on("127.0.0.1:0").await;
+    let env = Team::new().await;
+    let a = env.server(&[], &[]).await;
+    let b = env.server_on(0, &[], &[]).await;
     assert_ne!(a.base, b.base);
     let client = Client::discover_and_register(&a).await;
     let t = client.sign_in(1).await;
@@ -450,9 +387,9 @@ async fn a_token_for_another_resource_on_the_same_store_gets_401() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_servers_code_and_refresh_token_are_refused_at_token() {
-    let env = Env::new().await;
-    let a = env.server().await;
-    let b = env.server_on("127.0.0.1:0").await;
+    let env = Team::new().await;
+    let a = env.server(&[], &[]).await;
+    let b = env.server_on(0, &[], &[]).await;
     let client = Client::discover_and_register(&a).await;
     let at_b = Client {
         base: b.base.clone(),
@@ -486,8 +423,8 @@ async fn another_servers_code_and_refresh_token_are_refused_at_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_an_access_token_a_refresh_token_or_garbage() {
-    let env = Env::new().await;
-    let server = env.server().await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let url = server.mcp_url();
     let client = Client::discover_and_register(&server).await;
     let revoke = |token: String| {
@@ -522,8 +459,8 @@ async fn revoking_an_access_token_a_refresh_token_or_garbage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_protected_path_answers_401_with_the_challenge() {
-    let env = Env::new().await;
-    let server = env.server().await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let base = &server.base;
     let plain = format!(
         "Bearer resource_metadata=\"{base}/.well-known/oauth-protected-resource/mcp\", scope=\"task_results\""
@@ -589,8 +526,8 @@ async fn register_confidential(server: &HttpServer, method: &str) -> (String, St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confidential_clients_must_authenticate_at_the_token_endpoint() {
-    let env = Env::new().await;
-    let server = env.server().await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let resource = server.mcp_url();
 
     let (id, secret) = register_confidential(&server, "client_secret_post").await;
@@ -697,8 +634,8 @@ async fn metadata_documents() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_id_metadata_documents_are_checked() {
-    let env = Env::new().await;
-    let server = env.server().await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let docs = metadata_documents().await;
     let as_client = |path: &str| Client {
         base: server.base.clone(),
@@ -754,8 +691,8 @@ fn redacted(doc: &Value, base: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_documents_and_cors() {
-    let env = Env::new().await;
-    let server = env.server().await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let http = no_redirects();
     let get = |path: &str| {
         let url = format!("{}{path}", server.base);
@@ -835,11 +772,10 @@ async fn post_form(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_confidential_clients_refresh_token_needs_its_secret() {
-    let env = Env::new().await;
+    let env = Team::new().await;
     // No grace window: had a refused attempt spent the token, the last refresh would be a
     // reuse and fail.
-    let listen = format!("127.0.0.1:{}", env.port);
-    let server = env.server_with(&listen, &["--refresh-grace", "0"]).await;
+    let server = env.server(&["--refresh-grace", "0"], &[]).await;
     let (client, secret, t) = confidential_signed_in(&server).await;
     let id = client.client_id.as_str();
     let refresh = [
@@ -874,8 +810,8 @@ async fn a_confidential_clients_refresh_token_needs_its_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_parameters_and_two_authentication_methods_are_refused() {
-    let env = Env::new().await;
-    let server = env.server().await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let public = Client::discover_and_register(&server).await;
     let t = public.sign_in(1).await;
     let pid = public.client_id.as_str();
@@ -959,8 +895,8 @@ async fn repeated_parameters_and_two_authentication_methods_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_authenticates_confidential_clients_and_checks_whose_token_it_is() {
-    let env = Env::new().await;
-    let server = env.server().await;
+    let env = Team::new().await;
+    let server = env.server(&[], &[]).await;
     let url = server.mcp_url();
     let (client, secret, t) = confidential_signed_in(&server).await;
     let other = Client::discover_and_register(&server).await;
@@ -1014,10 +950,9 @@ async fn revoke_authenticates_confidential_clients_and_checks_whose_token_it_is(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_clients_refresh_attempt_leaves_the_token_usable() {
-    let env = Env::new().await;
+    let env = Team::new().await;
     // No grace window, so a spent token could not be forgiven as a repeat.
-    let listen = format!("127.0.0.1:{}", env.port);
-    let server = env.server_with(&listen, &["--refresh-grace", "0"]).await;
+    let server = env.server(&["--refresh-grace", "0"], &[]).await;
     let rightful = Client::discover_and_register(&server).await;
     let wrong = Client::discover_and_register(&server).await;
     let t = rightful.sign_in(1).await;

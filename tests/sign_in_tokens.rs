@@ -14,64 +14,17 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bitrix24_task_results_mcp::sandbox::Sandbox;
 use bitrix24_task_results_mcp::store::{
     BitrixTokens, Grant, IssuedToken, Person, SqliteStore, Store, StoreKey, TokenHash, TokenKind,
 };
-use http_support::{HttpServer, run_to_exit, spawn_http_on};
+use http_support::{run_to_exit, spawn_http_on};
 use redis_support::RedisServer;
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::Value;
-use sign_in_support::{APP_ID, APP_SECRET, Client, Tokens, free_port, mcp_status, tokens};
+use sign_in_support::{Client, Team, Tokens, mcp_status, tokens};
 
 const STORE_KEY: &str = "5a1f0e2d3c4b59687766554433221100ffeeddccbbaa99887766554433221100";
-
-/// The sandbox portal (its app's callback on `port`) and a private store directory.
-struct Env {
-    sandbox: Sandbox,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Env {
-    async fn new() -> Env {
-        let port = free_port();
-        Env {
-            sandbox: sign_in_support::portal_for(port, None).await,
-            dir: tempfile::tempdir().unwrap(),
-            port,
-        }
-    }
-
-    fn db(&self) -> PathBuf {
-        self.dir.path().join("store.sqlite3")
-    }
-
-    /// The portal's application, as every server here signs people in through it.
-    fn portal_env(&self) -> Vec<(&'static str, String)> {
-        let base = self.sandbox.base_url();
-        vec![
-            ("BITRIX24_PORTAL_URL", base.clone()),
-            ("BITRIX24_CLIENT_ID", APP_ID.into()),
-            ("BITRIX24_CLIENT_SECRET", APP_SECRET.into()),
-            ("BITRIX24_OAUTH_URL", base),
-            ("BITRIX24_RATE", "1000".into()),
-        ]
-    }
-
-    /// The server on the port the portal's app knows, on this environment's SQLite store,
-    /// with `flags` and `env` besides.
-    async fn server(&self, flags: &[&str], env: &[(&str, &str)]) -> HttpServer {
-        let store = format!("sqlite:{}", self.db().display());
-        let mut all = self.portal_env();
-        all.push(("MCP_STORE", store));
-        let mut vars: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        vars.extend_from_slice(env);
-        let args: Vec<&str> = ["--oauth"].iter().chain(flags).copied().collect();
-        spawn_http_on(&format!("127.0.0.1:{}", self.port), &args, &vars).await
-    }
-}
 
 fn same_pair(a: &Tokens, b: &Tokens) -> bool {
     a.access == b.access && a.refresh == b.refresh
@@ -92,7 +45,7 @@ fn mode(path: &Path) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_concurrent_refreshes_both_get_the_same_pair_and_stay_signed_in() {
-    let env = Env::new().await;
+    let env = Team::new().await;
     let server = env.server(&[], &[]).await;
     let url = server.mcp_url();
     let client = Client::discover_and_register(&server).await;
@@ -125,7 +78,7 @@ async fn two_concurrent_refreshes_both_get_the_same_pair_and_stay_signed_in() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_concurrent_refreshes_across_two_replicas_on_redis_get_one_pair() {
     let redis = RedisServer::start();
-    let env = Env::new().await;
+    let env = Team::new().await;
     let public = format!("http://127.0.0.1:{}", env.port);
     let mut vars = env.portal_env();
     vars.extend([
@@ -178,7 +131,7 @@ async fn ten_concurrent_refreshes_across_two_replicas_on_redis_get_one_pair() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeat_after_the_grace_window_still_revokes_the_sign_in() {
-    let env = Env::new().await;
+    let env = Team::new().await;
     let server = env.server(&["--refresh-grace", "1"], &[]).await;
     let url = server.mcp_url();
     let client = Client::discover_and_register(&server).await;
@@ -214,7 +167,7 @@ fn rows(db: &Path, table: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_refreshes_leave_a_bounded_number_of_rows() {
-    let env = Env::new().await;
+    let env = Team::new().await;
     let server = env.server(&[], &[]).await;
     let client = Client::discover_and_register(&server).await;
     let mut current = client.sign_in(1).await;
@@ -328,7 +281,7 @@ async fn the_store_files_stay_private_under_a_permissive_umask() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_key_can_come_from_a_private_file() {
-    let env = Env::new().await;
+    let env = Team::new().await;
     let key_file = env.dir.path().join("store.key");
     std::fs::write(&key_file, format!("{STORE_KEY}\n")).unwrap();
     chmod(&key_file, 0o600);
@@ -398,7 +351,7 @@ async fn help_says_to_keep_secrets_off_the_command_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_list_after_a_revoke_shows_nobody_and_the_bitrix24_tokens_are_gone() {
-    let env = Env::new().await;
+    let env = Team::new().await;
     let server = env.server(&[], &[]).await;
     let client = Client::discover_and_register(&server).await;
     let t = client.sign_in(1).await;

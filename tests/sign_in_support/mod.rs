@@ -428,3 +428,94 @@ pub async fn portal_for(
     .await
     .expect("start the sandbox")
 }
+
+/// One harness for the sign-in tests: the sandbox portal with [`APP_ID`] installed (its
+/// registered redirect is the callback of a server on `port`), a private store directory,
+/// and servers started on them with `--oauth`.
+pub struct Team {
+    pub sandbox: bitrix24_task_results_mcp::sandbox::Sandbox,
+    pub dir: tempfile::TempDir,
+    /// The port the portal's application sends people back to.
+    pub port: u16,
+}
+
+impl Team {
+    pub async fn new() -> Team {
+        Team::with_code_ttl(None).await
+    }
+
+    /// [`Team::new`] whose portal's sign-in codes live `code_ttl`.
+    pub async fn with_code_ttl(code_ttl: Option<std::time::Duration>) -> Team {
+        let port = free_port();
+        Team {
+            sandbox: portal_for(port, code_ttl).await,
+            dir: tempfile::tempdir().unwrap(),
+            port,
+        }
+    }
+
+    /// The SQLite store's file (its key file is created beside it).
+    pub fn db(&self) -> std::path::PathBuf {
+        self.dir.path().join("store.sqlite3")
+    }
+
+    /// `sqlite:` and [`Team::db`].
+    pub fn store(&self) -> String {
+        format!("sqlite:{}", self.db().display())
+    }
+
+    /// The portal and its application, as every server here signs people in through it.
+    pub fn portal_env(&self) -> Vec<(&'static str, String)> {
+        let base = self.sandbox.base_url();
+        vec![
+            ("BITRIX24_PORTAL_URL", base.clone()),
+            ("BITRIX24_CLIENT_ID", APP_ID.into()),
+            ("BITRIX24_CLIENT_SECRET", APP_SECRET.into()),
+            ("BITRIX24_OAUTH_URL", base),
+            ("BITRIX24_RATE", "1000".into()),
+        ]
+    }
+
+    /// [`Team::portal_env`] and this team's store.
+    pub fn vars(&self) -> Vec<(&'static str, String)> {
+        let mut vars = self.portal_env();
+        vars.push(("MCP_STORE", self.store()));
+        vars
+    }
+
+    /// The server on the port the portal's application knows, with `--oauth`, `flags`
+    /// and the variables `env` besides.
+    pub async fn server(&self, flags: &[&str], env: &[(&str, &str)]) -> HttpServer {
+        self.server_on(self.port, flags, env).await
+    }
+
+    /// [`Team::server`] on `port` (0: a free one), on the same store.
+    pub async fn server_on(&self, port: u16, flags: &[&str], env: &[(&str, &str)]) -> HttpServer {
+        let vars = self.vars();
+        let mut all: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        all.extend_from_slice(env);
+        let args: Vec<&str> = ["--oauth"].iter().chain(flags).copied().collect();
+        http_support::spawn_http_on(&format!("127.0.0.1:{port}"), &args, &all).await
+    }
+
+    /// How many requests the portal has seen.
+    pub fn portal_requests(&self) -> usize {
+        self.sandbox.requests().len()
+    }
+
+    /// `users SUBCOMMAND…` on this store; its stdout.
+    pub async fn users(&self, args: &[&str]) -> String {
+        let mut all = vec!["users"];
+        all.extend_from_slice(args);
+        let out = crate::common::command(&all, &[("MCP_STORE", &self.store())])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
