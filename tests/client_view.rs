@@ -2,15 +2,19 @@
 //! review (`cargo insta review`): the `initialize` answer (instructions included), the
 //! `tools/list` of the default server, under `--read-only` and under `--tools`, and the
 //! error text of every error class for every tool. Also that the registry and
-//! `tools/list` agree, so adding a tool is one file plus one registry line.
+//! `tools/list` agree, so adding a tool is one file plus one registry line, and that what
+//! else names the tools (manifest.json, the tool tables of README.md and docs/tools.md,
+//! the `--read-only` help) agrees with the registry.
 
 mod common;
 
 use bitrix24_task_results_mcp::bitrix::{
     CallError, ErrorClass, FieldError, PortalError, TransportError, TransportKind,
 };
+use bitrix24_task_results_mcp::cli::Cli;
 use bitrix24_task_results_mcp::sandbox::SandboxOptions;
-use bitrix24_task_results_mcp::tools::{REGISTRY, errors};
+use bitrix24_task_results_mcp::tools::{Effects, REGISTRY, errors};
+use clap::CommandFactory;
 use common::*;
 use serde_json::{Value, json};
 
@@ -221,5 +225,154 @@ fn every_class_is_covered_by_the_error_snapshot() {
             classes.contains(&class),
             "{class:?} has no error in the snapshot"
         );
+    }
+}
+
+/// The registry's tool names, in listing order.
+fn registered() -> Vec<&'static str> {
+    REGISTRY.iter().map(|t| t.name()).collect()
+}
+
+fn read(path: &str) -> String {
+    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn manifest_lists_the_registered_tools() {
+    let manifest: Value = serde_json::from_str(&read("manifest.json")).expect("manifest.json");
+    let listed: Vec<&str> = manifest["tools"]
+        .as_array()
+        .expect("manifest.json has a tools array")
+        .iter()
+        .map(|t| {
+            t["name"]
+                .as_str()
+                .expect("manifest.json: a tool without a name")
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        registered(),
+        "manifest.json's tools (left) disagree with the registry, src/tools/mod.rs REGISTRY (right)"
+    );
+}
+
+/// The rows of the first Markdown table in `path` after the line `heading` (up to the
+/// next `## ` heading), each row's cells trimmed, header and separator left out.
+fn tool_table(path: &str, heading: &str) -> Vec<Vec<String>> {
+    let text = read(path);
+    let start = text
+        .lines()
+        .position(|l| l.trim_end() == heading)
+        .unwrap_or_else(|| panic!("{path}: no line {heading:?}"));
+    let rows: Vec<Vec<String>> = text
+        .lines()
+        .skip(start + 1)
+        .take_while(|l| !l.starts_with("## "))
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            l.trim()
+                .trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect();
+    assert!(rows.len() > 2, "{path}: no tool table under {heading:?}");
+    assert_eq!(
+        rows[0][..2],
+        ["tool", "REST 3.0 method"],
+        "{path}: the table under {heading:?} is not the tool table"
+    );
+    rows.into_iter().skip(2).collect()
+}
+
+/// The hints column a tool with `effects` has in the tool tables.
+fn hints(effects: Effects) -> String {
+    if effects.read_only {
+        return "read-only".into();
+    }
+    let writes = if effects.destructive {
+        "destructive"
+    } else {
+        "write"
+    };
+    let repeats = if effects.idempotent {
+        "idempotent"
+    } else {
+        "not idempotent"
+    };
+    format!("{writes}, {repeats}")
+}
+
+fn table_agrees_with_the_registry(path: &str, heading: &str) {
+    let rows = tool_table(path, heading);
+    let listed: Vec<&str> = rows.iter().map(|r| r[0].trim_matches('`')).collect();
+    assert_eq!(
+        listed,
+        registered(),
+        "{path}: the tools of the table (left) disagree with the registry, src/tools/mod.rs REGISTRY (right)"
+    );
+    for (row, tool) in rows.iter().zip(REGISTRY) {
+        let name = tool.name();
+        assert!(
+            row[1].contains(&format!("`{}`", tool.method())),
+            "{path}: {name}'s REST method column {:?} does not name its registered method `{}`",
+            row[1],
+            tool.method()
+        );
+        assert_eq!(
+            row[3],
+            hints(tool.effects()),
+            "{path}: {name}'s hints (left) disagree with its registered effects {:?} (right)",
+            tool.effects()
+        );
+    }
+}
+
+#[test]
+fn readme_tool_table_agrees_with_the_registry() {
+    table_agrees_with_the_registry("README.md", "## Tools");
+}
+
+#[test]
+fn docs_tool_table_agrees_with_the_registry() {
+    table_agrees_with_the_registry("docs/tools.md", "# Tools");
+}
+
+#[test]
+fn read_only_help_names_the_read_only_tools() {
+    let read_only: Vec<&str> = REGISTRY
+        .iter()
+        .filter(|t| t.read_only())
+        .map(|t| t.name())
+        .collect();
+    let command = Cli::command();
+    let arg = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some("read-only"))
+        .expect("a --read-only flag");
+    for help in [arg.get_help(), arg.get_long_help()].into_iter().flatten() {
+        let help = help.to_string();
+        let named = help
+            .split_once("tools (")
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(list, _)| list.split(", ").collect::<Vec<_>>())
+            .unwrap_or_else(|| {
+                panic!("--read-only help names no tools in \"tools (...)\": {help:?}")
+            });
+        assert_eq!(
+            named, read_only,
+            "--read-only help (src/cli.rs, left) disagrees with the registry's read-only tools (right)"
+        );
+        for tool in REGISTRY.iter().filter(|t| !t.read_only()) {
+            assert!(
+                !help.contains(tool.name()),
+                "--read-only help names the write tool {}: {help:?}",
+                tool.name()
+            );
+        }
     }
 }

@@ -9,7 +9,8 @@ use futures::FutureExt;
 use rmcp::model::CallToolResult;
 
 use crate::panic_hook::payload_text;
-use crate::tools::{Entry, errors};
+use crate::tools::list::List;
+use crate::tools::{Entry, Tool, errors};
 
 /// Marks the result of a caught panic; tests search every result for it.
 pub const INTERNAL_ERROR: &str = "Internal error in bitrix24-task-results-mcp";
@@ -26,9 +27,12 @@ where
         Ok(result) => result,
         Err(payload) => {
             let after = if tool.read_only() {
-                "Try again; if it happens again, report it."
+                "Try again; if it happens again, report it.".to_string()
             } else {
-                "The change may or may not have been applied: check with task_result_list before repeating it, and report the bug."
+                format!(
+                    "The change may or may not have been applied: check with {} before repeating it, and report the bug.",
+                    List::NAME
+                )
             };
             errors::tool_error(&format!(
                 "{INTERNAL_ERROR} while running {} (a bug): {}. {after}",

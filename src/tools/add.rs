@@ -1,5 +1,6 @@
 //! `task_result_add`: tasks.task.result.add.
 
+use super::next_steps::CHECK_TASK_ID_OR_USE_A_MEMBER;
 use super::shown::Shown;
 use super::texts::DATA;
 use super::{Ctx, Effects, Failure, Tool};
@@ -47,7 +48,7 @@ impl Tool for Add {
 
     fn next_step(error: &PortalError) -> Option<String> {
         match error.class() {
-            ErrorClass::AccessDenied => Some(TASK_ACCESS.into()),
+            ErrorClass::AccessDenied => Some(CHECK_TASK_ID_OR_USE_A_MEMBER.into()),
             // The only taskId the portal can refuse once ours passed validation is one
             // that names no task (contract: REQUESTVALIDATION on `taskId`).
             ErrorClass::Validation if error.has_field("taskId") => Some(NO_TASK.into()),
@@ -56,9 +57,5 @@ impl Tool for Add {
     }
 }
 
-/// The next step when the caller cannot reach a task.
-pub(crate) const TASK_ACCESS: &str = "the webhook's user has no access to this task (or it does not exist). \
-     Check the task id (a task id, not a result id), or use the credentials of a member of the task.";
-
 /// The next step when a task id names no task.
-pub(crate) const NO_TASK: &str = "there is no task with that id. Check the task id and call again.";
+const NO_TASK: &str = "there is no task with that id. Check the task id and call again.";

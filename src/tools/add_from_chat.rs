@@ -56,11 +56,11 @@ impl Tool for AddFromChat {
                     .into(),
             ),
             // Contract: REQUESTVALIDATION on `taskId` when the chat's task is gone.
-            ErrorClass::Validation if error.has_field("taskId") => Some(
+            ErrorClass::Validation if error.has_field("taskId") => Some(format!(
                 "the task this chat message belongs to no longer exists. Check the message id, or add the result \
-                 to an existing task with task_result_add."
-                    .into(),
-            ),
+                 to an existing task with {}.",
+                super::add::Add::NAME
+            )),
             _ => None,
         }
     }

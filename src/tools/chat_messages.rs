@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::add::TASK_ACCESS;
+use super::next_steps::CHECK_TASK_ID_OR_USE_A_MEMBER;
 use super::shown::{self, MAX_ANSWER_BYTES, Shown};
 use super::texts::BOUND;
 use super::{Answer, Ctx, Effects, Failure, Tool};
@@ -75,7 +75,7 @@ impl Tool for ChatMessages {
     }
 
     fn next_step(error: &PortalError) -> Option<String> {
-        (error.class() == ErrorClass::AccessDenied).then(|| TASK_ACCESS.into())
+        (error.class() == ErrorClass::AccessDenied).then(|| CHECK_TASK_ID_OR_USE_A_MEMBER.into())
     }
 }
 

@@ -1,7 +1,7 @@
 //! `task_result_delete`: tasks.task.result.delete.
 
+use super::next_steps::only_the_author_may_change_it;
 use super::texts::DATA;
-use super::update::AUTHOR_ONLY;
 use super::{Answer, Ctx, Effects, Failure, Tool};
 use crate::bitrix::{ErrorClass, PortalError};
 use crate::results::{DeleteParams, Deleted, TaskResults, method};
@@ -42,7 +42,7 @@ impl Tool for Delete {
     }
 
     fn next_step(error: &PortalError) -> Option<String> {
-        (error.class() == ErrorClass::AccessDenied).then(|| AUTHOR_ONLY.into())
+        (error.class() == ErrorClass::AccessDenied).then(only_the_author_may_change_it)
     }
 }
 

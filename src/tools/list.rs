@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::add::TASK_ACCESS;
+use super::next_steps::CHECK_TASK_ID_OR_USE_A_MEMBER;
 use super::shown::{self, MAX_ANSWER_BYTES, Shown};
 use super::texts::{BOUND, DATA};
 use super::{Answer, Ctx, Effects, Failure, Tool};
@@ -69,17 +69,17 @@ impl Tool for List {
 
     fn next_step(error: &PortalError) -> Option<String> {
         match error.class() {
-            ErrorClass::AccessDenied => Some(TASK_ACCESS.into()),
+            ErrorClass::AccessDenied => Some(CHECK_TASK_ID_OR_USE_A_MEMBER.into()),
             // REQUESTFILTERVALIDATION names `filter.taskId`, REQUESTVALIDATION `filter`.
             ErrorClass::Validation
                 if ["filter", "filter.taskId", "taskId"]
                     .iter()
                     .any(|f| error.has_field(f)) =>
             {
-                Some(
-                    "task_result_list needs the id of an existing task in taskId. Check it and call again."
-                        .into(),
-                )
+                Some(format!(
+                    "{} needs the id of an existing task in taskId. Check it and call again.",
+                    Self::NAME
+                ))
             }
             _ => None,
         }

@@ -10,6 +10,7 @@ pub mod chat_messages;
 pub mod delete;
 pub mod errors;
 pub mod list;
+pub mod next_steps;
 pub mod schema;
 pub mod shown;
 pub mod update;

@@ -1,5 +1,6 @@
 //! `task_result_update`: tasks.task.result.update.
 
+use super::next_steps::only_the_author_may_change_it;
 use super::shown::Shown;
 use super::texts::DATA;
 use super::{Ctx, Effects, Failure, Tool};
@@ -45,11 +46,6 @@ impl Tool for Update {
     }
 
     fn next_step(error: &PortalError) -> Option<String> {
-        (error.class() == ErrorClass::AccessDenied).then(|| AUTHOR_ONLY.into())
+        (error.class() == ErrorClass::AccessDenied).then(only_the_author_may_change_it)
     }
 }
-
-/// The next step when someone other than the author changes a result.
-pub(crate) const AUTHOR_ONLY: &str = "only the author of a result may update or delete it, and the portal \
-     gives the same answer for a result id that does not exist. Check the result id (not the task id) and its \
-     authorId and rights with task_result_list.";
