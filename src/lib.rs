@@ -12,6 +12,7 @@ pub mod bitrix;
 pub mod chat;
 pub mod cli;
 pub mod doctor;
+pub mod html;
 pub mod panic_hook;
 pub mod print_config;
 pub mod redact;

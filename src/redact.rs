@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
 static REGISTRY: RwLock<Registry> = RwLock::new(Registry {
     fixed: Vec::new(),
     slots: BTreeMap::new(),
@@ -146,16 +148,16 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Everything but the RFC 3986 unreserved characters (`A-Z a-z 0-9 - _ . ~`) is encoded,
+/// as `%XX` with upper-case hex: the form a secret takes in a URL or a form body.
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, NOT_UNRESERVED).to_string()
 }
 
 /// A `tracing_subscriber` writer for stderr that masks secrets in every log line.

@@ -76,22 +76,19 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40em;margin
      button{font-size:1em;padding:.5em 1.5em;margin-right:1em;cursor:pointer}\
      dt{font-weight:bold}dd{margin:0 0 .5em 1em}";
 
-/// `s` safe inside HTML text and attribute values.
+/// `s` safe inside HTML text and attribute values ([`crate::html::escape`]), with control
+/// characters (a newline in a name, ESC), which have no business on a page, replaced by
+/// U+FFFD first.
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            // Control characters (a newline in a name, ESC) have no business on a page.
-            c if c.is_control() => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
+    if s.chars().any(char::is_control) {
+        let cleaned: String = s
+            .chars()
+            .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+            .collect();
+        crate::html::escape(&cleaned)
+    } else {
+        crate::html::escape(s)
     }
-    out
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::transport::auth::bearer_token;
+
 use super::{SCOPE, SignIn, now};
 use crate::bitrix::Caller;
 use crate::store::{TokenHash, TokenKind};
@@ -104,11 +106,4 @@ fn challenge(sign_in: &SignIn, invalid: Option<&str>) -> Response {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     response
-}
-
-/// The token of an `Authorization` value whose scheme is `Bearer` (any case).
-fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }

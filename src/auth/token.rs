@@ -1,6 +1,12 @@
 //! `/token` (authorization code with PKCE, refresh with rotation) and `/revoke`
 //! (RFC 7009). This server's tokens are 256-bit random strings, stored only as hashes
 //! and bound to the one resource it protects.
+//!
+//! Client credentials sent as `Authorization: Basic` are parsed by hand
+//! (`basic_credentials`), not with the `headers` crate's `Authorization<Basic>`: that
+//! one does not percent-decode the client id and secret, which RFC 6749 §2.3.1 requires
+//! (they are form-urlencoded before base64), and it refuses whitespace before the scheme
+//! (its older releases also match `Basic` case-sensitively).
 
 use std::collections::HashMap;
 

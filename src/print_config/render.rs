@@ -5,6 +5,16 @@
 //! names and arguments a snippet carries is decided in `print_config`, not here.
 //! Just over 400 lines: five clients times two transports sit in one match on purpose, so
 //! the formats can be compared side by side.
+//!
+//! The Codex TOML (`toml_str`, `toml_array`, `toml_key` and the `[mcp_servers.X]` text) is
+//! written by hand, not with the `toml` crate: toml 1.2's serializer gives the same layout
+//! for ordinary values, but a string (or key) holding a backslash or a double quote, and
+//! no single quote or control character, comes out as a literal string
+//! (`command = 'C:\Users\me\mcp.exe'`, key `'q"x'`) where the snippets write basic strings
+//! (`"C:\\Users\\me\\mcp.exe"`, `"q\"x"`). Every Windows path has backslashes, so every
+//! Windows snippet would change; the output must stay as it is. Forcing basic strings
+//! through `toml_writer` (under `toml`) comes closest, but it writes backspace and form
+//! feed as `\b` and `\f` where `toml_str` writes `\u0008` and `\u000C`.
 
 use std::collections::BTreeMap;
 

@@ -28,46 +28,13 @@ pub(crate) fn present<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a 
     obj.get(key).filter(|v| !v.is_null())
 }
 
-/// Decodes `a=1&b=x+y` (application/x-www-form-urlencoded); later keys win.
+/// Decodes `a=1&b=x+y` (application/x-www-form-urlencoded) with `url::form_urlencoded`;
+/// later keys win. A malformed escape (`%zz`, a trailing `%4`) stays as it is and invalid
+/// UTF-8 becomes U+FFFD, as before.
 pub(crate) fn parse_urlencoded(input: &str) -> HashMap<String, String> {
-    input
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
+    url::form_urlencoded::parse(input.as_bytes())
+        .into_owned()
         .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// Keys of the top-level `order` object in the order they were sent.

@@ -14,6 +14,7 @@ use super::Shared;
 use super::oauth::MEMBER_ID;
 use super::params::parse_urlencoded;
 use super::reply::Reply;
+use crate::html::escape;
 
 const HTML: &str = "text/html; charset=utf-8";
 
@@ -175,21 +176,6 @@ fn page(status: u16, title: &str, body: &str) -> Reply {
             "default-src 'none'; style-src 'unsafe-inline'",
         )
         .with_header("Cache-Control", "no-store")
-}
-
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

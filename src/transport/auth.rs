@@ -3,6 +3,14 @@
 //! One shared token (`--auth-token` / `MCP_AUTH_TOKEN`), compared in constant time so a
 //! client cannot learn it byte by byte from response timings. Missing or wrong tokens get
 //! `401` with `WWW-Authenticate: Bearer` (RFC 6750), which is what MCP clients expect.
+//!
+//! `bearer_token` (also used by the sign-in check, `auth::resource`) stays hand-written
+//! rather than the `headers` crate's `Authorization<Bearer>` (or axum-extra's
+//! `TypedHeader`), which parses differently: it refuses a value with whitespace before
+//! the scheme, keeps extra whitespace around the token (`Bearer  x `) as part of it,
+//! takes `Bearer` followed only by spaces as a token made of spaces instead of refusing
+//! it, and its older releases match the scheme case-sensitively. The tests here and in
+//! tests/http_security.rs exercise those cases; `headers` is not in the tree either.
 
 use std::sync::Arc;
 
@@ -65,8 +73,9 @@ impl BearerAuth {
     }
 }
 
-/// The token of an `Authorization` value whose scheme is `Bearer` (case-insensitive).
-fn bearer_token(value: &str) -> Option<&str> {
+/// The token of an `Authorization` value whose scheme is `Bearer` (case-insensitive),
+/// surrounding whitespace ignored; none when the token is empty.
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
