@@ -223,10 +223,13 @@ fn basic_credentials(value: &str) -> Option<(String, SecretString)> {
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
+    // RFC 6749 §2.3.1: each part is application/x-www-form-urlencoded on its own, so a
+    // `&` or `=` in it is data, not a separator.
     let unescape = |s: &str| {
-        url::form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8()
+            .ok()
+            .map(|v| v.into_owned())
     };
     Some((unescape(id)?, SecretString::from(unescape(secret)?)))
 }
@@ -481,4 +484,27 @@ pub fn oauth_error(status: StatusCode, code: &str, description: &str) -> Respons
         Json(json!({ "error": code, "error_description": description })),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use secrecy::ExposeSecret;
+
+    fn basic(raw: &str) -> Option<(String, String)> {
+        let value = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        );
+        super::basic_credentials(&value).map(|(id, s)| (id, s.expose_secret().to_string()))
+    }
+
+    #[test]
+    fn basic_parts_are_form_decoded_each_on_its_own() {
+        assert_eq!(basic("id:s%3Ac+d"), Some(("id".into(), "s:c d".into())));
+        // A raw `&` or `=` is data, not a separator that would cut the secret short.
+        assert_eq!(basic("id:a&b=c"), Some(("id".into(), "a&b=c".into())));
+        assert_eq!(basic("a%26b:x"), Some(("a&b".into(), "x".into())));
+        assert_eq!(basic("no-colon"), None);
+    }
 }
