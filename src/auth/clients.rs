@@ -198,7 +198,7 @@ pub fn redirect_uri_allowed(uri: &str) -> bool {
     }
     match url.scheme() {
         "https" => url.host().is_some(),
-        "http" => is_loopback_host(&url),
+        "http" => super::is_loopback(&url),
         scheme if KNOWN_APP_SCHEMES.contains(&scheme) => url.host().is_some(),
         scheme => scheme.contains('.'),
     }
@@ -235,22 +235,13 @@ pub fn redirect_uri_matches(registered: &[String], presented: &str) -> bool {
         let (Ok(mut a), Ok(mut b)) = (Url::parse(r), Url::parse(presented)) else {
             return false;
         };
-        if a.scheme() != "http" || !is_loopback_host(&a) {
+        if a.scheme() != "http" || !super::is_loopback(&a) {
             return false;
         }
         let _ = a.set_port(None);
         let _ = b.set_port(None);
         a == b
     })
-}
-
-fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
 }
 
 /// A client id short enough for a page (registered ids are uuids; URLs can be long).

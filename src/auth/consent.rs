@@ -232,7 +232,7 @@ fn redirect_target(uri: &str) -> String {
     };
     let mut parts = vec![format!("scheme <code>{}</code>", e(url.scheme()))];
     if let Some(host) = url.host_str() {
-        let local = if is_loopback(&url) {
+        let local = if super::is_loopback(&url) {
             " (this computer)"
         } else {
             ""
@@ -244,15 +244,6 @@ fn redirect_target(uri: &str) -> String {
     }
     parts.push(format!("path <code>{}</code>", e(url.path())));
     parts.join(", ")
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
 }
 
 #[cfg(test)]

@@ -273,7 +273,8 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
-fn is_loopback(url: &Url) -> bool {
+/// Whether `url` names this machine: a loopback address or `localhost`.
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),

@@ -54,15 +54,5 @@ pub async fn refuse_foreign_preflight(
     if request.method() != Method::OPTIONS {
         return next.run(request).await;
     }
-    match check.refusal(request.uri(), request.headers()).await {
-        None => next.run(request).await,
-        Some(refusal) => {
-            tracing::warn!(
-                path = request.uri().path(),
-                status = refusal.status().as_u16(),
-                "CORS preflight refused by the Host/Origin check"
-            );
-            refusal
-        }
-    }
+    super::host_origin::enforce(State(check), request, next).await
 }

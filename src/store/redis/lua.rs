@@ -36,6 +36,19 @@ local function forget_if_signed_out(uid, m)
   redis.call('SREM', P .. 'people', uid .. ':' .. m)
   return 1
 end
+-- The token `h` when it is of `kind`, unexpired at `now`, and its grant and person are
+-- live: the token's fields and the grant's raw field pairs; nil otherwise.
+local function live_token(h, kind, now)
+  local t = fields(redis.call('HGETALL', P .. 'token:' .. h))
+  if t.kind ~= kind or tonumber(t.expires_at) <= tonumber(now) then return nil end
+  local raw = redis.call('HGETALL', P .. 'grant:' .. t.grant_id)
+  local g = fields(raw)
+  if g.revoked ~= '0' then return nil end
+  if redis.call('EXISTS', P .. 'person:' .. g.user_id .. ':' .. g.member_id) == 0 then
+    return nil
+  end
+  return t, raw
+end
 -- Deletes one token of a grant, and its repeat window.
 local function drop_token(ts, h)
   redis.call('DEL', P .. 'token:' .. h, P .. 'rotation:' .. h)
@@ -197,14 +210,8 @@ return 'ok'
 /// ARGV: prefix, token hex, now. A live access token: `{expires_at, used, grant pairs…}`;
 /// otherwise empty.
 pub(super) const TOKEN: &str = r#"
-local t = fields(redis.call('HGETALL', P .. 'token:' .. ARGV[2]))
-if t.kind ~= 'access' or tonumber(t.expires_at) <= tonumber(ARGV[3]) then return {} end
-local raw = redis.call('HGETALL', P .. 'grant:' .. t.grant_id)
-local g = fields(raw)
-if g.revoked ~= '0' then return {} end
-if redis.call('EXISTS', P .. 'person:' .. g.user_id .. ':' .. g.member_id) == 0 then
-  return {}
-end
+local t, raw = live_token(ARGV[2], 'access', ARGV[3])
+if not t then return {} end
 local out = {t.expires_at, t.used}
 for _, v in ipairs(raw) do table.insert(out, v) end
 return out
@@ -213,14 +220,8 @@ return out
 /// ARGV: prefix, token hex, now. The grant's field pairs when the refresh token is known,
 /// unexpired, and its grant and person live (spent or not); otherwise empty.
 pub(super) const REFRESH_GRANT: &str = r#"
-local t = fields(redis.call('HGETALL', P .. 'token:' .. ARGV[2]))
-if t.kind ~= 'refresh' or tonumber(t.expires_at) <= tonumber(ARGV[3]) then return {} end
-local raw = redis.call('HGETALL', P .. 'grant:' .. t.grant_id)
-local g = fields(raw)
-if g.revoked ~= '0' then return {} end
-if redis.call('EXISTS', P .. 'person:' .. g.user_id .. ':' .. g.member_id) == 0 then
-  return {}
-end
+local t, raw = live_token(ARGV[2], 'refresh', ARGV[3])
+if not t then return {} end
 return raw
 "#;
 
