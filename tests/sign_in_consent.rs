@@ -501,6 +501,28 @@ async fn consent_max_age_zero_asks_every_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remembered_approval_ends_after_consent_max_age() {
+    let env = Team::new().await;
+    let server = env.server(&["--consent-max-age", "2"], &[]).await;
+    let client = Client::discover_and_register(&server).await;
+    client.sign_in(1).await;
+    // Within the age the page is skipped: straight on to the portal.
+    let (params, _) = request(&client, "st-young");
+    assert_eq!(
+        client.authorize_page(&params).await.status(),
+        StatusCode::FOUND
+    );
+    // Past it the page shows again (the browser drops the cookie at its Max-Age, and the
+    // server refuses an approval older than the setting should the cookie be kept).
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let (params, _) = request(&client, "st-old");
+    assert_eq!(
+        client.authorize_page(&params).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_callback_takes_the_portal_from_the_token_answer_not_the_query() {
     let env = Team::new().await;
     let server = env.server(&[], &[]).await;
