@@ -10,19 +10,19 @@ use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::auth::{ConsentKey, SignIn, SignInOptions};
 use crate::bitrix::OAuthConfig;
 use crate::bitrix::grant::App;
 use crate::bitrix::oauth::Shared;
 use crate::bitrix::{Caller, Client, Endpoint, Refresher, StaticToken};
 use crate::bitrix::{SharedBucket, SharedGate};
 use crate::redact;
+use crate::replicas::bucket::RedisBucket;
+use crate::replicas::gate::RedisGate;
+use crate::replicas::pair::RedisTokens;
 use crate::sandbox::{OAuthApp, Sandbox, SandboxOptions};
 use crate::server::TaskResultsServer;
 use crate::settings::{Pacing, Portal, PortalChoice, Settings, SignInSettings, StoreLocation};
-use crate::store::redis_bucket::RedisBucket;
-use crate::store::redis_gate::RedisGate;
-use crate::store::redis_tokens::RedisTokens;
+use crate::sign_in::{ConsentKey, SignIn, SignInOptions};
 use crate::store::{RedisStore, RedisUrl, SqliteStore, Store, StoreKey};
 use crate::transport;
 
@@ -40,14 +40,14 @@ pub async fn start_sandbox() -> std::io::Result<(Endpoint, Sandbox)> {
 pub async fn start_sign_in_sandbox(callback: &str) -> std::io::Result<(Endpoint, Sandbox, App)> {
     let app = App {
         client_id: "sandbox.app".into(),
-        client_secret: SecretString::from(crate::auth::secret::random_token()),
+        client_secret: SecretString::from(crate::sign_in::secret::random_token()),
     };
     let sandbox = Sandbox::start(SandboxOptions {
         oauth: Some(
             OAuthApp {
                 client_id: app.client_id.clone(),
                 client_secret: app.client_secret.expose_secret().to_string(),
-                refresh_token: crate::auth::secret::random_token(),
+                refresh_token: crate::sign_in::secret::random_token(),
                 access_token_ttl: std::time::Duration::from_secs(3600),
                 ..OAuthApp::default()
             }
@@ -206,7 +206,7 @@ pub async fn serve(settings: Settings) -> ExitCode {
             (endpoint.clone(), None)
         }
         PortalChoice::Sandbox if public_url.is_some() => match start_sign_in_sandbox(
-            &crate::auth::callback_url(public_url.as_ref().expect("checked")),
+            &crate::sign_in::callback_url(public_url.as_ref().expect("checked")),
         )
         .await
         {
@@ -254,7 +254,7 @@ pub async fn serve(settings: Settings) -> ExitCode {
     let shared: Option<Replicated> = match settings.shared {
         Err(e) => return usage(&e),
         Ok(None) => None,
-        Ok(Some(url)) => match crate::store::redis_fast::connect(url.expose()).await {
+        Ok(Some(url)) => match crate::replicas::connection::connect(url.expose()).await {
             Ok((conn, store)) => Some((
                 Arc::new(RedisBucket::on(conn.clone(), store.clone())),
                 Arc::new(RedisGate::on(conn, store)),
@@ -277,7 +277,7 @@ pub async fn serve(settings: Settings) -> ExitCode {
     let sign_in = match (sign_in, public_url) {
         (Some(s), Some(public_url)) => {
             // The names a metadata document URL may not use: this server's own.
-            let own = crate::auth::documents::OwnNames::new(
+            let own = crate::sign_in::documents::OwnNames::new(
                 &public_url,
                 listener.as_ref().and_then(|l| l.local_addr().ok()),
                 &http
@@ -389,7 +389,7 @@ async fn sign_in_service(
     public_url: reqwest::Url,
     sandbox_app: Option<(App, String)>,
     client: &Client,
-    own: crate::auth::documents::OwnNames,
+    own: crate::sign_in::documents::OwnNames,
 ) -> Result<SignIn, String> {
     // Without --public-url the address is the loopback one listened on (see `serve`).
     let follow_loopback_host = s.public_url.is_none();
@@ -414,7 +414,7 @@ async fn sign_in_service(
             refresh_grace: s.refresh_grace,
             consent_key,
             consent_max_age: s.consent_max_age,
-            clients: crate::auth::clients::ClientOptions {
+            clients: crate::sign_in::clients::ClientOptions {
                 documents: s.client_documents,
                 own,
             },

@@ -1,5 +1,5 @@
 //! HTML escaping shared by every page this crate writes: the sign-in pages
-//! (`auth::page`) and the sandbox's sign-in pages (`sandbox::signin`).
+//! (`sign_in::page`) and the sandbox's sign-in pages (`sandbox::signin`).
 //!
 //! Hand-written on purpose, ten lines: the small escaping crates do not produce the
 //! output the pages (and their tests) rely on. `html-escape`'s `encode_safe` and

@@ -7,7 +7,6 @@
 //! wires into a running server; `doctor` and `print-config` read settings and cli types.
 
 pub mod app;
-pub mod auth;
 pub mod bitrix;
 pub mod chat;
 pub mod cli;
@@ -16,10 +15,12 @@ pub mod html;
 pub mod panic_hook;
 pub mod print_config;
 pub mod redact;
+pub mod replicas;
 pub mod results;
 pub mod sandbox;
 pub mod server;
 pub mod settings;
+pub mod sign_in;
 pub mod store;
 pub mod tools;
 pub mod transport;

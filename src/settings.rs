@@ -138,7 +138,7 @@ pub struct SignInSettings {
     /// `--client-metadata-documents`: whether clients may name themselves by a document.
     pub client_documents: bool,
     /// `--trusted-proxy`: whose forwarded client address the per-source limits believe.
-    pub trusted_proxies: crate::auth::limits::TrustedProxies,
+    pub trusted_proxies: crate::sign_in::limits::TrustedProxies,
 }
 
 /// `--store-key`, or the key in `--store-key-file` (refused unless private to this user);
@@ -237,7 +237,7 @@ pub fn sign_in(cli: &Cli) -> Result<Option<SignInSettings>, String> {
         store_key: store_key(args)?,
         refresh_grace: Duration::from_secs(args.refresh_grace),
         client_documents: args.client_metadata_documents,
-        trusted_proxies: crate::auth::limits::TrustedProxies::parse(&args.trusted_proxies)?,
+        trusted_proxies: crate::sign_in::limits::TrustedProxies::parse(&args.trusted_proxies)?,
     }))
 }
 

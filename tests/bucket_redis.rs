@@ -15,8 +15,8 @@ use bitrix24_task_results_mcp::bitrix::{
     CallError, Client, ClientOptions, Effect, Endpoint, NoSlot, PaceError, Pacer, Rate,
     SharedBucket,
 };
+use bitrix24_task_results_mcp::replicas::bucket::{KEY_PREFIX, RedisBucket};
 use bitrix24_task_results_mcp::sandbox::{RateLimit, Sandbox, SandboxOptions};
-use bitrix24_task_results_mcp::store::redis_bucket::{KEY_PREFIX, RedisBucket};
 use redis_support::RedisServer;
 use serde_json::{Value, json};
 use tokio::time::Instant;

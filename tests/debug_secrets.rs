@@ -14,7 +14,7 @@ use bitrix24_task_results_mcp::bitrix::{
 use bitrix24_task_results_mcp::cli::{Cli, Given};
 use bitrix24_task_results_mcp::sandbox::{OAuthApp, Sandbox, SandboxOptions};
 use bitrix24_task_results_mcp::settings::{PortalChoice, Settings};
-use bitrix24_task_results_mcp::transport::auth::BearerAuth;
+use bitrix24_task_results_mcp::transport::bearer::BearerAuth;
 
 const WEBHOOK_SECRET: &str = "dbgwebhooksecret7q";
 const ACCESS: &str = "dbgaccesstoken7q";

@@ -14,8 +14,8 @@ use bitrix24_task_results_mcp::bitrix::retry::{Admit, unix_now};
 use bitrix24_task_results_mcp::bitrix::{
     CallError, Caller, Client, ClientOptions, Effect, Endpoint, Rate, SharedGate,
 };
+use bitrix24_task_results_mcp::replicas::gate::{KEY_PREFIX, RedisGate};
 use bitrix24_task_results_mcp::sandbox::{Fault, Sandbox, SandboxOptions};
-use bitrix24_task_results_mcp::store::redis_gate::{KEY_PREFIX, RedisGate};
 use redis_support::RedisServer;
 use serde_json::{Value, json};
 

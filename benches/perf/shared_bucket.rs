@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bitrix24_task_results_mcp::bitrix::{Pacer, Rate, SharedBucket};
-use bitrix24_task_results_mcp::store::redis_bucket::RedisBucket;
+use bitrix24_task_results_mcp::replicas::bucket::RedisBucket;
 use tokio::time::Instant;
 
 use crate::stats::Samples;

@@ -1,6 +1,6 @@
 //! Where the operating-limit memory of each method lives: in this process
 //! ([`OperatingGate`]) or, for replicas behind one address, in a [`SharedGate`] (Redis, in
-//! `store::redis_gate`), so that a block one replica met holds for all of them and only
+//! `replicas::gate`), so that a block one replica met holds for all of them and only
 //! one probe per [`PROBE_INTERVAL`] goes out across them.
 //!
 //! What the replicas must agree on is small: until when a method is blocked, that a

@@ -12,7 +12,7 @@
 //! time budget), and a 503 from the portal can mark the bucket full for every caller.
 //!
 //! Replicas behind one address share the portal's bucket, so they must share this one too:
-//! [`Pacer::shared`] keeps the state in a [`SharedBucket`] (Redis, in `store::redis_bucket`)
+//! [`Pacer::shared`] keeps the state in a [`SharedBucket`] (Redis, in `replicas::bucket`)
 //! that runs the same GCRA atomically on its own clock. This file is over 400 lines because
 //! the local and the shared bucket, and the tests that pin their common semantics, belong
 //! together.

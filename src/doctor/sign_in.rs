@@ -7,11 +7,11 @@
 //! from here (with the server's own fenced fetcher).
 
 use crate::app::{open_store, start_sign_in_sandbox};
-use crate::auth::callback_url;
-use crate::auth::documents::{Fetcher, OwnNames, check_client_id};
 use crate::bitrix::CallError;
 use crate::bitrix::grant::{self, App, GrantRequest};
 use crate::settings::{PortalChoice, Settings, SignInSettings};
+use crate::sign_in::callback_url;
+use crate::sign_in::documents::{Fetcher, OwnNames, check_client_id};
 
 use super::Report;
 

@@ -14,10 +14,6 @@
 
 pub mod crypto;
 pub mod redis;
-pub mod redis_bucket;
-pub mod redis_fast;
-pub mod redis_gate;
-pub mod redis_tokens;
 mod schema;
 pub mod sqlite;
 

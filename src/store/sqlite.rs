@@ -47,7 +47,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             clients: 10_000,
-            // Each source and each client may hold only a share (auth::limits), so
+            // Each source and each client may hold only a share (sign_in::limits), so
             // filling this takes hundreds of addresses; a record is under 2 KiB.
             pending: 10_000,
         }

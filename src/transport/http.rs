@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use super::auth::{self, BearerAuth};
+use super::bearer::{self, BearerAuth};
 use super::conn::{self, ConnLimits};
 use super::cors;
 use super::health;
@@ -34,8 +34,8 @@ use super::http_jsonrpc;
 use super::inflight::{self, InFlight};
 use super::legacy_sse;
 use super::sessions::{self, BoundedSessions, SessionLimits, SessionSlots};
-use crate::auth::SignIn;
 use crate::server::TaskResultsServer;
+use crate::sign_in::SignIn;
 
 /// Path of the streamable HTTP endpoint.
 pub const MCP_PATH: &str = "/mcp";
@@ -100,11 +100,11 @@ pub fn router(
     let who = |routes: Router| match sign_in {
         Some(s) => routes.route_layer(from_fn_with_state(
             s.clone(),
-            crate::auth::resource::require,
+            crate::sign_in::resource::require,
         )),
         None => routes.route_layer(from_fn_with_state(
             BearerAuth::new(opts.auth_token.as_ref()),
-            auth::require_bearer,
+            bearer::require_bearer,
         )),
     };
 
@@ -158,7 +158,7 @@ pub fn router(
         .layer(DefaultBodyLimit::disable());
     match sign_in {
         // The loopback name a request used picks the issuer of its answers.
-        Some(s) => app.layer(from_fn_with_state(s.clone(), crate::auth::host::follow)),
+        Some(s) => app.layer(from_fn_with_state(s.clone(), crate::sign_in::host::follow)),
         None => app,
     }
 }

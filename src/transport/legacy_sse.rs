@@ -34,7 +34,7 @@ use tokio_util::sync::{CancellationToken, PollSender};
 use super::inflight::{InFlight, InFlightToken};
 use super::jsonrpc::{BodyCheck, check_body};
 use super::sessions::SessionSlots;
-use crate::auth::resource::PersonId;
+use crate::sign_in::resource::PersonId;
 
 /// Path of the event stream.
 pub const SSE_PATH: &str = "/sse";

@@ -1,6 +1,6 @@
 //! Transports: they only wire a client connection to [`crate::server::TaskResultsServer`].
 
-pub mod auth;
+pub mod bearer;
 pub mod conn;
 pub mod cors;
 pub mod health;

@@ -36,7 +36,7 @@ use rmcp::transport::streamable_http_server::session::{
 use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::auth::resource::PersonId;
+use crate::sign_in::resource::PersonId;
 
 /// A JSON-RPC error code of the server-defined range: no session can be opened now.
 const TOO_MANY_SESSIONS: i64 = -32000;

@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::transport::auth::bearer_token;
+use crate::transport::bearer::bearer_token;
 
 use super::{SCOPE, SignIn, now};
 use crate::bitrix::Caller;

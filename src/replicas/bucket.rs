@@ -11,8 +11,8 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 
 use crate::bitrix::{BoxFuture, BucketUnavailable, NoSlot, PaceError, SharedBucket};
+use crate::replicas::connection::{self, ROUND_TRIP_TIMEOUT};
 use crate::store::StoreError;
-use crate::store::redis_fast::{self, ROUND_TRIP_TIMEOUT};
 
 /// Prefix of the bucket keys; the portal's origin follows.
 pub const KEY_PREFIX: &str = "b24mcp:bucket:";
@@ -63,11 +63,11 @@ impl RedisBucket {
     /// Connects to `url` (`redis://[user:password@]host:port/db` or `rediss://…`); fails
     /// when Redis does not answer, so that start-up can say so.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let (conn, store) = redis_fast::connect(url).await?;
+        let (conn, store) = connection::connect(url).await?;
         Ok(Self::on(conn, store))
     }
 
-    /// On a connection made by [`redis_fast::connect`] (shared with other users of it);
+    /// On a connection made by [`connection::connect`] (shared with other users of it);
     /// `store` names it in messages.
     pub fn on(conn: ConnectionManager, store: String) -> Self {
         RedisBucket {

@@ -12,8 +12,8 @@ use redis::aio::ConnectionManager;
 
 use crate::bitrix::retry::Admit;
 use crate::bitrix::{BoxFuture, GateUnavailable, SharedGate};
+use crate::replicas::connection::{self, ROUND_TRIP_TIMEOUT};
 use crate::store::StoreError;
-use crate::store::redis_fast::{self, ROUND_TRIP_TIMEOUT};
 
 /// Prefix of the gate keys; `block:` or `probe:`, the portal's origin, `/` and the
 /// method follow.
@@ -60,11 +60,11 @@ impl RedisGate {
     /// Connects to `url` (`redis://[user:password@]host:port/db` or `rediss://…`); fails
     /// when Redis does not answer, so that start-up can say so.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let (conn, store) = redis_fast::connect(url).await?;
+        let (conn, store) = connection::connect(url).await?;
         Ok(Self::on(conn, store))
     }
 
-    /// On a connection made by [`redis_fast::connect`] (shared with other users of it);
+    /// On a connection made by [`connection::connect`] (shared with other users of it);
     /// `store` names it in messages.
     pub fn on(conn: ConnectionManager, store: String) -> Self {
         RedisGate {

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bitrix::BoxFuture;
 use crate::bitrix::oauth::{SharedPair, SharedTokens};
-use crate::store::redis_fast::{self, ROUND_TRIP_TIMEOUT};
+use crate::replicas::connection::{self, ROUND_TRIP_TIMEOUT};
 use crate::store::{RedisUrl, StoreKey};
 
 /// Prefix of the identity keys; a hash of the portal's origin and the client id follows.
@@ -70,7 +70,7 @@ impl RedisTokens {
         client_id: &str,
     ) -> Result<Self, String> {
         let shown = url.shown().to_string();
-        let (conn, _) = redis_fast::connect(url.expose())
+        let (conn, _) = connection::connect(url.expose())
             .await
             .map_err(|e| format!("{shown}: {e}"))?;
         Ok(RedisTokens {

@@ -4,7 +4,7 @@
 //! client cannot learn it byte by byte from response timings. Missing or wrong tokens get
 //! `401` with `WWW-Authenticate: Bearer` (RFC 6750), which is what MCP clients expect.
 //!
-//! `bearer_token` (also used by the sign-in check, `auth::resource`) stays hand-written
+//! `bearer_token` (also used by the sign-in check, `sign_in::resource`) stays hand-written
 //! rather than the `headers` crate's `Authorization<Bearer>` (or axum-extra's
 //! `TypedHeader`), which parses differently: it refuses a value with whitespace before
 //! the scheme, keeps extra whitespace around the token (`Bearer  x `) as part of it,
