@@ -1,7 +1,7 @@
 //! Task-chat messages, so that `tasks.task.result.addfromchatmessage` gets a message id.
 //!
-//! `tasks.task.chat.message.send` returns no message id (contract §6.1), so the ids come
-//! from the chat itself (§6.2): REST 3.0 `tasks.task.get` gives the task's chat id, and
+//! `tasks.task.chat.message.send` returns no message id (docs/bitrix24-api.md#task-chat), so the ids come
+//! from the chat itself (same section): REST 3.0 `tasks.task.get` gives the task's chat id, and
 //! v1 `im.dialog.messages.get` (REST 3.0 has no `im` methods) lists the messages.
 
 use std::collections::HashMap;

@@ -290,7 +290,7 @@ impl Default for LimitsArgs {
     }
 }
 
-/// Bitrix24 plans, as far as REST limits go (contract §7).
+/// Bitrix24 plans, as far as REST limits go (docs/bitrix24-api.md#rate-limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Plan {
     /// Every plan but Enterprise: 2 requests/s, burst 50.

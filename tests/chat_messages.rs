@@ -25,7 +25,7 @@ async fn listed_message_ids_are_accepted_by_add_from_chat() {
     assert!(first["date"].is_string() && first["authorName"].is_string());
     assert!(page.get("nextBeforeId").is_none(), "short page: {page}");
 
-    // The REST calls match the contract (§6.2/6.3).
+    // The REST calls match docs/bitrix24-api.md#task-chat.
     let get: Value =
         serde_json::from_str(&requests_for(&sandbox, "tasks.task.get")[0].body).unwrap();
     assert_eq!(get, json!({"id": 51, "select": ["id", "chatId"]}));

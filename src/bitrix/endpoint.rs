@@ -75,7 +75,7 @@ impl Portal {
         url
     }
 
-    /// The portal's sign-in page for the application `client_id` (contract §8.3): the
+    /// The portal's sign-in page for the application `client_id` (docs/bitrix24-api.md#sign-in): the
     /// person's browser goes there and comes back to `redirect_uri` with a code.
     pub fn authorize_url(&self, client_id: &str, state: &str, redirect_uri: &str) -> Url {
         let mut url = self.base.clone();

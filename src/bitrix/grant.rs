@@ -1,4 +1,4 @@
-//! The OAuth server's token endpoint (contract §8.2, §8.3): a sign-in code or a refresh
+//! The OAuth server's token endpoint (docs/bitrix24-api.md#sign-in, #token-refresh): a sign-in code or a refresh
 //! token goes in, a new token pair and the person it belongs to come out.
 //!
 //! The one implementation of it: the people who sign in to the HTTP server and the

@@ -1,4 +1,4 @@
-//! OAuth 2.0 access-token refresh (contract §8.2).
+//! OAuth 2.0 access-token refresh (docs/bitrix24-api.md#token-refresh).
 //!
 //! On 401 `expired_token`/`invalid_token` the client asks [`Refresher::refresh`] for a new
 //! token once and repeats the call. Concurrent calls that hit the 401 together share one

@@ -1,4 +1,4 @@
-//! Client-side pacing: the portal's leaky bucket (contract §7), mirrored here so calls
+//! Client-side pacing: the portal's leaky bucket (docs/bitrix24-api.md#rate-limit), mirrored here so calls
 //! wait for a slot instead of being refused with 503 QUERY_LIMIT_EXCEEDED.
 //!
 //! One [`Pacer`] lives in the [`super::Client`], which every session of the process

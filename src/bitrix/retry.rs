@@ -1,4 +1,4 @@
-//! What to do after a failed attempt (contract §7, "How to respond to limit errors"):
+//! What to do after a failed attempt (docs/bitrix24-api.md#retries, after `limits.md`):
 //!
 //! - `QUERY_LIMIT_EXCEEDED`: the portal refused before running the method, so always
 //!   retry, with growing delay and jitter, never sooner than `Retry-After`, up to a bound.
@@ -169,7 +169,7 @@ fn backoff(policy: &RetryPolicy, n: u32) -> Duration {
     full.mul_f64(0.5 + fastrand::f64() * 0.5)
 }
 
-/// A fresh `Idempotency-Key` (contract §1.3: 1–255 printable ASCII): a random UUID.
+/// A fresh `Idempotency-Key` (docs/bitrix24-api.md#idempotency-key: 1–255 printable ASCII): a random UUID.
 pub fn idempotency_key() -> String {
     uuid::Uuid::new_v4().to_string()
 }

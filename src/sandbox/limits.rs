@@ -1,4 +1,4 @@
-//! Portal limits (contract §1.3, §7): leaky-bucket rate limit, per-method operating time,
+//! Portal limits (docs/bitrix24-api.md#limits, #idempotency-key): leaky-bucket rate limit, per-method operating time,
 //! and the Idempotency-Key store.
 
 use std::collections::{BTreeMap, HashMap};
@@ -42,7 +42,7 @@ impl LeakyBucket {
     }
 }
 
-/// Length of the operating window: ten one-minute buckets (contract §7).
+/// Length of the operating window: ten one-minute buckets (docs/bitrix24-api.md#operating-limit).
 const WINDOW_MINUTES: i64 = 10;
 
 /// Accumulated execution time per (credential, method), in one-minute buckets.
@@ -87,7 +87,7 @@ impl OperatingLedger {
     }
 }
 
-/// Stored responses live 24 h (contract §1.3).
+/// Stored responses live 24 h (docs/bitrix24-api.md#idempotency-key).
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// `Idempotency-Key` must be 1–255 printable ASCII characters (space included).
@@ -146,7 +146,7 @@ impl IdempotencyStore {
         now: Instant,
     ) {
         let id = (credential.to_string(), method.to_string(), key.to_string());
-        // Concurrent first attempts may both run (contract §1.3); the first stored wins.
+        // Concurrent first attempts may both run (docs/bitrix24-api.md#idempotency-key); the first stored wins.
         self.entries.entry(id).or_insert(Stored {
             fingerprint,
             reply,

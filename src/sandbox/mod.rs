@@ -2,8 +2,8 @@
 //! task-result methods, `tasks.task.get`, a few chat helpers, webhook and OAuth auth,
 //! the OAuth token server, rate/operating limits, idempotency and scripted faults.
 //!
-//! It follows `bitrix24-rest-v3-task-results.md` (the "contract"). Where the contract
-//! leaves a behaviour open, the choice is documented next to the code that makes it.
+//! It follows docs/bitrix24-api.md (the portal behaviour the project relies on). Where those notes
+//! leave a behaviour open, the choice is documented next to the code that makes it.
 //! Webhook calls and the configured OAuth token run as `webhook_user_id`; tokens from a
 //! sign-in (`/oauth/authorize/`, the authorization-code grant) run as the person who signed
 //! in, with that person's rights.
@@ -169,7 +169,7 @@ impl fmt::Debug for OAuthApp {
     }
 }
 
-/// Leaky bucket (contract §7): each request adds 1, the counter drains continuously.
+/// Leaky bucket (docs/bitrix24-api.md#rate-limit): each request adds 1, the counter drains continuously.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RateLimit {
     pub drain_per_sec: f64,

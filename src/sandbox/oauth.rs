@@ -1,5 +1,5 @@
 //! OAuth 2.0: per-person tokens, access-token validity for portal calls, sign-in codes and
-//! the `/oauth/token/` endpoint (refresh and authorization-code grants, contract §8.2–8.3).
+//! the `/oauth/token/` endpoint (refresh and authorization-code grants, docs/bitrix24-api.md#oauth).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -47,7 +47,7 @@ pub(crate) struct Issued {
 }
 
 /// Issued tokens, per person. Old access tokens stay valid until they expire (as with real
-/// OAuth servers); a refresh token dies as soon as it is used (rotation, contract §8.2).
+/// OAuth servers); a refresh token dies as soon as it is used (rotation, docs/bitrix24-api.md#token-refresh).
 pub(crate) struct TokenStore {
     access: HashMap<String, Access>,
     refresh: HashMap<String, Grant>,
@@ -223,8 +223,8 @@ impl TokenStore {
 
 /// `/oauth/token/`: `grant_type=refresh_token` or `authorization_code`. Errors use the
 /// OAuth-server shape `{"error","error_description"}`: another grant type => 400
-/// `invalid_request`, bad client id/secret => 401 `invalid_client` (status [INFERRED] in the
-/// contract), unknown or used refresh token, or unknown, used or expired code => 400
+/// `invalid_request`, bad client id/secret => 401 `invalid_client` (status [INFERRED] in
+/// docs/bitrix24-api.md#oauth-errors), unknown or used refresh token, or unknown, used or expired code => 400
 /// `invalid_grant`.
 ///
 /// `server_endpoint` and `client_endpoint` are both `{base_url}/rest/`: the sandbox is the

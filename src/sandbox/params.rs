@@ -11,7 +11,7 @@ pub(crate) enum IntParam {
     /// Absent or `null`.
     Missing,
     Int(i64),
-    /// Anything else, numeric strings included: the contract's "requires `int` data type".
+    /// Anything else, numeric strings included: the portal's "requires `int` data type" (docs/bitrix24-api.md#add).
     WrongType,
 }
 

@@ -52,8 +52,8 @@ impl Reply {
         }
     }
 
-    /// The v1 error shape `{"error":"CODE","error_description":"…"}` (contract §2.3), also used
-    /// for system errors on `/rest/api/` as the contract recommends (§2.4).
+    /// The v1 error shape `{"error":"CODE","error_description":"…"}` (docs/bitrix24-api.md#v1-errors), also used
+    /// for system errors on `/rest/api/` as docs/bitrix24-api.md#system-errors says.
     pub(crate) fn v1_error(status: u16, code: &str, description: &str) -> Reply {
         Reply::json(
             status,
@@ -118,7 +118,7 @@ impl Violation {
     }
 }
 
-/// A REST 3.0 error: `{"error":{"code","message","validation"?}}` (contract §2.2).
+/// A REST 3.0 error: `{"error":{"code","message","validation"?}}` (docs/bitrix24-api.md#v3-errors).
 #[derive(Clone, Debug)]
 pub(crate) struct V3Error {
     pub(crate) status: u16,
@@ -273,7 +273,7 @@ pub(crate) struct Timing {
     pub(crate) operating_reset_at: i64,
 }
 
-/// The `time` object of contract §2.1 (same fields on v1 and REST 3.0 responses).
+/// The `time` object of docs/bitrix24-api.md#answers (same fields on v1 and REST 3.0 responses).
 pub(crate) fn time_json(t: &Timing) -> Value {
     json!({
         "start": t.start,

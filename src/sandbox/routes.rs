@@ -238,7 +238,7 @@ fn method_not_found_v1() -> Reply {
     Reply::v1_error(404, "ERROR_METHOD_NOT_FOUND", "Method not found!")
 }
 
-/// Sandbox choice: GET and POST are both processed (contract §1.3: a GET is read with an
+/// Sandbox choice: GET and POST are both processed (docs/bitrix24-api.md#requests: a GET is read with an
 /// empty parameter set on REST 3.0, since the query string is ignored); other HTTP methods
 /// get 405 with `Allow: GET, POST`.
 fn method_allowed(m: &Method) -> Option<Reply> {
@@ -283,7 +283,7 @@ fn scope_error(api: Api, webhook: bool) -> Reply {
 }
 
 /// REST 3.0 parameters: the JSON body object. Sandbox choices: an empty body is `{}` (so a
-/// GET reports the missing required fields, as contract §1.3 describes); anything that is
+/// GET reports the missing required fields, as docs/bitrix24-api.md#requests describes); anything that is
 /// not a JSON object is INVALIDJSON; the Content-Type header is not checked.
 fn v3_params(body: &[u8]) -> Result<Map<String, Value>, Reply> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -322,7 +322,7 @@ fn v1_params(inc: &Incoming<'_>) -> Map<String, Value> {
 /// Webhook URLs are checked before the body is read (401 `INVALID_CREDENTIALS`). The OAuth
 /// form reads `auth` from the JSON body on REST 3.0 (the query string is ignored there, so
 /// `?auth=` gives `NO_AUTH_FOUND`) and from query or body on v1. System errors use the v1
-/// shape, as the contract recommends for the fake (§2.4).
+/// shape, as docs/bitrix24-api.md#system-errors says the sandbox does.
 fn authenticate(
     shared: &Shared,
     inc: &Incoming<'_>,
@@ -420,7 +420,7 @@ fn call_method(shared: &Shared, inc: &Incoming<'_>, call: &Call, start: f64) -> 
         Err(reply) => return reply,
     };
     // Unknown REST 3.0 names: 400 METHODNOTFOUND, the status batch-v3.md documents (the
-    // direct-call status is [UNCONFIRMED], contract §2.2). Checked after auth, like a portal.
+    // direct-call status is [UNCONFIRMED], docs/bitrix24-api.md#v3-errors). Checked after auth, like a portal.
     let Some(spec) = methods::find(call.api, &call.method) else {
         return match call.api {
             Api::V3 => V3Error::new(400, METHOD_NOT_FOUND, "Method not found").reply(),

@@ -1,4 +1,4 @@
-//! `/oauth/authorize/`: the portal's sign-in (contract §8.2, §8.3). A real portal shows its
+//! `/oauth/authorize/`: the portal's sign-in (docs/bitrix24-api.md#sign-in). A real portal shows its
 //! login form; the sandbox lists its users instead, each a link that signs in as them, and
 //! then redirects like a portal: `code`, `state`, `domain`, `member_id`, `scope`,
 //! `server_domain`.

@@ -78,7 +78,7 @@ pub(crate) struct TaskResult {
     pub(crate) message_id: Option<i64>,
 }
 
-/// Every field of a result item, in the documented order (contract §3.0).
+/// Every field of a result item, in the documented order (docs/bitrix24-api.md#result-item).
 pub(crate) const RESULT_FIELDS: [&str; 10] = [
     "id",
     "taskId",
@@ -251,7 +251,7 @@ impl World {
         }
     }
 
-    /// Creates a result. Contract §3.0: only new results on an unfinished task are open.
+    /// Creates a result. docs/bitrix24-api.md#result-item: only new results on an unfinished task are open.
     pub(crate) fn add_result(
         &mut self,
         task_id: i64,
@@ -308,12 +308,12 @@ impl World {
         id
     }
 
-    /// Only the author may edit or remove a result (contract §3.3, §3.5; no admin override).
+    /// Only the author may edit or remove a result (docs/bitrix24-api.md#update, #delete; no admin override).
     pub(crate) fn may_modify(&self, result: &TaskResult, user: i64) -> bool {
         result.author_id == user && self.can_read_task(result.task_id, user)
     }
 
-    /// The full REST 3.0 item (contract §3.0), rights computed for `user`.
+    /// The full REST 3.0 item (docs/bitrix24-api.md#result-item), rights computed for `user`.
     pub(crate) fn result_item(&self, r: &TaskResult, user: i64) -> Value {
         let may = self.may_modify(r, user);
         json!({

@@ -92,7 +92,7 @@ pub async fn read_all(
         let page = results.list(&params).await?;
         let count = page.items.len();
         all.extend(page.items);
-        // The contract calls "short page = end" a heuristic (some v3 lists return fewer
+        // docs/bitrix24-api.md#list calls "short page = end" a heuristic (some v3 lists return fewer
         // than asked): stop on an empty page or one shorter than the largest seen.
         if count == 0 || count < largest {
             return Ok((all, true));

@@ -50,7 +50,7 @@ impl Tool for Add {
         match error.class() {
             ErrorClass::AccessDenied => Some(CHECK_TASK_ID_OR_USE_A_MEMBER.into()),
             // The only taskId the portal can refuse once ours passed validation is one
-            // that names no task (contract: REQUESTVALIDATION on `taskId`).
+            // that names no task (docs/bitrix24-api.md#add: REQUESTVALIDATION on `taskId`).
             ErrorClass::Validation if error.has_field("taskId") => Some(NO_TASK.into()),
             _ => None,
         }

@@ -55,7 +55,7 @@ impl Tool for AddFromChat {
                  chat, then call again."
                     .into(),
             ),
-            // Contract: REQUESTVALIDATION on `taskId` when the chat's task is gone.
+            // docs/bitrix24-api.md#addfromchatmessage: REQUESTVALIDATION on `taskId` when the chat's task is gone.
             ErrorClass::Validation if error.has_field("taskId") => Some(format!(
                 "the task this chat message belongs to no longer exists. Check the message id, or add the result \
                  to an existing task with {}.",

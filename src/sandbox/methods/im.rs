@@ -1,7 +1,7 @@
-//! v1 chat methods: `im.dialog.messages.get` (contract §6.2) and `im.message.add`.
+//! v1 chat methods: `im.dialog.messages.get` (docs/bitrix24-api.md#task-chat) and `im.message.add`.
 //!
 //! v1 business errors use the v1 shape with HTTP 400. Codes are the `im` module's:
-//! `DIALOG_ID_EMPTY`, `MESSAGE_EMPTY`, `ACCESS_ERROR` (sandbox choice; the contract lists none).
+//! `DIALOG_ID_EMPTY`, `MESSAGE_EMPTY`, `ACCESS_ERROR` (docs/bitrix24-api.md#task-chat lists the first and last; the rest is sandbox choice).
 
 use std::collections::BTreeSet;
 
@@ -141,7 +141,7 @@ pub(super) fn dialog_messages_get(
     Ok(json!({ "chat_id": chat_id, "messages": messages, "users": users, "files": [] }))
 }
 
-/// `im.message.add`: `{"result": <new message id>}` (contract §6.2).
+/// `im.message.add`: `{"result": <new message id>}` (docs/bitrix24-api.md#task-chat).
 pub(super) fn message_add(
     world: &mut World,
     ctx: &Ctx,

@@ -1,4 +1,4 @@
-//! The old v1 `tasks.task.result.list` (contract §3.7), emulated so that a client calling
+//! The old v1 `tasks.task.result.list` (docs/bitrix24-api.md#old-v1-list), emulated so that a client calling
 //! `/rest/` by mistake gets the v1 array shape instead of the REST 3.0 one.
 
 use serde_json::{Map, Value, json};

@@ -1,8 +1,8 @@
-//! `tasks.task.result.list` (REST 3.0, contract §3.4 and §4): filter, select, order,
+//! `tasks.task.result.list` (REST 3.0, docs/bitrix24-api.md#list and #list-rules): filter, select, order,
 //! pagination.
 //!
 //! Check order: filter → required `taskId` → select → order → pagination → access.
-//! Over 400 lines because the contract's list rules (every filter operator, select,
+//! Over 400 lines because the list rules of docs/bitrix24-api.md#list (every filter operator, select,
 //! order and page bound) are one method, checked in the order the portal checks them.
 
 use std::cmp::Ordering;
@@ -57,7 +57,7 @@ impl Scalar {
     }
 }
 
-/// Filterable fields (contract §3.4).
+/// Filterable fields (docs/bitrix24-api.md#list).
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum FilterField {
     TaskId,
@@ -197,7 +197,7 @@ fn invalid_filter() -> V3Error {
 }
 
 /// Parses the top-level filter array and returns the `taskId` values of plain top-level
-/// equality conditions (the only form the [SRC] controller reads, contract §3.4).
+/// equality conditions (the only form the [SRC] controller reads, docs/bitrix24-api.md#list).
 fn parse_filter(filter: Option<&Value>) -> Result<(Expr, Vec<i64>), V3Error> {
     let empty = || V3Error::request_field("filter", "The field value cannot be empty");
     let items = match filter {
@@ -227,7 +227,7 @@ fn parse_filter(filter: Option<&Value>) -> Result<(Expr, Vec<i64>), V3Error> {
     Ok((Expr::All(nodes), task_ids))
 }
 
-/// A condition array or a `{"logic":"and"|"or","conditions":[…]}` group (contract §4).
+/// A condition array or a `{"logic":"and"|"or","conditions":[…]}` group (docs/bitrix24-api.md#list-rules).
 fn parse_node(node: &Value) -> Result<Expr, V3Error> {
     match node {
         Value::Array(parts) => parse_condition(parts),
@@ -309,7 +309,7 @@ struct Projection {
 
 const AUTHOR_FIELDS: [&str; 2] = ["id", "name"];
 
-/// Sandbox choices: omitted or empty `select` returns every item field (contract §3.0,
+/// Sandbox choices: omitted or empty `select` returns every item field (docs/bitrix24-api.md#result-item,
 /// no `author`); unknown names are UNKNOWNDTOPROPERTY on `select` (as the method page says);
 /// a non-array `select` or non-string entries are INVALIDSELECT. `author` is
 /// `{"id","name"}` ([UNCONFIRMED] shape); `author.id` / `author.name` select parts of it.
@@ -366,7 +366,7 @@ fn parse_select(select: Option<&Value>) -> Result<Projection, V3Error> {
     Ok(Projection { own, author })
 }
 
-/// Sortable fields (contract §3.4).
+/// Sortable fields (docs/bitrix24-api.md#list).
 const SORT_FIELDS: [&str; 6] = [
     "id",
     "authorId",

@@ -32,13 +32,13 @@ pub(crate) struct MethodSpec {
     pub(crate) name: &'static str,
     /// The credential needs at least one of these scopes.
     pub(crate) scopes: &'static [&'static str],
-    /// Create/modify/delete methods honour `Idempotency-Key` (contract §1.3).
+    /// Create/modify/delete methods honour `Idempotency-Key` (docs/bitrix24-api.md#idempotency-key).
     pub(crate) mutating: bool,
     pub(crate) handler: Handler,
 }
 
 /// REST 3.0 task methods accept the `tasks` scope of their doc pages or the `task` scope
-/// Bitrix24's own template MCP server uses with them (contract §1.4 leaves this open).
+/// Bitrix24's own template MCP server uses with them (docs/bitrix24-api.md#scopes leaves this open).
 const TASK_SCOPES: &[&str] = &["tasks", "task"];
 
 const V3_METHODS: &[MethodSpec] = &[
@@ -87,7 +87,7 @@ const V3_METHODS: &[MethodSpec] = &[
 ];
 
 /// v1 methods the sandbox knows. Every other name under `/rest/` (including the v3-only
-/// result methods) answers 404 `ERROR_METHOD_NOT_FOUND` (contract §1.1).
+/// result methods) answers 404 `ERROR_METHOD_NOT_FOUND` (docs/bitrix24-api.md#urls).
 const V1_METHODS: &[MethodSpec] = &[
     MethodSpec {
         name: "im.dialog.messages.get",

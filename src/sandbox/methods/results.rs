@@ -1,6 +1,6 @@
-//! `tasks.task.result.add`, `.addfromchatmessage`, `.update`, `.delete` (contract §3.1–3.5).
+//! `tasks.task.result.add`, `.addfromchatmessage`, `.update`, `.delete` (docs/bitrix24-api.md#task-results).
 //!
-//! Check order (contract §3.6 and the [SRC] notes): request shape (`fields`, `id`/`filter`)
+//! Check order (docs/bitrix24-api.md#check-order and the [SRC] notes): request shape (`fields`, `id`/`filter`)
 //! → unknown properties → parameter types → DTO rules → access → business rules.
 
 use serde_json::{Map, Value, json};
@@ -12,7 +12,7 @@ use crate::sandbox::world::{ChatKind, World};
 
 const ENTITY: &str = "ResultDto";
 
-/// Sandbox choice: the contract documents no maximum; the sandbox rejects more than 30000
+/// Sandbox choice: no maximum is documented (docs/bitrix24-api.md#unconfirmed); the sandbox rejects more than 30000
 /// characters (the figure a third-party server advertises) with DTOVALIDATION on `text`.
 pub(crate) const MAX_TEXT_CHARS: usize = 30_000;
 
@@ -110,7 +110,7 @@ fn item_result(world: &World, id: i64, user: i64) -> Value {
 ///
 /// Sandbox choices: an existing task the user is not a member of => 403 on `taskId`; a task
 /// that does not exist passes the access check and fails with 400 REQUESTVALIDATION
-/// "Task not found" (the contract's recommendation for the [INFERRED] case). `taskId` 0 is
+/// "Task not found" (one of the two answers docs/bitrix24-api.md#add allows). `taskId` 0 is
 /// "Task id must be set", negative ids "Task id must be positive".
 pub(super) fn add(
     world: &mut World,
@@ -150,7 +150,7 @@ pub(super) fn add(
 /// `tasks.task.result.addfromchatmessage`.
 ///
 /// Sandbox choices: an unknown (or non-positive) message id is 400 REQUESTVALIDATION
-/// "Message not found" on `messageId` ([INFERRED] in the contract); the checks then run
+/// "Message not found" on `messageId` ([INFERRED] in docs/bitrix24-api.md#addfromchatmessage); the checks then run
 /// not-a-task-chat → task gone ("Task not found" on `taskId`) → access (403 on `messageId`).
 /// The result's author is the calling user, its text the message text (or the default
 /// title "Result" when the message is empty), its `fileIds` the message's files. The same
@@ -224,7 +224,7 @@ fn result_id(params: &Map<String, Value>) -> Result<i64, V3Error> {
     }
 }
 
-/// Unknown ids and results of other authors are both 403 on `id` (contract §3.3, §3.5).
+/// Unknown ids and results of other authors are both 403 on `id` (docs/bitrix24-api.md#update, #delete).
 fn check_author(world: &World, id: i64, user: i64) -> Result<(), V3Error> {
     match world.results.get(&id) {
         Some(r) if world.may_modify(r, user) => Ok(()),

@@ -1,4 +1,4 @@
-//! REST 3.0 `tasks.task.get` (contract §6.3) and `tasks.task.chat.message.send` (§6.1).
+//! REST 3.0 `tasks.task.get` and `tasks.task.chat.message.send` (docs/bitrix24-api.md#task-chat).
 
 use serde_json::{Map, Value, json};
 
@@ -53,7 +53,7 @@ fn task_item(world: &World, t: &Task, user: i64) -> Map<String, Value> {
 /// `tasks.task.get`: `{"item":{…}}`.
 ///
 /// Omitted or empty `select` returns every own field. Unknown own fields are silently
-/// dropped (contract §4); `chat.id`, `chat.entityId`, `chat.entityType` come back nested
+/// dropped (docs/bitrix24-api.md#list-rules); `chat.id`, `chat.entityId`, `chat.entityType` come back nested
 /// under `chat`; any other dotted name is UNKNOWNDTOPROPERTY on `select`. A missing task
 /// (or an id ≤ 0) is 400 ENTITYNOTFOUND, a task the user is not a member of 403 on `id`.
 pub(super) fn get(
@@ -136,7 +136,7 @@ fn parse_select(select: Option<&Value>) -> Result<Selection, V3Error> {
 }
 
 /// `tasks.task.chat.message.send`: posts to the task chat; `{"result":true}` without a
-/// message id (contract §6.1). Missing or inaccessible tasks are 403 on `taskId`.
+/// message id (docs/bitrix24-api.md#task-chat). Missing or inaccessible tasks are 403 on `taskId`.
 pub(super) fn chat_message_send(
     world: &mut World,
     ctx: &Ctx,

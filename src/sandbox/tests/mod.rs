@@ -129,7 +129,7 @@ pub(super) fn assert_v1_error(r: &Resp, status: u16, code: &str) {
     assert!(r.json["error_description"].is_string(), "{}", r.text);
 }
 
-/// The date format of contract §2.1 with the sandbox's +03:00 offset.
+/// The date format of docs/bitrix24-api.md#answers with the sandbox's +03:00 offset.
 #[track_caller]
 pub(super) fn assert_portal_date(v: &Value) {
     let s = v
