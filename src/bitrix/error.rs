@@ -99,6 +99,9 @@ impl PortalError {
             "INTERNAL_SERVER_ERROR" | "ERROR_UNEXPECTED_ANSWER" | "ERROR_CORE" => {
                 ErrorClass::Internal
             }
+            // im.dialog.messages.get's documented errors (docs/bitrix24-api.md#task-chat).
+            "ACCESS_ERROR" => ErrorClass::AccessDenied,
+            "DIALOG_ID_EMPTY" => ErrorClass::Validation,
             // v1 numeric codes: `0` "Access denied.", `100` invalid value.
             "0" => ErrorClass::AccessDenied,
             "100" => ErrorClass::Validation,
@@ -286,6 +289,8 @@ mod tests {
             (500, "INTERNAL_SERVER_ERROR", Internal),
             (400, "100", Validation),
             (400, "0", AccessDenied),
+            (400, "ACCESS_ERROR", AccessDenied),
+            (400, "DIALOG_ID_EMPTY", Validation),
             (502, "WHATEVER", Internal),
             (418, "WHATEVER", Unknown),
         ] {
