@@ -249,6 +249,9 @@ pub struct PortalArgs {
     /// Whole-request timeout for portal calls, in seconds (the portal itself stops at 60).
     #[arg(long, env = "BITRIX24_TIMEOUT", default_value_t = 65, value_name = "SECONDS", global = true, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub timeout: u64,
+    /// How long the portal may go on running a request it received, in seconds (Bitrix24's cloud cuts it at 60; on-premise, the PHP time limit). A REST 3.0 write whose connection broke is repeated, under its Idempotency-Key, only once this much has passed since it was sent: two requests with one key at the same moment may both run.
+    #[arg(long, env = "BITRIX24_RUN_LIMIT", default_value_t = 60, value_name = "SECONDS", global = true, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub portal_run_limit: u64,
     /// Pacing and waiting.
     #[command(flatten)]
     pub limits: LimitsArgs,

@@ -348,6 +348,7 @@ pub fn sign_in_portal(args: &PortalArgs) -> Result<Portal, String> {
         choice,
         refresh: None,
         request_timeout: Duration::from_secs(args.timeout),
+        run_limit: Duration::from_secs(args.portal_run_limit),
     })
 }
 
@@ -360,6 +361,8 @@ pub struct Portal {
     pub refresh: Option<OAuthConfig>,
     /// Whole-request timeout of one portal call.
     pub request_timeout: Duration,
+    /// How long the portal may go on running a request it received.
+    pub run_limit: Duration,
 }
 
 /// Where calls go once the configuration is resolved.
@@ -389,6 +392,7 @@ impl Pacing {
     pub fn client_options(&self, portal: &Portal) -> ClientOptions {
         ClientOptions {
             request_timeout: portal.request_timeout,
+            run_limit: portal.run_limit,
             rate: self.rate,
             call_budget: self.call_budget,
             ..ClientOptions::default()
@@ -418,6 +422,7 @@ pub fn portal(args: &PortalArgs) -> Result<Portal, String> {
         refresh: oauth_refresh(args)?,
         choice,
         request_timeout: Duration::from_secs(args.timeout),
+        run_limit: Duration::from_secs(args.portal_run_limit),
     })
 }
 
@@ -599,6 +604,7 @@ mod tests {
             access_token: token.map(Secret::from),
             sandbox,
             timeout: 65,
+            portal_run_limit: 60,
             limits: LimitsArgs::default(),
             oauth: OAuthArgs::default(),
         }

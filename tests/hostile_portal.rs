@@ -141,7 +141,11 @@ async fn malformed_answers_give_clear_errors_and_the_session_keeps_serving() {
         ),
     ];
     for (i, (method, fault, needles)) in cases.into_iter().enumerate() {
-        sandbox.inject(method, fault.clone(), attempts_to_exhaust(&fault));
+        sandbox.inject(
+            method,
+            fault.clone(),
+            attempts_to_exhaust(&fault, method != LIST),
+        );
         let (tool, args) = if method == LIST {
             ("task_result_list", json!({"taskId": 51}))
         } else {

@@ -304,15 +304,23 @@ async fn a_429_without_a_reset_time_uses_the_last_answers_time_block() {
 }
 
 #[tokio::test]
-async fn a_dropped_connection_after_an_applied_add_leaves_exactly_one_result() {
-    let (sb, s) = spawn_with_sandbox(SandboxOptions::default(), &[FAST]).await;
+async fn a_dropped_connection_after_an_applied_add_is_replayed_once_the_portal_has_finished() {
+    // The portal lets a request run for at most 2 s here: the repeat waits that long after
+    // the first attempt was sent, then gets the stored answer under the same key.
+    let (sb, s) = spawn_with_sandbox(
+        SandboxOptions::default(),
+        &[FAST, ("BITRIX24_RUN_LIMIT", "2")],
+    )
+    .await;
     sb.inject(ADD, Fault::DropAfterApply, 1);
+    let started = std::time::Instant::now();
     let added = ok(&s
         .call(
             "task_result_add",
             json!({"taskId": 51, "text": "applied once"}),
         )
         .await);
+    let took = started.elapsed();
     let mine: Vec<_> = results_of(&sb, 51)
         .into_iter()
         .filter(|r| r["text"] == "applied once")
@@ -323,6 +331,31 @@ async fn a_dropped_connection_after_an_applied_add_leaves_exactly_one_result() {
     // 0 = the connection was dropped without an answer; the retry got the stored answer.
     assert_eq!(statuses(&adds), [0, 200]);
     shared_key(&adds);
+    // A lower bound only (never an upper one): the repeat waited out the run limit.
+    assert!(took >= Duration::from_secs(2), "repeated within {took:?}");
+    list_ok(&s, 51).await;
+    s.close().await;
+}
+
+#[tokio::test]
+async fn a_dropped_connection_on_a_write_is_not_repeated_while_the_portal_may_still_run_it() {
+    // Default: the portal may run a request for 60 s, more than the 30 s call budget, so
+    // the write is not sent again and the model is told to look before repeating it.
+    let (sb, s) = spawn_with_sandbox(SandboxOptions::default(), &[FAST]).await;
+    sb.inject(ADD, Fault::DropAfterApply, 1);
+    let error = err(&s
+        .call(
+            "task_result_add",
+            json!({"taskId": 51, "text": "applied once"}),
+        )
+        .await);
+    assert!(error.contains("task_result_list"), "{error}");
+    assert_eq!(statuses(&requests_for(&sb, ADD)), [0]);
+    let mine: Vec<_> = results_of(&sb, 51)
+        .into_iter()
+        .filter(|r| r["text"] == "applied once")
+        .collect();
+    assert_eq!(mine.len(), 1, "{mine:?}");
     list_ok(&s, 51).await;
     s.close().await;
 }

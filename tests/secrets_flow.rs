@@ -72,7 +72,7 @@ async fn whole_flow(s: &mut RawSession, sandbox: &Sandbox, credential: &str) -> 
     .into_iter()
     .enumerate()
     {
-        let times = common::attempts_to_exhaust(&fault);
+        let times = common::attempts_to_exhaust(&fault, true);
         sandbox.inject("tasks.task.result.add", fault, times);
         answers.push(
             s.call(

@@ -35,7 +35,7 @@ async fn error_paths(s: &mut RawSession, sandbox: &Sandbox) {
         .into_iter()
         .enumerate()
     {
-        let times = common::attempts_to_exhaust(&fault);
+        let times = common::attempts_to_exhaust(&fault, true);
         sandbox.inject("tasks.task.result.add", fault, times);
         s.call(
             json!(10 + n),

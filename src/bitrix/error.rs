@@ -195,6 +195,20 @@ impl CallError {
             _ => None,
         }
     }
+
+    /// Whether the request may still be running on the portal: it was sent, and no answer
+    /// of the portal's own came back (the connection broke, the timeout fired, or a proxy
+    /// in front answered 5xx with its own page). A portal's own error answer means it has
+    /// finished.
+    pub fn may_still_run(&self) -> bool {
+        match self {
+            CallError::Transport(t) => {
+                matches!(t.kind, TransportKind::Timeout | TransportKind::Interrupted)
+            }
+            CallError::Decode { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -296,6 +310,26 @@ mod tests {
         ] {
             assert_eq!(err(status, code).class(), class, "{code} {status}");
         }
+    }
+
+    #[test]
+    fn only_an_answer_of_the_portal_s_own_says_the_request_has_ended() {
+        let transport = |kind| {
+            CallError::Transport(TransportError {
+                kind,
+                detail: String::new(),
+            })
+        };
+        assert!(transport(TransportKind::Interrupted).may_still_run());
+        assert!(transport(TransportKind::Timeout).may_still_run());
+        assert!(!transport(TransportKind::Connect).may_still_run());
+        let page = |status| CallError::Decode {
+            status,
+            detail: String::new(),
+        };
+        assert!(page(502).may_still_run());
+        assert!(!page(200).may_still_run());
+        assert!(!CallError::Portal(err(500, "INTERNAL_SERVER_ERROR")).may_still_run());
     }
 
     #[test]

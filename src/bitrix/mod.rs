@@ -56,6 +56,11 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Whole-request timeout (the portal cuts a request off after 60 s).
     pub request_timeout: Duration,
+    /// How long the portal may go on running a request it received (the cloud: 60 s). A
+    /// keyed write that may still be running is not repeated before this has passed
+    /// since it was sent (docs/bitrix24-api.md#idempotency-key: two requests with one key
+    /// at the same moment may both run).
+    pub run_limit: Duration,
     /// Largest answer body accepted.
     pub max_response_bytes: usize,
     /// The client-side leaky bucket, matching the portal's plan.
@@ -78,6 +83,7 @@ impl Default for ClientOptions {
         Self {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(65),
+            run_limit: Duration::from_secs(60),
             max_response_bytes: 16 * 1024 * 1024,
             rate: Rate::STANDARD,
             shared_bucket: None,
@@ -270,6 +276,11 @@ impl Client {
                     self.inner.pacer.note_full().await;
                     delay
                 }
+                // A write that may still be running on the portal waits until it cannot be.
+                Step::Transient(delay) if key.is_some() && err.may_still_run() => delay.max(
+                    (started + self.inner.options.run_limit)
+                        .saturating_duration_since(Instant::now()),
+                ),
                 Step::Transient(delay) => delay,
                 Step::OperatingReset(at) => {
                     // The gate makes this and every other call of the method wait.

@@ -5,7 +5,10 @@
 //! - `OPERATION_TIME_LIMIT`: the method is blocked until `operating_reset_at`; wait for it
 //!   when that is within the call's budget (the caller checks the budget).
 //! - 5xx, dropped connections, timeouts: the request may have run. Reads are retried;
-//!   writes only when they carry an `Idempotency-Key`, which makes a repeat a replay.
+//!   writes only when they carry an `Idempotency-Key`, which makes a repeat a replay,
+//!   and, unless the portal itself answered, not before its run limit has passed since
+//!   the attempt was sent (the caller adds that wait: two requests with one key at the
+//!   same moment may both run).
 //!   A refused connection never reached the portal and is retried either way.
 //! - Anything else (the other 4xx, undecodable successes) is final.
 //!

@@ -195,13 +195,20 @@ pub fn requests_for(
 }
 
 /// How many times to script `fault` so that one tool call meets it on every attempt the
-/// client makes: 5xx answers and dropped connections are retried, everything else is final.
+/// client makes: 5xx answers and dropped connections are retried (a write only after an
+/// answer of the portal's own), everything else is final.
 /// Scripting exactly that many leaves no fault behind for the next call.
-pub fn attempts_to_exhaust(fault: &bitrix24_task_results_mcp::sandbox::Fault) -> u32 {
+pub fn attempts_to_exhaust(fault: &bitrix24_task_results_mcp::sandbox::Fault, write: bool) -> u32 {
     use bitrix24_task_results_mcp::sandbox::Fault;
+    // An answer of the portal's own (a JSON error) says the request has ended; without one
+    // a write may still be running and is not repeated within the default call budget.
+    let portal_answered = |body: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("error").is_some())
+    };
     let retried = match fault {
-        Fault::Raw { status, .. } => *status >= 500,
-        Fault::Html | Fault::InternalError | Fault::InternalErrorV3 | Fault::DropAfterApply => true,
+        Fault::Raw { status, body, .. } => *status >= 500 && (!write || portal_answered(body)),
+        Fault::Html | Fault::DropAfterApply => !write,
+        Fault::InternalError | Fault::InternalErrorV3 => true,
         _ => false,
     };
     if retried {
