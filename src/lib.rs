@@ -10,6 +10,7 @@ pub mod app;
 pub mod bitrix;
 pub mod chat;
 pub mod cli;
+pub mod clock;
 pub mod doctor;
 pub mod html;
 pub mod panic_hook;

@@ -171,13 +171,8 @@ pub(crate) fn parse(status: u16, body: &[u8], origin: &str) -> Result<Issued, Ca
             .get(k)
             .and_then(|v| v.as_i64().or_else(|| v.as_str()?.trim().parse().ok()))
     };
-    let expires_at = number("expires").or_else(|| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_secs();
-        i64::try_from(now).ok()?.checked_add(number("expires_in")?)
-    });
+    let expires_at =
+        number("expires").or_else(|| crate::clock::now_s().checked_add(number("expires_in")?));
     Ok(Issued {
         access_token: SecretString::from(access),
         refresh_token: SecretString::from(refresh),

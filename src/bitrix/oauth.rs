@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use super::caller::{BoxFuture, TokenSource};
 use super::error::CallError;
 use super::grant::{self, App, GrantRequest};
+use crate::clock::now_ms;
 use crate::redact;
 
 /// Whether `url` may receive the client secret: `https`, or `http` to a loopback host
@@ -134,13 +135,6 @@ fn shared_unavailable(detail: String) -> CallError {
             "the store shared with the other replicas is unavailable ({detail}); nothing was spent, try again"
         ),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// `$XDG_CONFIG_HOME/bitrix24-task-results-mcp/token.json`, else under `~/.config`, else

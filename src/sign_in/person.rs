@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::now;
 use crate::bitrix::grant::{self, App, GrantRequest};
 use crate::bitrix::{BoxFuture, CallError, TokenSource};
+use crate::clock::{now_ms, now_s};
 use crate::redact;
 use crate::store::{BitrixTokens, Store, StoreError};
 
@@ -34,13 +34,6 @@ fn store_unavailable(e: StoreError) -> CallError {
         code: "store_unavailable".into(),
         detail: format!("the sign-in store is unavailable ({e}); try again"),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 type Key = (String, i64);
@@ -74,14 +67,14 @@ impl People {
         let cached = self.lock().get(&key).cloned();
         if let Some(source) = cached {
             if source.touch_due() {
-                let _ = self.store.touch_person(member_id, user_id, now()).await;
+                let _ = self.store.touch_person(member_id, user_id, now_s()).await;
             }
             return Ok(Some(source));
         }
         let Some(person) = self.store.person(member_id, user_id).await? else {
             return Ok(None);
         };
-        let _ = self.store.touch_person(member_id, user_id, now()).await;
+        let _ = self.store.touch_person(member_id, user_id, now_s()).await;
         let source = Arc::new(PersonSource {
             key: key.clone(),
             store: self.store.clone(),
@@ -92,7 +85,7 @@ impl People {
                 generation: 0,
             }),
             refreshing: tokio::sync::Mutex::new(()),
-            touched: Mutex::new(now()),
+            touched: Mutex::new(now_s()),
             masked: redact::Slot::new(),
         });
         source.mask(&person.tokens);
@@ -147,7 +140,7 @@ impl PersonSource {
 
     fn touch_due(&self) -> bool {
         let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
-        let t = now();
+        let t = now_s();
         if t - *touched >= TOUCH_EVERY {
             *touched = t;
             true
@@ -271,7 +264,7 @@ impl PersonSource {
         let tokens = BitrixTokens {
             access: issued.access_token.clone(),
             refresh: issued.refresh_token,
-            expires_at: issued.expires_at.unwrap_or(now() + 3600),
+            expires_at: issued.expires_at.unwrap_or(now_s() + 3600),
             server_endpoint: issued.server_endpoint.or(person.tokens.server_endpoint),
             client_endpoint: issued.client_endpoint.or(person.tokens.client_endpoint),
             scope: issued.scope.or(person.tokens.scope),
