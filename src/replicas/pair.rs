@@ -3,8 +3,9 @@
 //! Without sign-in every replica runs as one identity, and Bitrix24 rotates its refresh
 //! token on every refresh: a second replica spending the same token would be refused and
 //! the identity would be dead. The replicas therefore keep the pair here, sealed with the
-//! store key (never in clear), take turns through a lock (`SET … PXAT`, freed by
-//! compare-and-delete), and adopt the pair the holder published ([`SharedTokens`]).
+//! store key (never in clear), take turns through the store's one Redis lock
+//! (`crate::store::redis::lock`: `SET … PXAT`, freed by compare-and-delete), and adopt
+//! the pair the holder published ([`SharedTokens`]).
 
 use redis::aio::ConnectionManager;
 use secrecy::zeroize::Zeroizing;
@@ -15,24 +16,11 @@ use sha2::{Digest, Sha256};
 use crate::bitrix::BoxFuture;
 use crate::bitrix::oauth::{SharedPair, SharedTokens};
 use crate::replicas::connection::{self, ROUND_TRIP_TIMEOUT};
+use crate::store::redis::lock;
 use crate::store::{RedisUrl, StoreKey};
 
 /// Prefix of the identity keys; a hash of the portal's origin and the client id follows.
 pub const KEY_PREFIX: &str = "b24mcp:identity:";
-
-/// Takes the lock when free or already the holder's.
-const LOCK: &str = "local cur = redis.call('GET', KEYS[1])
-if cur == false or cur == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
-  return 1
-end
-return 0";
-
-/// Frees the lock only when the holder still holds it (it may have expired and been
-/// taken by another).
-const UNLOCK: &str =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0";
 
 /// One identity's shared pair and refresh lock in Redis.
 pub struct RedisTokens {
@@ -40,8 +28,6 @@ pub struct RedisTokens {
     key: StoreKey,
     /// `b24mcp:identity:<hash>`: the sealed pair; `…:lock` is the refresh lock.
     name: String,
-    lock: redis::Script,
-    unlock: redis::Script,
     /// The URL without its credentials.
     shown: String,
 }
@@ -77,8 +63,6 @@ impl RedisTokens {
             conn,
             key,
             name: identity_key(origin, client_id),
-            lock: redis::Script::new(LOCK),
-            unlock: redis::Script::new(UNLOCK),
             shown,
         })
     }
@@ -151,16 +135,14 @@ impl RedisTokens {
     }
 
     async fn try_lock(&self, holder: &str, until_ms: i64) -> Result<bool, String> {
-        let mut invocation = self.lock.key(self.lock_name());
-        invocation.arg(holder).arg(until_ms.max(1));
+        let invocation = lock::take(&self.lock_name(), holder, until_ms);
         let mut conn = self.conn.clone();
         let taken: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
         Ok(taken == 1)
     }
 
     async fn free(&self, holder: &str) -> Result<(), String> {
-        let mut invocation = self.unlock.key(self.lock_name());
-        invocation.arg(holder);
+        let invocation = lock::free(&self.lock_name(), holder);
         let mut conn = self.conn.clone();
         let _: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
         Ok(())
