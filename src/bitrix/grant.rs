@@ -14,8 +14,25 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::error::CallError;
-use super::oauth::{DEFAULT_OAUTH_SERVER, is_safe_oauth_server};
 use crate::redact;
+
+/// Where exchanges go when neither an override nor a `server_endpoint` says otherwise.
+pub const DEFAULT_OAUTH_SERVER: &str = "https://oauth.bitrix.info";
+
+/// Whether `url` may receive the client secret: `https`, or `http` to a loopback host
+/// (the sandbox and tests).
+pub(crate) fn is_safe_oauth_server(url: &Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => match url.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
 
 /// Answers larger than this are not token answers.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;

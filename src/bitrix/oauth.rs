@@ -35,24 +35,6 @@ use super::grant::{self, App, GrantRequest};
 use crate::clock::now_ms;
 use crate::redact;
 
-/// Whether `url` may receive the client secret: `https`, or `http` to a loopback host
-/// (the sandbox and tests).
-pub(crate) fn is_safe_oauth_server(url: &Url) -> bool {
-    match url.scheme() {
-        "https" => true,
-        "http" => match url.host() {
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        },
-        _ => false,
-    }
-}
-
-/// Where refreshes go when neither an override nor a `server_endpoint` says otherwise.
-pub const DEFAULT_OAUTH_SERVER: &str = "https://oauth.bitrix.info";
-
 /// Name of the token file's directory under the user's configuration directory.
 const APP_DIR: &str = "bitrix24-task-results-mcp";
 
