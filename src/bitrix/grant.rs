@@ -1,11 +1,11 @@
 //! The OAuth server's token endpoint (contract §8.2, §8.3): a sign-in code or a refresh
 //! token goes in, a new token pair and the person it belongs to come out.
 //!
-//! The one implementation of it: the people who sign in to the HTTP server and the
-//! configured identity's refresher (`oauth.rs`, which keeps the token file) both call
-//! it. Every exchange is a POST with a form body, so the client secret never appears in
-//! a URL; a `server_endpoint` learnt from an answer is used only over `https` (or on a
-//! loopback host, for the sandbox and tests).
+//! The one implementation of it: the people who sign in to the HTTP server, and the
+//! token engine that refreshes every held pair (`crate::identity`), call it. Every
+//! exchange is a POST with a form body, so the client secret never appears in a URL; a
+//! `server_endpoint` learnt from an answer is used only over `https` (or on a loopback
+//! host, for the sandbox and tests).
 
 use std::time::Duration;
 
@@ -229,6 +229,66 @@ mod tests {
         assert!(
             matches!(parse(502, b"<html>", "o"), Err(CallError::OAuth { code, .. }) if code == "HTTP_502")
         );
+    }
+
+    #[test]
+    fn server_endpoint_is_used_only_over_https_or_loopback() {
+        for (endpoint, expected) in [
+            (
+                "https://oauth.bitrix24.tech/rest/",
+                "https://oauth.bitrix24.tech/oauth/token/",
+            ),
+            (
+                "http://127.0.0.1:9/rest/",
+                "http://127.0.0.1:9/oauth/token/",
+            ),
+            ("http://[::1]:9/rest/", "http://[::1]:9/oauth/token/"),
+            (
+                "http://localhost:9/rest/",
+                "http://localhost:9/oauth/token/",
+            ),
+            (
+                "http://oauth.evil.example/rest/",
+                "https://oauth.bitrix.info/oauth/token/",
+            ),
+            (
+                "http://10.0.0.1/rest/",
+                "https://oauth.bitrix.info/oauth/token/",
+            ),
+            (
+                "ftp://127.0.0.1/rest/",
+                "https://oauth.bitrix.info/oauth/token/",
+            ),
+        ] {
+            assert_eq!(
+                token_url(None, Some(endpoint)).as_str(),
+                expected,
+                "{endpoint}"
+            );
+        }
+    }
+
+    #[test]
+    fn answers_are_parsed() {
+        let ok = parse(
+            200,
+            br#"{"access_token":"a1","refresh_token":"r1","expires":1780319382,"server_endpoint":"https://oauth.bitrix.info/rest/"}"#,
+            "o",
+        )
+        .unwrap();
+        assert_eq!(ok.access_token.expose_secret(), "a1");
+        assert_eq!(ok.expires_at, Some(1780319382));
+        let grant = parse(
+            400,
+            br#"{"error":"invalid_grant","error_description":"Invalid grant"}"#,
+            "o",
+        )
+        .unwrap_err();
+        assert!(matches!(&grant, CallError::OAuth { code, .. } if code == "invalid_grant"));
+        let html = parse(502, b"<html>", "o").unwrap_err();
+        assert!(matches!(&html, CallError::OAuth { code, .. } if code == "HTTP_502"));
+        let partial = parse(200, br#"{"access_token":"a"}"#, "o").unwrap_err();
+        assert!(matches!(&partial, CallError::OAuth { code, .. } if code == "HTTP_200"));
     }
 
     #[test]
