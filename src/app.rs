@@ -10,15 +10,14 @@ use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::bitrix::OAuthConfig;
 use crate::bitrix::grant::App;
-use crate::bitrix::oauth::Shared;
-use crate::bitrix::{Caller, Client, Endpoint, Refresher, StaticToken};
+use crate::bitrix::{Caller, Client, Endpoint, StaticToken};
 use crate::bitrix::{SharedBucket, SharedGate};
+use crate::identity::{OAuthConfig, Refresher, Shared};
 use crate::redact;
 use crate::replicas::bucket::RedisBucket;
 use crate::replicas::gate::RedisGate;
-use crate::replicas::pair::RedisTokens;
+use crate::replicas::pair::RedisPair;
 use crate::sandbox::{OAuthApp, Sandbox, SandboxOptions};
 use crate::server::TaskResultsServer;
 use crate::settings::{Pacing, Portal, PortalChoice, Settings, SignInSettings, StoreLocation};
@@ -374,10 +373,10 @@ pub async fn shared_identity(
             url.shown()
         ))
     };
-    let tokens = RedisTokens::connect(url, key, origin, &config.client_id)
+    let pair = RedisPair::connect(url, key, origin, &config.client_id)
         .await
         .map_err(unreachable)?;
-    config.shared = Some(Shared::load(Arc::new(tokens)).await.map_err(unreachable)?);
+    config.shared = Some(Shared::load(Arc::new(pair)).await.map_err(unreachable)?);
     tracing::info!(store = %url.shown(), "the OAuth identity's tokens are shared with the other replicas");
     Ok(())
 }

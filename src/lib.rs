@@ -2,7 +2,9 @@
 //!
 //! Layers, top to bottom: `transport` (stdio, HTTP) wires clients to `server` (the MCP
 //! face), which parses arguments into `results` (the domain), which calls `bitrix` (the
-//! portal client, free of MCP). `sandbox` emulates a portal for trials and tests.
+//! portal client, free of MCP), whose OAuth calls carry a token pair held by `identity`
+//! (one engine for the token file, the replicas' pair and each signed-in person).
+//! `sandbox` emulates a portal for trials and tests.
 //! Configuration: `cli` (the clap schema) is validated into `settings`, which `app`
 //! wires into a running server; `doctor` and `print-config` read settings and cli types.
 
@@ -10,8 +12,10 @@ pub mod app;
 pub mod bitrix;
 pub mod chat;
 pub mod cli;
+pub mod clock;
 pub mod doctor;
 pub mod html;
+pub mod identity;
 pub mod panic_hook;
 pub mod print_config;
 pub mod redact;

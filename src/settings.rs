@@ -14,10 +14,11 @@ use std::path::PathBuf;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::bitrix::grant::App;
-use crate::bitrix::{ClientOptions, Endpoint, OAuthConfig, Rate, StaticToken, oauth};
+use crate::bitrix::{ClientOptions, Endpoint, Rate, StaticToken};
 use crate::cli::{
     Cli, HttpArgs, LimitsArgs, Plan, PortalArgs, Secret, SignInArgs, ToolArgs, Transport,
 };
+use crate::identity::{OAuthConfig, default_token_file};
 use crate::server::ToolSelection;
 use crate::store::RedisUrl;
 use crate::transport::host_origin::HostOriginPolicy;
@@ -490,7 +491,7 @@ fn oauth_refresh(args: &PortalArgs) -> Result<Option<OAuthConfig>, String> {
     };
     let token_file = match &o.token_file {
         Some(p) if !p.as_os_str().is_empty() => p.clone(),
-        _ => oauth::default_token_file().ok_or(
+        _ => default_token_file().ok_or(
             "no configuration directory is known (HOME and XDG_CONFIG_HOME are unset): set BITRIX24_TOKEN_FILE",
         )?,
     };

@@ -2,16 +2,17 @@
 //! (and where each setting came from), the validated settings, the portal endpoint and
 //! its callers, the OAuth configuration and refresher (from the environment, from a
 //! token file, and after a refresh), and the HTTP options and bearer check. The private
-//! token-file and token-answer types are covered by a unit test in `bitrix::oauth`.
+//! token-file and token-answer types are covered by a unit test in `identity::configured`.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bitrix24_task_results_mcp::bitrix::{
-    Caller, Endpoint, Portal, Refresher, StaticToken, TokenSource, WebhookCredentials,
+    Caller, Endpoint, Portal, StaticToken, TokenSource, WebhookCredentials,
 };
 use bitrix24_task_results_mcp::cli::{Cli, Given};
+use bitrix24_task_results_mcp::identity::Refresher;
 use bitrix24_task_results_mcp::sandbox::{OAuthApp, Sandbox, SandboxOptions};
 use bitrix24_task_results_mcp::settings::{PortalChoice, Settings};
 use bitrix24_task_results_mcp::transport::bearer::BearerAuth;

@@ -17,10 +17,11 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Where one OAuth identity's access token comes from and how it is renewed.
 ///
-/// Implemented by the configured identity's refresher and by each signed-in person's
-/// stored grant. One refresh at a time per identity: Bitrix24 rotates refresh tokens, so
-/// two concurrent refreshes would break the grant. `Debug` lets a [`Caller`] derive its
-/// own; the secrets inside are [`SecretString`]s, which print as `[REDACTED]`.
+/// Implemented by the token engine (`crate::identity`), for the configured identity and
+/// for each signed-in person, and by [`StaticToken`]. One refresh at a time per identity:
+/// Bitrix24 rotates refresh tokens, so two concurrent refreshes would break the grant.
+/// `Debug` lets a [`Caller`] derive its own; the secrets inside are [`SecretString`]s,
+/// which print as `[REDACTED]`.
 pub trait TokenSource: fmt::Debug + Send + Sync + 'static {
     /// The current access token (if any yet) and its generation.
     fn current(&self) -> (Option<SecretString>, u64);

@@ -1,11 +1,11 @@
 //! The OAuth server's token endpoint (docs/bitrix24-api.md#sign-in, #token-refresh): a sign-in code or a refresh
 //! token goes in, a new token pair and the person it belongs to come out.
 //!
-//! The one implementation of it: the people who sign in to the HTTP server and the
-//! configured identity's refresher (`oauth.rs`, which keeps the token file) both call
-//! it. Every exchange is a POST with a form body, so the client secret never appears in
-//! a URL; a `server_endpoint` learnt from an answer is used only over `https` (or on a
-//! loopback host, for the sandbox and tests).
+//! The one implementation of it: the people who sign in to the HTTP server, and the
+//! token engine that refreshes every held pair (`crate::identity`), call it. Every
+//! exchange is a POST with a form body, so the client secret never appears in a URL; a
+//! `server_endpoint` learnt from an answer is used only over `https` (or on a loopback
+//! host, for the sandbox and tests).
 
 use std::time::Duration;
 
@@ -14,8 +14,25 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::error::CallError;
-use super::oauth::{DEFAULT_OAUTH_SERVER, is_safe_oauth_server};
 use crate::redact;
+
+/// Where exchanges go when neither an override nor a `server_endpoint` says otherwise.
+pub const DEFAULT_OAUTH_SERVER: &str = "https://oauth.bitrix.info";
+
+/// Whether `url` may receive the client secret: `https`, or `http` to a loopback host
+/// (the sandbox and tests).
+pub(crate) fn is_safe_oauth_server(url: &Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => match url.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
 
 /// Answers larger than this are not token answers.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -171,13 +188,8 @@ pub(crate) fn parse(status: u16, body: &[u8], origin: &str) -> Result<Issued, Ca
             .get(k)
             .and_then(|v| v.as_i64().or_else(|| v.as_str()?.trim().parse().ok()))
     };
-    let expires_at = number("expires").or_else(|| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_secs();
-        i64::try_from(now).ok()?.checked_add(number("expires_in")?)
-    });
+    let expires_at =
+        number("expires").or_else(|| crate::clock::now_s().checked_add(number("expires_in")?));
     Ok(Issued {
         access_token: SecretString::from(access),
         refresh_token: SecretString::from(refresh),
@@ -217,6 +229,66 @@ mod tests {
         assert!(
             matches!(parse(502, b"<html>", "o"), Err(CallError::OAuth { code, .. }) if code == "HTTP_502")
         );
+    }
+
+    #[test]
+    fn server_endpoint_is_used_only_over_https_or_loopback() {
+        for (endpoint, expected) in [
+            (
+                "https://oauth.bitrix24.tech/rest/",
+                "https://oauth.bitrix24.tech/oauth/token/",
+            ),
+            (
+                "http://127.0.0.1:9/rest/",
+                "http://127.0.0.1:9/oauth/token/",
+            ),
+            ("http://[::1]:9/rest/", "http://[::1]:9/oauth/token/"),
+            (
+                "http://localhost:9/rest/",
+                "http://localhost:9/oauth/token/",
+            ),
+            (
+                "http://oauth.evil.example/rest/",
+                "https://oauth.bitrix.info/oauth/token/",
+            ),
+            (
+                "http://10.0.0.1/rest/",
+                "https://oauth.bitrix.info/oauth/token/",
+            ),
+            (
+                "ftp://127.0.0.1/rest/",
+                "https://oauth.bitrix.info/oauth/token/",
+            ),
+        ] {
+            assert_eq!(
+                token_url(None, Some(endpoint)).as_str(),
+                expected,
+                "{endpoint}"
+            );
+        }
+    }
+
+    #[test]
+    fn answers_are_parsed() {
+        let ok = parse(
+            200,
+            br#"{"access_token":"a1","refresh_token":"r1","expires":1780319382,"server_endpoint":"https://oauth.bitrix.info/rest/"}"#,
+            "o",
+        )
+        .unwrap();
+        assert_eq!(ok.access_token.expose_secret(), "a1");
+        assert_eq!(ok.expires_at, Some(1780319382));
+        let grant = parse(
+            400,
+            br#"{"error":"invalid_grant","error_description":"Invalid grant"}"#,
+            "o",
+        )
+        .unwrap_err();
+        assert!(matches!(&grant, CallError::OAuth { code, .. } if code == "invalid_grant"));
+        let html = parse(502, b"<html>", "o").unwrap_err();
+        assert!(matches!(&html, CallError::OAuth { code, .. } if code == "HTTP_502"));
+        let partial = parse(200, br#"{"access_token":"a"}"#, "o").unwrap_err();
+        assert!(matches!(&partial, CallError::OAuth { code, .. } if code == "HTTP_200"));
     }
 
     #[test]

@@ -9,7 +9,6 @@ pub mod envelope;
 pub mod error;
 pub mod gate;
 pub mod grant;
-pub mod oauth;
 pub mod pacing;
 pub mod redirect;
 pub mod retry;
@@ -28,7 +27,6 @@ pub use endpoint::{Endpoint, EndpointError, Portal};
 pub use envelope::{Success, TimeInfo};
 pub use error::{CallError, ErrorClass, FieldError, PortalError, TransportError, TransportKind};
 pub use gate::{GateUnavailable, SharedGate};
-pub use oauth::{OAuthConfig, Refresher};
 pub use pacing::{BucketUnavailable, NoSlot, PaceError, Pacer, Rate, SharedBucket};
 pub use retry::RetryPolicy;
 

@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::envelope::TimeInfo;
 use super::error::{CallError, ErrorClass, TransportKind};
@@ -262,13 +262,8 @@ impl OperatingGate {
     }
 }
 
-/// Current unix time in seconds.
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
+/// Current unix time in seconds (the crate's clock, under the name the gate uses).
+pub use crate::clock::now_f64 as unix_now;
 
 /// How long until the unix time `at` (zero when it has passed), at most
 /// [`MAX_OPERATING_WAIT`].

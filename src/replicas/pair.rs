@@ -3,8 +3,9 @@
 //! Without sign-in every replica runs as one identity, and Bitrix24 rotates its refresh
 //! token on every refresh: a second replica spending the same token would be refused and
 //! the identity would be dead. The replicas therefore keep the pair here, sealed with the
-//! store key (never in clear), take turns through a lock (`SET … PXAT`, freed by
-//! compare-and-delete), and adopt the pair the holder published ([`SharedTokens`]).
+//! store key (never in clear), take turns through the store's one Redis lock
+//! (`crate::store::redis::lock`), and adopt the pair the holder published: a [`Holder`]
+//! of the token engine (`crate::identity`).
 
 use redis::aio::ConnectionManager;
 use secrecy::zeroize::Zeroizing;
@@ -13,42 +14,27 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::bitrix::BoxFuture;
-use crate::bitrix::oauth::{SharedPair, SharedTokens};
+use crate::identity::{Holder, HolderError, Pair};
 use crate::replicas::connection::{self, ROUND_TRIP_TIMEOUT};
+use crate::store::redis::lock;
 use crate::store::{RedisUrl, StoreKey};
 
 /// Prefix of the identity keys; a hash of the portal's origin and the client id follows.
 pub const KEY_PREFIX: &str = "b24mcp:identity:";
 
-/// Takes the lock when free or already the holder's.
-const LOCK: &str = "local cur = redis.call('GET', KEYS[1])
-if cur == false or cur == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
-  return 1
-end
-return 0";
-
-/// Frees the lock only when the holder still holds it (it may have expired and been
-/// taken by another).
-const UNLOCK: &str =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0";
-
 /// One identity's shared pair and refresh lock in Redis.
-pub struct RedisTokens {
+pub struct RedisPair {
     conn: ConnectionManager,
     key: StoreKey,
     /// `b24mcp:identity:<hash>`: the sealed pair; `…:lock` is the refresh lock.
     name: String,
-    lock: redis::Script,
-    unlock: redis::Script,
     /// The URL without its credentials.
     shown: String,
 }
 
-impl std::fmt::Debug for RedisTokens {
+impl std::fmt::Debug for RedisPair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RedisTokens({}, {})", self.shown, self.name)
+        write!(f, "RedisPair({}, {})", self.shown, self.name)
     }
 }
 
@@ -60,7 +46,7 @@ pub fn identity_key(origin: &str, client_id: &str) -> String {
     format!("{KEY_PREFIX}{hex}")
 }
 
-impl RedisTokens {
+impl RedisPair {
     /// Connects to `url` for the identity `client_id` on `origin`; fails when Redis
     /// does not answer, so that start-up can say so.
     pub async fn connect(
@@ -73,12 +59,10 @@ impl RedisTokens {
         let (conn, _) = connection::connect(url.expose())
             .await
             .map_err(|e| format!("{shown}: {e}"))?;
-        Ok(RedisTokens {
+        Ok(RedisPair {
             conn,
             key,
             name: identity_key(origin, client_id),
-            lock: redis::Script::new(LOCK),
-            unlock: redis::Script::new(UNLOCK),
             shown,
         })
     }
@@ -98,7 +82,7 @@ impl RedisTokens {
         }
     }
 
-    async fn get(&self) -> Result<Option<SharedPair>, String> {
+    async fn get(&self) -> Result<Option<Pair>, String> {
         let mut conn = self.conn.clone();
         let sealed: Option<Vec<u8>> = self
             .bounded(redis::cmd("GET").arg(&self.name).query_async(&mut conn))
@@ -116,22 +100,24 @@ impl RedisTokens {
             .map_err(|_| "the shared OAuth pair is not in this server's format".to_string())?;
         let text = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_string);
         match (text("access_token"), text("refresh_token")) {
-            (Some(access), Some(refresh)) => Ok(Some(SharedPair {
-                access_token: SecretString::from(access),
-                refresh_token: SecretString::from(refresh),
-                expires: value.get("expires").and_then(Value::as_i64),
+            (Some(access), Some(refresh)) => Ok(Some(Pair {
+                access: SecretString::from(access),
+                refresh: SecretString::from(refresh),
+                expires_at: value.get("expires").and_then(Value::as_i64),
                 server_endpoint: text("server_endpoint"),
+                client_endpoint: None,
+                scope: None,
             })),
             _ => Err("the shared OAuth pair is incomplete".into()),
         }
     }
 
-    async fn set(&self, pair: &SharedPair) -> Result<(), String> {
+    async fn set(&self, pair: &Pair) -> Result<(), String> {
         let plain = Zeroizing::new(
             json!({
-                "access_token": pair.access_token.expose_secret(),
-                "refresh_token": pair.refresh_token.expose_secret(),
-                "expires": pair.expires,
+                "access_token": pair.access.expose_secret(),
+                "refresh_token": pair.refresh.expose_secret(),
+                "expires": pair.expires_at,
                 "server_endpoint": pair.server_endpoint,
             })
             .to_string(),
@@ -151,16 +137,14 @@ impl RedisTokens {
     }
 
     async fn try_lock(&self, holder: &str, until_ms: i64) -> Result<bool, String> {
-        let mut invocation = self.lock.key(self.lock_name());
-        invocation.arg(holder).arg(until_ms.max(1));
+        let invocation = lock::take(&self.lock_name(), holder, until_ms);
         let mut conn = self.conn.clone();
         let taken: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
         Ok(taken == 1)
     }
 
     async fn free(&self, holder: &str) -> Result<(), String> {
-        let mut invocation = self.unlock.key(self.lock_name());
-        invocation.arg(holder);
+        let invocation = lock::free(&self.lock_name(), holder);
         let mut conn = self.conn.clone();
         let _: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
         Ok(())
@@ -180,21 +164,36 @@ fn failure(e: &redis::RedisError) -> String {
     }
 }
 
-impl SharedTokens for RedisTokens {
-    fn load(&self) -> BoxFuture<'_, Result<Option<SharedPair>, String>> {
-        Box::pin(self.get())
+/// The shared store failing, in words that name it.
+fn unavailable(detail: String) -> HolderError {
+    HolderError::Unavailable(format!(
+        "the store shared with the other replicas is unavailable ({detail})"
+    ))
+}
+
+impl Holder for RedisPair {
+    fn describe(&self) -> &'static str {
+        "the OAuth identity's token pair the replicas share"
     }
 
-    fn store<'a>(&'a self, pair: &'a SharedPair) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(self.set(pair))
+    fn load(&self) -> BoxFuture<'_, Result<Option<Pair>, HolderError>> {
+        Box::pin(async move { self.get().await.map_err(unavailable) })
     }
 
-    fn lock<'a>(&'a self, holder: &'a str, until_ms: i64) -> BoxFuture<'a, Result<bool, String>> {
-        Box::pin(self.try_lock(holder, until_ms))
+    fn lock<'a>(
+        &'a self,
+        holder: &'a str,
+        until_ms: i64,
+    ) -> BoxFuture<'a, Result<bool, HolderError>> {
+        Box::pin(async move { self.try_lock(holder, until_ms).await.map_err(unavailable) })
     }
 
-    fn unlock<'a>(&'a self, holder: &'a str) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(self.free(holder))
+    fn unlock<'a>(&'a self, holder: &'a str) -> BoxFuture<'a, Result<(), HolderError>> {
+        Box::pin(async move { self.free(holder).await.map_err(unavailable) })
+    }
+
+    fn store<'a>(&'a self, pair: &'a Pair) -> BoxFuture<'a, Result<(), HolderError>> {
+        Box::pin(async move { self.set(pair).await.map_err(unavailable) })
     }
 }
 

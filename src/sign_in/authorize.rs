@@ -21,9 +21,10 @@ use reqwest::Url;
 use super::approval::{Approval, approval_cookie, set_cookie};
 use super::clients::{ClientError, redirect_uri_matches};
 use super::secret::{is_s256_challenge, random_token};
-use super::{CODE_TTL, PENDING_TTL, SignIn, consent, now, page};
+use super::{CODE_TTL, PENDING_TTL, SignIn, consent, page};
 use crate::bitrix::CallError;
 use crate::bitrix::grant::{self, GrantRequest};
+use crate::clock::now_s;
 use crate::store::{AuthCode, BitrixTokens, PendingAuth, Person, StoreError, TokenHash};
 
 /// Ends the state sent to the portal when the person approved the client on the page
@@ -253,9 +254,9 @@ pub(super) async fn to_portal(
         ours.push_str(CONSENTED);
     }
     pending.state = TokenHash::of(&ours);
-    pending.expires_at = now() + PENDING_TTL;
+    pending.expires_at = now_s() + PENDING_TTL;
     let back = Back::to(sign_in, &pending);
-    match sign_in.store().put_pending(pending, now()).await {
+    match sign_in.store().put_pending(pending, now_s()).await {
         Ok(()) => {}
         Err(StoreError::Full) => {
             return back.error(
@@ -288,7 +289,7 @@ pub async fn callback(State(sign_in): State<SignIn>, RawQuery(raw): RawQuery) ->
     };
     let pending = match sign_in
         .store()
-        .take_pending(&TokenHash::of(state), now())
+        .take_pending(&TokenHash::of(state), now_s())
         .await
     {
         Ok(Some(p)) => p,
@@ -366,7 +367,7 @@ pub async fn callback(State(sign_in): State<SignIn>, RawQuery(raw): RawQuery) ->
             "the Bitrix24 token answer names no portal (member_id)",
         );
     };
-    let at = now();
+    let at = now_s();
     let person = Person {
         member_id: member_id.clone(),
         user_id,

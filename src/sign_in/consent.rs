@@ -24,7 +24,8 @@ use reqwest::Url;
 use super::approval::{Approval, approval_cookie, cookie, nonce_cookie, set_cookie};
 use super::authorize::{Back, Params, store_page, to_portal};
 use super::secret::random_token;
-use super::{PENDING_TTL, SignIn, now, page};
+use super::{PENDING_TTL, SignIn, page};
+use crate::clock::now_s;
 use crate::store::{ClientRecord, PendingAuth, StoreError, TokenHash};
 
 /// Where the consent form posts.
@@ -48,7 +49,7 @@ pub(super) async fn remembered(sign_in: &SignIn, headers: &HeaderMap, client_id:
         tracing::debug!(client = ?client_id, "a remembered approval did not verify; asking again");
         return false;
     };
-    let age = now() - approval.issued_at;
+    let age = now_s() - approval.issued_at;
     if !(-60..max_age).contains(&age) {
         return false;
     }
@@ -82,9 +83,9 @@ pub(super) async fn ask(
         .map_or_else(random_token, str::to_string);
     let consent_id = random_token();
     pending.state = TokenHash::of(&format!("{consent_id}.{nonce}"));
-    pending.expires_at = now() + PENDING_TTL;
+    pending.expires_at = now_s() + PENDING_TTL;
     let body = render(sign_in, client, &pending.redirect_uri, &consent_id);
-    match sign_in.store().put_pending(pending, now()).await {
+    match sign_in.store().put_pending(pending, now_s()).await {
         Ok(()) => {}
         Err(StoreError::Full) => {
             return page::error(
@@ -126,7 +127,7 @@ pub async fn decide(State(sign_in): State<SignIn>, headers: HeaderMap, body: Byt
         None => None,
         Some(nonce) => {
             let key = TokenHash::of(&format!("{consent_id}.{nonce}"));
-            match sign_in.store().take_pending(&key, now()).await {
+            match sign_in.store().take_pending(&key, now_s()).await {
                 Ok(p) => p,
                 Err(e) => return store_page(&e),
             }

@@ -415,7 +415,7 @@ fn document_record(doc: Document, url: &str) -> Result<ClientRecord, Refusal> {
         client_id: doc.client_id,
         client_name: doc.client_name,
         redirect_uris: doc.redirect_uris,
-        created_at: crate::sign_in::now(),
+        created_at: crate::clock::now_s(),
         secret_hash: None,
     })
 }

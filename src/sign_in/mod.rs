@@ -173,7 +173,7 @@ impl SignIn {
             loop {
                 tick.tick().await;
                 let Some(inner) = inner.upgrade() else { return };
-                if let Err(e) = inner.store.purge_expired(now()).await {
+                if let Err(e) = inner.store.purge_expired(crate::clock::now_s()).await {
                     tracing::warn!("purging expired sign-in records failed: {e}");
                 }
             }
@@ -263,14 +263,6 @@ pub fn callback_url(public_url: &Url) -> String {
         "{}{CALLBACK_PATH}",
         public_url.as_str().trim_end_matches('/')
     )
-}
-
-/// Unix seconds now.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Whether `url` names this machine: a loopback address or `localhost`.

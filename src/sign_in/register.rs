@@ -84,7 +84,7 @@ pub async fn register(
         client_id: uuid::Uuid::new_v4().to_string(),
         client_name: reg.client_name,
         redirect_uris: reg.redirect_uris,
-        created_at: super::now(),
+        created_at: crate::clock::now_s(),
         secret_hash: secret.as_deref().map(TokenHash::of),
     };
     match sign_in.store().put_client(record.clone()).await {

@@ -12,8 +12,9 @@ use axum::response::{IntoResponse, Response};
 
 use crate::transport::bearer::bearer_token;
 
-use super::{SCOPE, SignIn, now};
+use super::{SCOPE, SignIn};
 use crate::bitrix::Caller;
+use crate::clock::now_s;
 use crate::store::{TokenHash, TokenKind};
 
 /// axum middleware: 401 with the discovery challenge unless the bearer token is valid.
@@ -26,7 +27,7 @@ pub async fn require(State(sign_in): State<SignIn>, mut request: Request, next: 
     else {
         return challenge(&sign_in, None);
     };
-    let found = match sign_in.store().token(&TokenHash::of(token), now()).await {
+    let found = match sign_in.store().token(&TokenHash::of(token), now_s()).await {
         Ok(found) => found,
         Err(e) => {
             tracing::warn!("sign-in store error: {e}");

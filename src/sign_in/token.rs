@@ -20,7 +20,8 @@ use serde_json::json;
 
 use super::authorize::same_resource;
 use super::secret::{pkce_matches, random_token};
-use super::{REFRESH_TTL, SCOPE, SignIn, now};
+use super::{REFRESH_TTL, SCOPE, SignIn};
+use crate::clock::now_s;
 use crate::store::{
     Grant, IssuedToken, RefreshUse, Rotation, StoreError, TokenHash, TokenKind, TokenPair,
 };
@@ -261,7 +262,7 @@ async fn code_grant(
         .ok_or_else(|| refused("invalid_request", "client_id is missing"))?;
     let found = sign_in
         .store()
-        .take_code(&TokenHash::of(code), now())
+        .take_code(&TokenHash::of(code), now_s())
         .await
         .map_err(unavailable)?;
     let invalid = || {
@@ -289,7 +290,7 @@ async fn code_grant(
         user_id: code.user_id,
         resource: code.resource,
         scope: code.scope,
-        created_at: now(),
+        created_at: now_s(),
         revoked: false,
     };
     sign_in
@@ -315,7 +316,7 @@ async fn refresh_grant(
         .get("refresh_token")
         .ok_or_else(|| refused("invalid_request", "refresh_token is missing"))?;
     let hash = TokenHash::of(presented);
-    let at = now();
+    let at = now_s();
     let unknown = || {
         refused(
             "invalid_grant",
@@ -378,7 +379,7 @@ async fn refresh_grant(
 /// A new access and refresh token for `grant` (after a code exchange).
 async fn issue(sign_in: &SignIn, grant: &Grant) -> Result<Response, Response> {
     let (access, refresh) = (random_token(), random_token());
-    let at = now();
+    let at = now_s();
     let lifetime = sign_in.inner.token_lifetime;
     for (token, kind, ttl) in [
         (&access, TokenKind::Access, lifetime),
@@ -441,7 +442,7 @@ pub async fn revoke(State(sign_in): State<SignIn>, headers: HeaderMap, body: Byt
         Err(r) => return r,
     };
     let hash = TokenHash::of(token);
-    let at = now();
+    let at = now_s();
     let store = sign_in.store();
     let grant = match store.token(&hash, at).await {
         Ok(Some((_, grant))) => Some(grant),

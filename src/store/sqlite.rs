@@ -979,13 +979,7 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
         self.run(move |conn, _, _| {
-            let now_ms = i64::try_from(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis())
-                    .unwrap_or(0),
-            )
-            .unwrap_or(i64::MAX);
+            let now_ms = crate::clock::now_ms();
             let tx = immediate(conn)?;
             // Taken when free, expired, or already ours.
             let changed = tx

@@ -15,6 +15,7 @@
 //! is bounded by [`CALL_TIMEOUT`], so while Redis is down calls fail with
 //! `StoreError::Unavailable` instead of waiting.
 
+pub(crate) mod lock;
 mod lua;
 
 use std::collections::HashMap;
@@ -975,35 +976,14 @@ impl Store for RedisStore {
         holder: &str,
         expires_at_ms: i64,
     ) -> Result<bool, StoreError> {
-        // Free, or already ours: take it until `expires_at_ms` (a holder that dies frees
-        // it then); otherwise leave it.
-        let script = Script::new(
-            "local cur = redis.call('GET', KEYS[1])
-             if cur == false or cur == ARGV[1] then
-               redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
-               return 1
-             end
-             return 0",
-        );
-        let mut invocation = script.prepare_invoke();
-        invocation
-            .key(self.key(&format!("lock:{name}")))
-            .arg(holder)
-            .arg(expires_at_ms.max(1));
+        let invocation = lock::take(&self.key(&format!("lock:{name}")), holder, expires_at_ms);
         let mut conn = self.inner.conn.clone();
         let taken: i64 = bounded(async move { invocation.invoke_async(&mut conn).await }).await?;
         Ok(taken == 1)
     }
 
     async fn unlock(&self, name: &str, holder: &str) -> Result<(), StoreError> {
-        let script = Script::new(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-             return 0",
-        );
-        let mut invocation = script.prepare_invoke();
-        invocation
-            .key(self.key(&format!("lock:{name}")))
-            .arg(holder);
+        let invocation = lock::free(&self.key(&format!("lock:{name}")), holder);
         let mut conn = self.inner.conn.clone();
         let _: i64 = bounded(async move { invocation.invoke_async(&mut conn).await }).await?;
         Ok(())
