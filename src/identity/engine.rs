@@ -1,4 +1,4 @@
-//! The rules for holding a Bitrix24 token pair (contract §8.2), written once for every
+//! The rules for holding a Bitrix24 token pair (docs/bitrix24-api.md#token-refresh), written once for every
 //! [`Holder`].
 //!
 //! On 401 `expired_token`/`invalid_token` the REST client asks the [`Engine`] (a
