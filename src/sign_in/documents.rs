@@ -34,7 +34,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
-use super::clients::{RedirectUriProblem, check_client_name, check_redirect_uris};
+use super::client_rules::{RedirectUriProblem, check_client_name, check_redirect_uris};
 use super::fence::is_public;
 use crate::store::ClientRecord;
 

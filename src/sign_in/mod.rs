@@ -11,6 +11,7 @@
 
 mod approval;
 mod authorize;
+pub mod client_rules;
 pub mod clients;
 mod consent;
 pub mod documents;
