@@ -2,10 +2,10 @@
 //!
 //! One task comes from REST 3.0 `tasks.task.get` (its `select` asks only for what is
 //! shown). A search goes through the older v1 `tasks.task.list` under `/rest/`: the REST
-//! 3.0 list filters by `id` only (contract §6.3), while v1 filters by title words, role
-//! and status, sorts, and pages with `start` in fixed pages of 50 with `total` and `next`
-//! beside `result` (docs: api-reference/tasks/tasks-task-list.md). What this module relies
-//! on is recorded in docs/tools.md. v1 answers ids and statuses as strings ("8017", "2")
+//! 3.0 list filters by `id` only, while v1 filters by title words, role and status,
+//! sorts, and pages with `start` in fixed pages of 50 with `total` and `next` beside
+//! `result` (official docs: api-reference/tasks/tasks-task-list.md). What this module
+//! relies on is recorded in docs/tools.md#finding-a-task. v1 answers ids and statuses as strings ("8017", "2")
 //! and some portals answer upper-case keys, so everything read here is lenient.
 //! Over 900 lines: the two methods' params, items and their lenient parsing share the
 //! status and person types and are kept together; the last 210 lines are unit tests.
