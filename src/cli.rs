@@ -196,7 +196,7 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
 /// Which tools the server offers (applied by `server::inventory`).
 #[derive(Debug, Clone, Args)]
 pub struct ToolArgs {
-    /// Offer only the read-only tools (task_result_list, task_chat_messages_list); write tools are hidden and refused. Wins over --tools [default: off].
+    /// Offer only the read-only tools (task_search, task_get, task_result_list, task_chat_messages_list); write tools are hidden and refused. Wins over --tools [default: off].
     #[arg(long, env = "BITRIX24_READ_ONLY", global = true, action = clap::ArgAction::SetTrue, value_parser = parse_bool)]
     pub read_only: bool,
     /// Offer only these tools (comma-separated names) [default: every tool].

@@ -1,10 +1,10 @@
 //! bitrix24-task-results-mcp: an MCP server for the results of Bitrix24 tasks (REST 3.0).
 //!
 //! Layers, top to bottom: `transport` (stdio, HTTP) wires clients to `server` (the MCP
-//! face), which parses arguments into `results` (the domain), which calls `bitrix` (the
-//! portal client, free of MCP), whose OAuth calls carry a token pair held by `identity`
-//! (one engine for the token file, the replicas' pair and each signed-in person).
-//! `sandbox` emulates a portal for trials and tests.
+//! face), which parses arguments into the domain (`results`, `tasks`, `chat`), which calls
+//! `bitrix` (the portal client, free of MCP), whose OAuth calls carry a token pair held by
+//! `identity` (one engine for the token file, the replicas' pair and each signed-in
+//! person). `sandbox` emulates a portal for trials and tests.
 //! Configuration: `cli` (the clap schema) is validated into `settings`, which `app`
 //! wires into a running server; `doctor` and `print-config` read settings and cli types.
 
@@ -26,6 +26,7 @@ pub mod server;
 pub mod settings;
 pub mod sign_in;
 pub mod store;
+pub mod tasks;
 pub mod tools;
 pub mod transport;
 pub mod users;

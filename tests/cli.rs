@@ -33,7 +33,8 @@ async fn doctor_is_happy_with_the_sandbox() {
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
     for needle in [
         "credential mode: built-in sandbox",
-        "scope tasks/task: confirmed",
+        "scope tasks (REST 3.0 task methods): confirmed",
+        "scope task (REST v1 tasks.task.list, for task_search and task id completion): confirmed",
         "scope im: confirmed",
         "pacing plan: 2 requests/s, burst 50 (standard plan)",
         "ms (round trip)",
@@ -63,6 +64,8 @@ async fn doctor_on_a_webhook_reports_scopes_and_never_the_secret() {
     assert!(out.contains("inbound webhook of user 1"), "{out}");
     assert!(out.contains("task 51: its results are readable"), "{out}");
     assert!(out.contains("scope im: missing"), "{out}");
+    assert!(out.contains("scope task (REST v1 tasks.task.list"), "{out}");
+    assert!(out.contains("task id completion): missing"), "{out}");
     assert!(!out.contains(SECRET) && !stderr(&o).contains(SECRET));
 
     // Without the tasks scope nothing works: exit 1.
@@ -77,7 +80,11 @@ async fn doctor_on_a_webhook_reports_scopes_and_never_the_secret() {
     let o = run(&["doctor"], &[("BITRIX24_WEBHOOK_URL", url.as_str())]).await;
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("scope tasks/task: missing"), "{out}");
+    assert!(
+        out.contains("scope tasks (REST 3.0 task methods, every task-result tool): missing"),
+        "{out}"
+    );
+    assert!(out.contains("task id completion): missing"), "{out}");
     assert!(!out.contains(SECRET));
 }
 

@@ -88,7 +88,10 @@ async fn every_mcp_route_needs_the_bearer_token() {
     let client = connect(&server.mcp_url(), Some(TOKEN))
         .await
         .expect("with the token");
-    assert_eq!(client.list_all_tools().await.unwrap().len(), 6);
+    assert_eq!(
+        client.list_all_tools().await.unwrap().len(),
+        bitrix24_task_results_mcp::tools::REGISTRY.len()
+    );
     client.cancel().await.unwrap();
 
     // The health check stays open and says nothing.
@@ -290,6 +293,9 @@ async fn a_non_loopback_address_needs_a_token() {
     let url = format!("http://127.0.0.1:{port}/mcp");
     assert!(connect(&url, None).await.is_err());
     let client = connect(&url, Some(TOKEN)).await.expect("with the token");
-    assert_eq!(client.list_all_tools().await.unwrap().len(), 6);
+    assert_eq!(
+        client.list_all_tools().await.unwrap().len(),
+        bitrix24_task_results_mcp::tools::REGISTRY.len()
+    );
     client.cancel().await.unwrap();
 }

@@ -13,7 +13,9 @@ use rmcp::RoleClient;
 use rmcp::service::RunningService;
 use serde_json::{Value, json};
 
-const TOOL_NAMES: [&str; 6] = [
+const TOOL_NAMES: [&str; 8] = [
+    "task_search",
+    "task_get",
     "task_result_add",
     "task_result_add_from_chat",
     "task_result_update",
@@ -64,6 +66,10 @@ async fn list_and_call_every_tool(client: &RunningService<RoleClient, ()>, text_
     )
     .await);
     assert_eq!(from_chat["taskId"], 51);
+    let found = ok(&call(client, "task_search", json!({"query": "report"})).await);
+    assert_eq!(found["items"][0]["id"], 51, "{found}");
+    let task = ok(&call(client, "task_get", json!({"taskId": 51})).await);
+    assert_eq!(task["containsResults"], true, "{task}");
     let deleted = ok(&call(client, "task_result_delete", json!({"id": id})).await);
     assert_eq!(deleted, json!({"id": id, "deleted": true}));
     // Bad input is a tool error and the session keeps serving.

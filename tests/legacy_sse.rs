@@ -49,6 +49,8 @@ async fn legacy_sse_lists_and_calls_every_tool_with_a_token() {
     assert_eq!(
         names,
         [
+            "task_search",
+            "task_get",
             "task_result_add",
             "task_result_add_from_chat",
             "task_result_update",

@@ -246,7 +246,7 @@ async fn invalid_grant_is_reported_clearly_and_not_retried() {
     assert!(!file.exists());
     assert_eq!(
         s.client.list_all_tools().await.expect("tools/list").len(),
-        6
+        bitrix24_task_results_mcp::tools::REGISTRY.len()
     );
     assert_no_secrets(&s.stderr(), &[CLIENT_SECRET, "revoked-refresh-token-0000"]);
     s.close().await;

@@ -307,6 +307,11 @@ async fn dist_artifacts_install_and_answer_tools_list() {
         .collect();
     assert_eq!(
         tool_names(Path::new(&command), &args, &env).await,
-        ["task_chat_messages_list", "task_result_list"]
+        [
+            "task_chat_messages_list",
+            "task_get",
+            "task_result_list",
+            "task_search"
+        ]
     );
 }

@@ -15,6 +15,7 @@ use bitrix24_task_results_mcp::results::{
 use bitrix24_task_results_mcp::sandbox::{Sandbox, SandboxOptions};
 use bitrix24_task_results_mcp::server::guard::INTERNAL_ERROR;
 use bitrix24_task_results_mcp::server::{Inventory, TaskResultsServer};
+use bitrix24_task_results_mcp::tasks::{GetParams, SearchParams};
 use bitrix24_task_results_mcp::tools::{REGISTRY, errors};
 use std::sync::OnceLock;
 
@@ -86,6 +87,8 @@ fn valid(kind: &'static str, args: &Map<String, Value>) -> bool {
         "task_result_list" => serde_json::from_value::<ListParams>(v).is_ok(),
         "task_result_delete" => serde_json::from_value::<DeleteParams>(v).is_ok(),
         "task_chat_messages_list" => serde_json::from_value::<ChatMessagesParams>(v).is_ok(),
+        "task_search" => serde_json::from_value::<SearchParams>(v).is_ok(),
+        "task_get" => serde_json::from_value::<GetParams>(v).is_ok(),
         other => panic!("no parameters known for {other}"),
     }
 }
@@ -329,7 +332,10 @@ fn broken_arguments() -> impl Strategy<Value = (&'static str, Map<String, Value>
             args.insert(name, json!(1));
             Some((k, args, ""))
         }),
-        kinds().prop_map(|k| (k, Map::new(), "")),
+        // Every tool but task_search has a required argument.
+        kinds()
+            .prop_filter("has a required argument", |k| *k != "task_search")
+            .prop_map(|k| (k, Map::new(), "")),
     ]
 }
 
@@ -345,6 +351,8 @@ fn valid_args(kind: &'static str) -> Map<String, Value> {
         "task_result_list" => json!({"taskId": 51}),
         "task_result_delete" => json!({"id": 17}),
         "task_chat_messages_list" => json!({"taskId": 51}),
+        "task_search" => json!({"query": "report"}),
+        "task_get" => json!({"taskId": 51}),
         other => panic!("no arguments known for {other}"),
     })
 }

@@ -92,6 +92,10 @@ async fn initialize_at_each_protocol_generation() {
         assert!(r["result"]["capabilities"]["tools"].is_object(), "{r}");
         assert!(r["result"]["capabilities"]["prompts"].is_object(), "{r}");
         assert!(r["result"]["capabilities"]["resources"].is_object(), "{r}");
+        assert!(
+            r["result"]["capabilities"]["completions"].is_object(),
+            "{r}"
+        );
         raw.send(json!({"jsonrpc":"2.0","id":2,"method":"ping"}))
             .await;
         assert_eq!(raw.response(json!(2)).await["result"], json!({}));
@@ -114,11 +118,15 @@ async fn initialize_at_each_protocol_generation() {
             raw.response(json!(5)).await["result"]["resources"],
             json!([])
         );
-        // A capability that is not announced answers "method not found".
+        // Completion is announced (task ids, issue 21) and answers a list of values.
         raw.send(json!({"jsonrpc":"2.0","id":6,"method":"completion/complete","params":{
             "ref":{"type":"ref/prompt","name":"record_result"},"argument":{"name":"taskId","value":"5"}}}))
             .await;
-        assert_eq!(raw.response(json!(6)).await["error"]["code"], -32601);
+        let answer = raw.response(json!(6)).await;
+        assert!(
+            answer["result"]["completion"]["values"].is_array(),
+            "{answer}"
+        );
     }
 }
 

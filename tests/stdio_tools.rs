@@ -7,8 +7,10 @@ use bitrix24_task_results_mcp::tools::schema;
 use common::*;
 use serde_json::{Value, json};
 
-const TOOLS: [(&str, &str, bool, bool, bool); 6] = [
+const TOOLS: [(&str, &str, bool, bool, bool); 8] = [
     // name, REST method, read-only, destructive, idempotent
+    ("task_search", "tasks.task.list", true, false, true),
+    ("task_get", "tasks.task.get", true, false, true),
     (
         "task_result_add",
         "tasks.task.result.add",
@@ -54,7 +56,7 @@ const TOOLS: [(&str, &str, bool, bool, bool); 6] = [
 ];
 
 #[tokio::test]
-async fn lists_six_portable_well_described_tools() {
+async fn lists_eight_portable_well_described_tools() {
     let session = spawn(&["--sandbox"], &[]).await;
     let info = session.client.peer_info().expect("server info");
     assert_eq!(

@@ -10,6 +10,7 @@ mod burst;
 mod cold;
 mod direct;
 mod http;
+mod lookup;
 mod overhead;
 mod peer;
 mod shared_bucket;
@@ -32,7 +33,7 @@ pub struct Opts {
     pub sessions: usize,
     /// Seconds of the HTTP throughput measurement.
     pub seconds: f64,
-    /// Only these sections (cold, call, http, burst, signin); empty = all.
+    /// Only these sections (cold, call, lookup, http, burst, signin, bucket); empty = all.
     pub only: Vec<String>,
 }
 
@@ -59,7 +60,7 @@ impl Opts {
                 "--seconds" => o.seconds = num("--seconds"),
                 "--only" => o.only.extend(
                     args.next()
-                        .expect("--only takes cold,call,http,burst,signin")
+                        .expect("--only takes cold,call,lookup,http,burst,signin,bucket")
                         .split(',')
                         .map(String::from),
                 ),
@@ -67,7 +68,7 @@ impl Opts {
                 "--bench" => {}
                 "--help" | "-h" => {
                     println!(
-                        "cargo bench --bench perf [-- --runs N] [--calls N] [--sessions N] [--seconds S] [--only cold,call,http,burst,signin]"
+                        "cargo bench --bench perf [-- --runs N] [--calls N] [--sessions N] [--seconds S] [--only cold,call,lookup,http,burst,signin,bucket]"
                     );
                     std::process::exit(0);
                 }
@@ -195,6 +196,9 @@ fn main() {
     }
     if opts.wants("call") {
         rows.extend(overhead::run(&bins, &sandbox, &runtime, &opts));
+    }
+    if opts.wants("lookup") {
+        rows.extend(lookup::run(&bins, &sandbox, &opts));
     }
     if opts.wants("http") {
         rows.extend(http::run(&bins, &runtime, &opts));

@@ -18,6 +18,10 @@ pub struct Success<T> {
     pub result: T,
     /// Timing information; every field optional, as the docs warn.
     pub time: TimeInfo,
+    /// v1 lists: `total`, the number of records found, beside `result` (REST 3.0 has none).
+    pub total: Option<u64>,
+    /// v1 lists: `next`, the `start` of the next page, beside `result`; absent on the last.
+    pub next: Option<u64>,
 }
 
 /// The `time` object of an answer (every field optional, numbers may be int or float).
@@ -81,6 +85,14 @@ pub fn decode<T: DeserializeOwned>(
             detail: "no `result` member in a success answer".into(),
         });
     };
+    // v1 lists page with `total` and `next` beside `result` (docs: tasks-task-list.md).
+    let count = |key: &str| {
+        map.get(key)
+            .and_then(number)
+            .filter(|n| *n >= 0.0 && n.fract() == 0.0)
+            .map(|n| n as u64)
+    };
+    let (total, next) = (count("total"), count("next"));
     let result = serde_path_to_error::deserialize(result).map_err(|e| CallError::Decode {
         status,
         // serde quotes the offending value whole; a portal can make that megabytes.
@@ -92,7 +104,12 @@ pub fn decode<T: DeserializeOwned>(
             MAX_DETAIL_CHARS,
         ),
     })?;
-    Ok(Success { result, time })
+    Ok(Success {
+        result,
+        time,
+        total,
+        next,
+    })
 }
 
 fn portal_error(
@@ -271,6 +288,21 @@ mod tests {
         assert_eq!(ok.result.item.id, 18);
         assert_eq!(ok.result.item.message_id, Some(335));
         assert!(ok.time.operating.is_none());
+    }
+
+    #[test]
+    fn v1_list_paging_beside_the_result() {
+        let page = decode::<Value>(
+            200,
+            None,
+            br#"{"result":{"tasks":[]},"total":"120","next":50,"time":{}}"#,
+        )
+        .unwrap();
+        assert_eq!((page.total, page.next), (Some(120), Some(50)));
+        let last = decode::<Value>(200, None, br#"{"result":{"tasks":[]},"total":1}"#).unwrap();
+        assert_eq!((last.total, last.next), (Some(1), None));
+        let odd = decode::<Value>(200, None, br#"{"result":[],"total":-1,"next":"x"}"#).unwrap();
+        assert_eq!((odd.total, odd.next), (None, None));
     }
 
     #[test]

@@ -158,11 +158,13 @@ impl Client {
         effect: Effect,
     ) -> Result<Success<T>, CallError> {
         let url = self.inner.portal.method_url(caller, method);
-        self.call_url(caller, method, url, params, effect, true)
+        let budget = self.inner.options.call_budget;
+        self.call_url(caller, method, url, params, effect, true, budget)
             .await
     }
 
-    /// Calls a method of the older REST generation (for `im.*`, which REST 3.0 lacks).
+    /// Calls a method of the older REST generation (for `im.*`, which REST 3.0 lacks, and
+    /// `tasks.task.list`, whose REST 3.0 form filters by id only).
     pub async fn call_v1<P: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         caller: &Caller,
@@ -171,12 +173,32 @@ impl Client {
         effect: Effect,
     ) -> Result<Success<T>, CallError> {
         let url = self.inner.portal.v1_method_url(caller, method);
-        self.call_url(caller, method, url, params, effect, false)
+        let budget = self.inner.options.call_budget;
+        self.call_url(caller, method, url, params, effect, false, budget)
+            .await
+    }
+
+    /// [`Client::call_v1`] that waits at most `budget` in all (for a rate-limit slot,
+    /// between retries, for an operating-limit reset), or the configured call budget if
+    /// that is shorter: for answers that must come quickly or not at all (completions).
+    pub async fn call_v1_within<P: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        caller: &Caller,
+        method: &str,
+        params: &P,
+        effect: Effect,
+        budget: Duration,
+    ) -> Result<Success<T>, CallError> {
+        let url = self.inner.portal.v1_method_url(caller, method);
+        let budget = budget.min(self.inner.options.call_budget);
+        self.call_url(caller, method, url, params, effect, false, budget)
             .await
     }
 
     /// Paces, sends, retries (module `retry`) and refreshes the OAuth token (module
     /// `oauth`) until the call succeeds, fails for good, or its budget runs out.
+    // The generation and budget are what `call`, `call_v1` and `call_v1_within` differ in.
+    #[allow(clippy::too_many_arguments)]
     async fn call_url<P: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         caller: &Caller,
@@ -185,11 +207,12 @@ impl Client {
         params: &P,
         effect: Effect,
         v3: bool,
+        budget: Duration,
     ) -> Result<Success<T>, CallError> {
         let params = serde_json::to_value(params).map_err(encode_error)?;
         let now = tokio::time::Instant::now();
         let deadline = now
-            .checked_add(self.inner.options.call_budget)
+            .checked_add(budget)
             .unwrap_or(now + retry::MAX_OPERATING_WAIT);
         // REST 3.0 honours Idempotency-Key on writes (v1 ignores it): one key for every
         // attempt of this call turns a repeat of an applied write into a replay.

@@ -4,10 +4,12 @@
 //! then reaches the portal with one cheap read (`tasks.task.result.list`, page size 1, on
 //! `--task-id` or on task 1) and times it. The portal checks a call's scope before it
 //! looks at the task, so any answer other than a scope or credential error proves the
-//! `tasks`/`task` scope, even when the probe task is not visible to the webhook's user.
-//! The `im` scope is checked the same way with `im.dialog.messages.get` (on the task's
-//! chat with `--task-id`). Usable (exit 0) means the task-result tools can work; a
-//! missing `im` scope only disables `task_chat_messages_list` and is a warning.
+//! `tasks` scope (REST 3.0), even when the probe task is not visible to the webhook's user.
+//! The v1 `task` scope is checked the same way with `tasks.task.list` (on no task), and
+//! the `im` scope with `im.dialog.messages.get` (on the task's chat with `--task-id`).
+//! Usable (exit 0) means the task-result tools can work; a missing `task` scope only
+//! disables `task_search` and task id completion, a missing `im` scope only
+//! `task_chat_messages_list`: warnings, each naming the scope to tick.
 //! Every line goes through the redactor; the webhook secret never appears.
 //! Just over 400 lines: one check per portal answer class, kept in one place with its advice.
 //! With `--oauth` there is no identity to probe with: `sign_in.rs` checks that side instead.
@@ -197,7 +199,10 @@ pub async fn run(settings: &Settings, args: &DoctorArgs) -> Report {
         }
     };
     r.heading("portal");
-    let tasks_ok = check_tasks(&mut r, &client, &caller, args.task_id).await;
+    let (tasks_ok, reached) = check_tasks(&mut r, &client, &caller, args.task_id).await;
+    if reached {
+        check_task_v1(&mut r, &client, &caller).await;
+    }
     if tasks_ok {
         check_im(&mut r, &client, &caller, args.task_id).await;
     }
@@ -251,13 +256,14 @@ struct ProbePage {
     offset: u32,
 }
 
-/// One cheap read of the result list; true when the task-result tools can work.
+/// One cheap read of the result list: whether the task-result tools can work, and
+/// whether the portal answered about its scopes at all.
 async fn check_tasks(
     r: &mut Report,
     client: &Client,
     caller: &Caller,
     task_id: Option<u64>,
-) -> bool {
+) -> (bool, bool) {
     let probe_task = task_id.unwrap_or(1);
     let body = ProbeList {
         filter: [("taskId", probe_task)],
@@ -280,19 +286,24 @@ async fn check_tasks(
     match outcome {
         Ok(_) => {
             r.line("ok", &reached);
-            r.line("ok", "scope tasks/task: confirmed");
+            r.line("ok", SCOPE_TASKS_CONFIRMED);
             if task_id.is_some() {
                 r.line(
                     "ok",
                     &format!("task {probe_task}: its results are readable"),
                 );
             }
-            true
+            (true, true)
         }
         Err(CallError::Portal(p)) => match p.class() {
             ErrorClass::AccessDenied | ErrorClass::Validation | ErrorClass::NotFound => {
                 r.line("ok", &reached);
-                r.line("ok", "scope tasks/task: confirmed (the portal checked the scope and then refused the probe task)");
+                r.line(
+                    "ok",
+                    &format!(
+                        "{SCOPE_TASKS_CONFIRMED} (the portal checked the scope and then refused the probe task)"
+                    ),
+                );
                 if task_id.is_some() {
                     r.line(
                         "warn",
@@ -302,16 +313,16 @@ async fn check_tasks(
                         ),
                     );
                 }
-                true
+                (true, true)
             }
             ErrorClass::InsufficientScope => {
                 r.line("ok", &reached);
                 r.line(
                     "FAIL",
-                    "scope tasks/task: missing. Edit the inbound webhook in Bitrix24 (Developer resources > \
-                     Inbound webhook) and tick the tasks scope (some portals call it task), then run doctor again",
+                    "scope tasks (REST 3.0 task methods, every task-result tool): missing. Edit the inbound webhook \
+                     in Bitrix24 (Developer resources > Inbound webhook) and tick the tasks scope, then run doctor again",
                 );
-                false
+                (false, true)
             }
             ErrorClass::BadCredentials | ErrorClass::ExpiredToken => {
                 r.line(
@@ -322,7 +333,7 @@ async fn check_tasks(
                         p.code, p.message
                     ),
                 );
-                false
+                (false, false)
             }
             ErrorClass::MethodNotFound => {
                 r.line(
@@ -334,7 +345,7 @@ async fn check_tasks(
                         p.code
                     ),
                 );
-                false
+                (false, false)
             }
             ErrorClass::QueryLimit | ErrorClass::OperationTimeLimit => {
                 r.line(
@@ -344,7 +355,7 @@ async fn check_tasks(
                         p.code
                     ),
                 );
-                false
+                (false, false)
             }
             _ => {
                 r.line(
@@ -354,7 +365,7 @@ async fn check_tasks(
                         p.code, p.status, p.message
                     ),
                 );
-                false
+                (false, false)
             }
         },
         Err(CallError::Transport(t)) => {
@@ -366,7 +377,7 @@ async fn check_tasks(
                     t.detail
                 ),
             );
-            false
+            (false, false)
         }
         Err(e) => {
             r.line(
@@ -375,8 +386,42 @@ async fn check_tasks(
                     "{e}. Check that the URL points at a Bitrix24 portal (its inbound webhook URL)"
                 ),
             );
-            false
+            (false, false)
         }
+    }
+}
+
+/// What the doctor says when the REST 3.0 probe passed the scope check.
+const SCOPE_TASKS_CONFIRMED: &str = "scope tasks (REST 3.0 task methods): confirmed";
+
+/// The v1 `task` scope, which `tasks.task.list` (task_search, task id completion) needs:
+/// one search for task id 0, which the portal checks the scope of before it looks.
+async fn check_task_v1(r: &mut Report, client: &Client, caller: &Caller) {
+    const MISSING: &str = "scope task (REST v1 tasks.task.list, for task_search and task id completion): missing; \
+        those will fail (the other tools work). Edit the inbound webhook in Bitrix24 and tick task as well as tasks";
+    let probe = serde_json::json!({"filter": {"ID": 0}, "select": ["ID"]});
+    let outcome = client
+        .call_v1::<_, Value>(caller, crate::tasks::method::LIST, &probe, Effect::Read)
+        .await;
+    match outcome {
+        Ok(_) => r.line(
+            "ok",
+            "scope task (REST v1 tasks.task.list, for task_search and task id completion): confirmed",
+        ),
+        Err(CallError::Portal(p)) => match p.class() {
+            ErrorClass::InsufficientScope => r.line("warn", MISSING),
+            ErrorClass::BadCredentials | ErrorClass::ExpiredToken | ErrorClass::MethodNotFound => r
+                .line(
+                    "warn",
+                    &format!("scope task: could not check ({}: {})", p.code, p.message),
+                ),
+            // Any other refusal comes after the scope check.
+            _ => r.line(
+                "ok",
+                "scope task (REST v1 tasks.task.list, for task_search and task id completion): confirmed",
+            ),
+        },
+        Err(e) => r.line("warn", &format!("scope task: could not check ({e})")),
     }
 }
 

@@ -1,6 +1,8 @@
 //! Embedded emulator ("sandbox") of a Bitrix24 portal's REST API: the five REST 3.0
-//! task-result methods, `tasks.task.get`, a few chat helpers, webhook and OAuth auth,
-//! the OAuth token server, rate/operating limits, idempotency and scripted faults.
+//! task-result methods, `tasks.task.get`, v1 `tasks.task.list` (to find tasks), a few chat
+//! helpers, webhook and OAuth auth, the OAuth token server, rate/operating limits,
+//! idempotency and scripted faults. Its seed tasks vary in title (Russian ones too),
+//! state, deadline and roles, so that a newcomer can try the search.
 //!
 //! It follows docs/bitrix24-api.md (the portal behaviour the project relies on). Where those notes
 //! leave a behaviour open, the choice is documented next to the code that makes it.
@@ -38,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use faults::Fault;
 pub use language::Language;
+pub use world::NewTask;
 
 /// How to start a [`Sandbox`].
 #[derive(Clone)]
@@ -387,6 +390,13 @@ impl Sandbox {
     pub fn results(&self) -> Vec<serde_json::Value> {
         let user = self.shared.settings.user_id as i64;
         self.shared.lock().world.result_items(user)
+    }
+
+    /// Adds a task to the portal (with a chat of its own, changed after every other task)
+    /// and returns its id; for trials and tests that need more tasks than the seed.
+    pub fn add_task(&self, task: NewTask) -> u64 {
+        let id = self.shared.lock().world.add_task(task, time::now_secs());
+        u64::try_from(id).unwrap_or_default()
     }
 
     /// Scripts `fault` for the next `times` calls of `method` (case-insensitive). Faults

@@ -287,7 +287,28 @@ pub(crate) fn time_json(t: &Timing) -> Value {
     })
 }
 
-/// `{"result": …, "time": …}` with HTTP 200.
+/// Key under which a handler hands back members of the envelope that go beside `result`
+/// (the `total` and `next` of v1 lists); no field of a real answer starts with NUL.
+const ENVELOPE: &str = "\u{0}envelope";
+
+/// A handler's result with `extras` beside it in the envelope (see [`success`]).
+pub(crate) fn with_envelope(result: Value, extras: serde_json::Map<String, Value>) -> Value {
+    json!({ "result": result, ENVELOPE: extras })
+}
+
+/// `{"result": …, "time": …}` with HTTP 200 (and the members [`with_envelope`] added).
 pub(crate) fn success(result: Value, timing: &Timing) -> Reply {
-    Reply::json(200, &json!({ "result": result, "time": time_json(timing) }))
+    let (result, extras) = match result {
+        Value::Object(mut m) if m.contains_key(ENVELOPE) && m.len() == 2 => {
+            let extras = m.remove(ENVELOPE);
+            (m.remove("result").unwrap_or(Value::Null), extras)
+        }
+        other => (other, None),
+    };
+    let mut body = json!({ "result": result });
+    if let (Some(Value::Object(extras)), Some(b)) = (extras, body.as_object_mut()) {
+        b.extend(extras);
+    }
+    body["time"] = time_json(timing);
+    Reply::json(200, &body)
 }

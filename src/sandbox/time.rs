@@ -47,9 +47,104 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// Days since 1970-01-01 of a proleptic Gregorian date; the inverse of `civil_from_days`.
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = year - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let month = i64::from(month);
+    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Unix seconds of a date filter value: `YYYY-MM-DD`, or that with a time
+/// (`THH:MM[:SS]` or ` HH:MM[:SS]`) and an offset (`+03:00`, `Z`); without an offset the
+/// portal's time zone. `None` for anything else.
+pub(crate) fn parse_portal_datetime(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let num = |s: &str| -> Option<i64> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (date, rest) = text.split_at(text.len().min(10));
+    let mut parts = date.split('-');
+    let (year, month, day) = (
+        num(parts.next()?)?,
+        num(parts.next()?)?,
+        num(parts.next()?)?,
+    );
+    if parts.next().is_some() || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let days = days_from_civil(year, month as u32, day as u32);
+    let (clock, offset) = match rest.strip_prefix(['T', ' ']) {
+        None if rest.is_empty() => ("", None),
+        None => return None,
+        Some(r) => match r.find(['+', '-', 'Z']) {
+            Some(i) => (&r[..i], Some(&r[i..])),
+            None => (r, None),
+        },
+    };
+    let mut secs = 0;
+    if !clock.is_empty() {
+        let mut hms = clock.split(':');
+        let (h, m) = (num(hms.next()?)?, num(hms.next()?)?);
+        let s = match hms.next() {
+            Some(s) => num(s.split('.').next()?)?,
+            None => 0,
+        };
+        if h > 23 || m > 59 || s > 60 {
+            return None;
+        }
+        secs = h * 3600 + m * 60 + s;
+    }
+    let offset = match offset {
+        None => OFFSET_SECS,
+        Some("Z") => 0,
+        Some(o) => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            let (h, m) = o[1..].split_once(':')?;
+            sign * (num(h)? * 3600 + num(m)? * 60)
+        }
+    };
+    Some(days * 86_400 + secs - offset)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_what_it_formats_and_plain_dates() {
+        for t in [0, 1_777_533_300, 951_782_400, 1_767_222_000, -1] {
+            assert_eq!(parse_portal_datetime(&portal_datetime(t)), Some(t));
+        }
+        assert_eq!(
+            parse_portal_datetime("2026-04-30T07:15:00Z"),
+            Some(1_777_533_300)
+        );
+        assert_eq!(
+            parse_portal_datetime("2026-04-30 10:15"),
+            Some(1_777_533_300)
+        );
+        // A plain date is its midnight in the portal's zone.
+        assert_eq!(
+            parse_portal_datetime("2026-04-30"),
+            Some(1_777_533_300 - (10 * 3600 + 15 * 60))
+        );
+        for bad in [
+            "",
+            "soon",
+            "2026-13-01",
+            "2026-04-30Tnoon",
+            "30.04.2026",
+            "2026-04-30+",
+        ] {
+            assert_eq!(parse_portal_datetime(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn formats_known_instants() {

@@ -25,13 +25,86 @@ pub(crate) struct Task {
     pub(crate) status: &'static str,
     pub(crate) creator_id: i64,
     pub(crate) responsible_id: i64,
+    /// Everyone with access: creator, responsible, participants and observers.
     pub(crate) member_ids: Vec<i64>,
+    /// The observers among the members (the rest besides creator and responsible are
+    /// participants).
+    pub(crate) auditor_ids: Vec<i64>,
     pub(crate) chat_id: i64,
+    pub(crate) created: i64,
+    /// Last change (a new result counts as one).
+    pub(crate) changed: i64,
+    pub(crate) deadline: Option<i64>,
+    pub(crate) closed: Option<i64>,
+    pub(crate) require_result: bool,
 }
+
+/// The REST 3.0 statuses and their v1 numbers (`REAL_STATUS`, docs fields-rest-v3.md and
+/// the Russian tasks-task-list.md: 1 new, 2 pending … 7 declined).
+pub(crate) const STATUSES: [(&str, i64); 6] = [
+    ("pending", 2),
+    ("in_progress", 3),
+    ("supposedly_completed", 4),
+    ("completed", 5),
+    ("deferred", 6),
+    ("declined", 7),
+];
 
 impl Task {
     pub(crate) fn is_completed(&self) -> bool {
         self.status == "completed"
+    }
+
+    /// The v1 status number.
+    pub(crate) fn real_status(&self) -> i64 {
+        STATUSES
+            .iter()
+            .find(|(s, _)| *s == self.status)
+            .map_or(2, |(_, n)| *n)
+    }
+
+    /// Participants: members that are neither creator, responsible nor observer.
+    pub(crate) fn accomplice_ids(&self) -> Vec<i64> {
+        self.member_ids
+            .iter()
+            .copied()
+            .filter(|m| {
+                *m != self.creator_id && *m != self.responsible_id && !self.auditor_ids.contains(m)
+            })
+            .collect()
+    }
+}
+
+/// A task to add to the sandbox portal (tests and trials), with `..NewTask::default()`.
+#[derive(Clone, Debug)]
+pub struct NewTask {
+    pub title: String,
+    /// A REST 3.0 status (`pending`, `in_progress`, `supposedly_completed`, `completed`,
+    /// `deferred`, `declined`); anything else is `pending`.
+    pub status: String,
+    pub creator_id: u64,
+    pub responsible_id: u64,
+    /// Other members (participants); creator and responsible are members anyway.
+    pub participant_ids: Vec<u64>,
+    /// Observers.
+    pub auditor_ids: Vec<u64>,
+    /// Unix seconds.
+    pub deadline: Option<i64>,
+    pub require_result: bool,
+}
+
+impl Default for NewTask {
+    fn default() -> Self {
+        NewTask {
+            title: "New task".into(),
+            status: "pending".into(),
+            creator_id: 1,
+            responsible_id: 1,
+            participant_ids: Vec::new(),
+            auditor_ids: Vec::new(),
+            deadline: None,
+            require_result: false,
+        }
     }
 }
 
@@ -100,6 +173,7 @@ pub(crate) struct World {
     pub(crate) results: BTreeMap<i64, TaskResult>,
     next_result_id: i64,
     next_message_id: i64,
+    next_task_id: i64,
 }
 
 impl World {
@@ -118,40 +192,85 @@ impl World {
                 last_name: "User",
             },
         ];
-        let task =
-            |id, title: &str, status, creator_id, responsible_id, members: &[i64], chat_id| {
-                (
+        let day = 24 * hour;
+        // (id, title, status, creator, responsible, other members, observers, chat,
+        // changed hours ago, deadline in hours from now, requires a result)
+        type Seed<'a> = (
+            i64,
+            &'a str,
+            &'static str,
+            i64,
+            i64,
+            &'a [i64],
+            &'a [i64],
+            i64,
+            i64,
+            Option<i64>,
+            bool,
+        );
+        #[rustfmt::skip]
+        let seeds: [Seed; 10] = [
+            (51, "Prepare the quarterly report", "pending", 1, 1, &[2], &[], 2537, 2, Some(3 * 24), true),
+            (52, "Fix the login page", "in_progress", 1, 2, &[], &[], 2538, 1, Some(24), false),
+            (53, "Confidential task", "pending", 2, 2, &[], &[], 2539, 4, None, false),
+            (54, "Closed task", "completed", 1, 1, &[2], &[], 2540, 30, None, false),
+            (56, "Export invoices to the accounting system", "supposedly_completed", 2, 1, &[], &[], 2542, 5, Some(-2 * 24), true),
+            (57, "Подготовить отчёт по продажам за квартал", "pending", 2, 1, &[], &[], 2543, 3, Some(7 * 24), true),
+            (58, "Обновить страницу входа в личный кабинет", "deferred", 1, 1, &[], &[], 2544, 50, None, false),
+            (59, "Review the onboarding checklist", "declined", 2, 2, &[], &[1], 2545, 70, None, false),
+            (60, "Счёт для клиента «Ромашка»", "in_progress", 1, 2, &[], &[], 2546, 6, Some(2 * 24), false),
+            (61, "Plan the team offsite", "pending", 2, 2, &[], &[1], 2547, 80, Some(30 * 24), false),
+        ];
+        let tasks: BTreeMap<i64, Task> = seeds
+            .into_iter()
+            .map(
+                |(
                     id,
-                    Task {
+                    title,
+                    status,
+                    creator_id,
+                    responsible_id,
+                    others,
+                    auditors,
+                    chat_id,
+                    changed_h,
+                    deadline_h,
+                    require_result,
+                )| {
+                    let mut member_ids = vec![creator_id, responsible_id];
+                    member_ids.extend(others.iter().chain(auditors));
+                    member_ids.sort_unstable();
+                    member_ids.dedup();
+                    let task = Task {
                         id,
                         title: title.to_string(),
                         status,
                         creator_id,
                         responsible_id,
-                        member_ids: members.to_vec(),
+                        member_ids,
+                        auditor_ids: auditors.to_vec(),
                         chat_id,
-                    },
-                )
-            };
-        let tasks = BTreeMap::from([
-            task(
-                51,
-                "Prepare the quarterly report",
-                "pending",
-                1,
-                1,
-                &[1, 2],
-                2537,
-            ),
-            task(52, "Fix the login page", "in_progress", 1, 2, &[1, 2], 2538),
-            task(53, "Confidential task", "pending", 2, 2, &[2], 2539),
-            task(54, "Closed task", "completed", 1, 1, &[1, 2], 2540),
-        ]);
+                        created: now - 20 * day - id * hour,
+                        changed: now - changed_h * hour,
+                        deadline: deadline_h.map(|h| now + h * hour),
+                        closed: (status == "completed").then_some(now - changed_h * hour),
+                        require_result,
+                    };
+                    (id, task)
+                },
+            )
+            .collect();
         let chats = BTreeMap::from([
             (2537, ChatKind::Task(51)),
             (2538, ChatKind::Task(52)),
             (2539, ChatKind::Task(53)),
             (2540, ChatKind::Task(54)),
+            (2542, ChatKind::Task(56)),
+            (2543, ChatKind::Task(57)),
+            (2544, ChatKind::Task(58)),
+            (2545, ChatKind::Task(59)),
+            (2546, ChatKind::Task(60)),
+            (2547, ChatKind::Task(61)),
             // Chat of a task that has since been deleted: "Task not found" on addfromchatmessage.
             (2541, ChatKind::Task(55)),
             (3001, ChatKind::Private(vec![1, 2])),
@@ -224,7 +343,48 @@ impl World {
             results,
             next_result_id: 100,
             next_message_id: 1000,
+            next_task_id: 1000,
         }
+    }
+
+    /// Adds `t` with the next free id and a chat of its own; returns the id.
+    pub(crate) fn add_task(&mut self, t: NewTask, now: i64) -> i64 {
+        let id = self.next_task_id;
+        self.next_task_id += 1;
+        let chat_id = 100_000 + id;
+        let status = STATUSES
+            .iter()
+            .map(|(s, _)| *s)
+            .find(|s| *s == t.status)
+            .unwrap_or("pending");
+        let as_id = |u: u64| i64::try_from(u).unwrap_or(i64::MAX);
+        let auditor_ids: Vec<i64> = t.auditor_ids.iter().copied().map(as_id).collect();
+        let mut member_ids = vec![as_id(t.creator_id), as_id(t.responsible_id)];
+        member_ids.extend(t.participant_ids.iter().copied().map(as_id));
+        member_ids.extend(&auditor_ids);
+        member_ids.sort_unstable();
+        member_ids.dedup();
+        self.tasks.insert(
+            id,
+            Task {
+                id,
+                title: t.title,
+                status,
+                creator_id: as_id(t.creator_id),
+                responsible_id: as_id(t.responsible_id),
+                member_ids,
+                auditor_ids,
+                chat_id,
+                created: now,
+                // Distinct, increasing: the newest task is the most recently changed.
+                changed: now + id,
+                deadline: t.deadline,
+                closed: (status == "completed").then_some(now),
+                require_result: t.require_result,
+            },
+        );
+        self.chats.insert(chat_id, ChatKind::Task(id));
+        id
     }
 
     pub(crate) fn user(&self, id: i64) -> Option<&User> {
@@ -264,6 +424,9 @@ impl World {
         let id = self.next_result_id;
         self.next_result_id += 1;
         let closed = self.tasks.get(&task_id).is_some_and(Task::is_completed);
+        if let Some(task) = self.tasks.get_mut(&task_id) {
+            task.changed = task.changed.max(now);
+        }
         self.results.insert(
             id,
             TaskResult {

@@ -9,9 +9,11 @@ pub mod add_from_chat;
 pub mod chat_messages;
 pub mod delete;
 pub mod errors;
+pub mod get;
 pub mod list;
 pub mod next_steps;
 pub mod schema;
+pub mod search;
 pub mod shown;
 pub mod update;
 
@@ -32,6 +34,9 @@ pub struct Ctx<'a> {
     pub client: &'a Client,
     /// Whose credentials the call uses.
     pub caller: &'a Caller,
+    /// The caller's Bitrix24 user id, when known (a webhook's user, a signed-in person;
+    /// not a configured OAuth access token).
+    pub me: Option<u64>,
 }
 
 /// Why a call produced no answer.
@@ -240,6 +245,8 @@ fn respond(tool: &dyn Entry, answer: &impl Serialize) -> CallToolResult {
 
 /// Every tool, in listing order.
 pub static REGISTRY: &[&dyn Entry] = &[
+    &search::Search,
+    &get::Get,
     &add::Add,
     &add_from_chat::AddFromChat,
     &update::Update,

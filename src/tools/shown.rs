@@ -162,6 +162,20 @@ fn escaped_len(s: &str) -> usize {
     s.chars().map(escaped_char_len).sum()
 }
 
+/// Cuts `text` so that its escaped form takes at most `budget` bytes, marking the cut
+/// with "… (cut)"; returns whether it cut. For short fields (titles) that only a broken
+/// or hostile portal makes long.
+pub fn clip(text: &mut String, budget: usize) -> bool {
+    const MARK: &str = "… (cut)";
+    if escaped_len(text) <= budget {
+        return false;
+    }
+    let mut cut = prefix(text, budget.saturating_sub(MARK.len()));
+    cut.push_str(MARK);
+    *text = cut;
+    true
+}
+
 /// The longest prefix of `s` whose escaped form takes at most `budget` bytes.
 fn prefix(s: &str, budget: usize) -> String {
     let mut used = 0;
@@ -225,6 +239,20 @@ mod tests {
         let kept = &json[50];
         assert_eq!(kept["text"], json!("keep me"));
         assert!(kept.get("textTruncated").is_none());
+    }
+
+    #[test]
+    fn clip_cuts_only_what_is_over_and_says_so() {
+        let mut short = "title".to_string();
+        assert!(!clip(&mut short, 100));
+        assert_eq!(short, "title");
+        let mut long = "я".repeat(10_000);
+        assert!(clip(&mut long, 1000));
+        assert!(
+            escaped_len(&long) <= 1000 && long.ends_with("… (cut)"),
+            "{}",
+            long.len()
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod legacy;
 mod list;
 mod results;
 mod task;
+mod task_list;
 
 use serde_json::{Map, Value};
 
@@ -106,6 +107,13 @@ const V1_METHODS: &[MethodSpec] = &[
         scopes: &["task"],
         mutating: false,
         handler: legacy::result_list,
+    },
+    // Docs tasks-task-list.md: scope `task` only (REST 3.0's `tasks` does not open v1).
+    MethodSpec {
+        name: "tasks.task.list",
+        scopes: &["task"],
+        mutating: false,
+        handler: task_list::list,
     },
 ];
 

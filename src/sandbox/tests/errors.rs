@@ -594,7 +594,7 @@ async fn task_get_errors() {
             ),
             (json!({"id": 53}), 403, DENIED, Some("id"), ""),
             (
-                json!({"id": 51, "select": ["creator.name"]}),
+                json!({"id": 51, "select": ["creator.shoeSize"]}),
                 400,
                 UNKNOWN,
                 Some("select"),

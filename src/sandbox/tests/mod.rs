@@ -4,6 +4,7 @@ mod errors;
 mod limits;
 mod methods;
 mod oauth;
+mod task_list;
 mod transport;
 
 use std::time::Duration;

@@ -301,7 +301,7 @@ async fn control_endpoints() {
     .await;
     assert_eq!(state.status, 200);
     assert_eq!(state.json["results"].as_array().map(Vec::len), Some(2));
-    assert_eq!(state.json["tasks"].as_array().map(Vec::len), Some(4));
+    assert_eq!(state.json["tasks"].as_array().map(Vec::len), Some(10));
     assert_eq!(state.json["refreshCount"], 0);
 
     let fault = json!({"method": "Tasks.Task.Get", "fault": {"kind": "query_limit_exceeded", "retry_after": 3}, "times": 1});
