@@ -1,5 +1,6 @@
 //! `task_result_add`: tasks.task.result.add.
 
+use super::names;
 use super::next_steps::CHECK_TASK_ID_OR_USE_A_MEMBER;
 use super::shown::Shown;
 use super::texts::DATA;
@@ -14,7 +15,7 @@ impl Tool for Add {
     type Params = AddParams;
     type Output = Shown<TaskResult>;
 
-    const NAME: &'static str = "task_result_add";
+    const NAME: &'static str = names::ADD;
     const TITLE: &'static str = "Add a task result";
     const METHOD: &'static str = method::ADD;
     const EFFECTS: Effects = Effects {

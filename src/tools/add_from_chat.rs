@@ -1,5 +1,6 @@
 //! `task_result_add_from_chat`: tasks.task.result.addfromchatmessage.
 
+use super::names;
 use super::shown::Shown;
 use super::texts::DATA;
 use super::{Ctx, Effects, Failure, Tool};
@@ -13,7 +14,7 @@ impl Tool for AddFromChat {
     type Params = AddFromChatParams;
     type Output = Shown<TaskResult>;
 
-    const NAME: &'static str = "task_result_add_from_chat";
+    const NAME: &'static str = names::ADD_FROM_CHAT;
     const TITLE: &'static str = "Add a task result from a chat message";
     const METHOD: &'static str = method::ADD_FROM_CHAT;
     const EFFECTS: Effects = Effects {
@@ -59,7 +60,7 @@ impl Tool for AddFromChat {
             ErrorClass::Validation if error.has_field("taskId") => Some(format!(
                 "the task this chat message belongs to no longer exists. Check the message id, or add the result \
                  to an existing task with {}.",
-                super::add::Add::NAME
+                names::ADD
             )),
             _ => None,
         }

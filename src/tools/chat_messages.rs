@@ -3,6 +3,7 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use super::names;
 use super::next_steps::CHECK_TASK_ID_OR_USE_A_MEMBER;
 use super::shown::{self, MAX_ANSWER_BYTES, Shown};
 use super::texts::BOUND;
@@ -30,7 +31,7 @@ impl Tool for ChatMessages {
     type Params = ChatMessagesParams;
     type Output = ChatAnswer;
 
-    const NAME: &'static str = "task_chat_messages_list";
+    const NAME: &'static str = names::CHAT_MESSAGES;
     const TITLE: &'static str = "List the messages of a task's chat";
     const METHOD: &'static str = method::DIALOG_MESSAGES_GET;
     const EFFECTS: Effects = Effects {

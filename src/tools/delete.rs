@@ -1,5 +1,6 @@
 //! `task_result_delete`: tasks.task.result.delete.
 
+use super::names;
 use super::next_steps::only_the_author_may_change_it;
 use super::texts::DATA;
 use super::{Answer, Ctx, Effects, Failure, Tool};
@@ -13,7 +14,7 @@ impl Tool for Delete {
     type Params = DeleteParams;
     type Output = Deleted;
 
-    const NAME: &'static str = "task_result_delete";
+    const NAME: &'static str = names::DELETE;
     const TITLE: &'static str = "Delete a task result";
     const METHOD: &'static str = method::DELETE;
     const EFFECTS: Effects = Effects {

@@ -3,6 +3,7 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use super::names;
 use super::next_steps::CHECK_TASK_ID_OR_USE_A_MEMBER;
 use super::shown::{self, MAX_ANSWER_BYTES, Shown};
 use super::texts::{BOUND, DATA};
@@ -29,7 +30,7 @@ impl Tool for List {
     type Params = ListParams;
     type Output = ListAnswer;
 
-    const NAME: &'static str = "task_result_list";
+    const NAME: &'static str = names::LIST;
     const TITLE: &'static str = "List task results";
     const METHOD: &'static str = method::LIST;
     const EFFECTS: Effects = Effects {

@@ -11,6 +11,7 @@ pub mod delete;
 pub mod errors;
 pub mod get;
 pub mod list;
+pub mod names;
 pub mod next_steps;
 pub mod schema;
 pub mod search;

@@ -1,8 +1,7 @@
 //! Next-step texts that more than one tool gives, in one place, each named for what it
 //! tells the model. A tool's own next steps stay in its file.
 
-use super::Tool;
-use super::list::List;
+use super::names;
 
 /// The caller cannot reach the task (or it does not exist): check the task id, or call
 /// with the credentials of a member of the task.
@@ -16,6 +15,6 @@ pub(crate) fn only_the_author_may_change_it() -> String {
         "only the author of a result may update or delete it, and the portal \
      gives the same answer for a result id that does not exist. Check the result id (not the task id) and its \
      authorId and rights with {}.",
-        List::NAME
+        names::LIST
     )
 }

@@ -1,5 +1,6 @@
 //! `task_result_update`: tasks.task.result.update.
 
+use super::names;
 use super::next_steps::only_the_author_may_change_it;
 use super::shown::Shown;
 use super::texts::DATA;
@@ -14,7 +15,7 @@ impl Tool for Update {
     type Params = UpdateParams;
     type Output = Shown<TaskResult>;
 
-    const NAME: &'static str = "task_result_update";
+    const NAME: &'static str = names::UPDATE;
     const TITLE: &'static str = "Update a task result";
     const METHOD: &'static str = method::UPDATE;
     const EFFECTS: Effects = Effects {
