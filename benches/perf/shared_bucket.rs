@@ -3,7 +3,7 @@
 //! buckets, shown for contrast, send three times it), and the per-acquire cost of the
 //! Redis round trip against the local `Pacer`. Starts its own `redis-server`.
 
-#[path = "../../tests/redis_support/mod.rs"]
+#[path = "../../tests/support/redis_support.rs"]
 mod redis_support;
 
 use std::sync::Arc;

@@ -10,7 +10,7 @@
 //! the scheme, keeps extra whitespace around the token (`Bearer  x `) as part of it,
 //! takes `Bearer` followed only by spaces as a token made of spaces instead of refusing
 //! it, and its older releases match the scheme case-sensitively. The tests here and in
-//! tests/http_security.rs exercise those cases; `headers` is not in the tree either.
+//! tests/http/http_security.rs exercise those cases; `headers` is not in the tree either.
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! The command line outside the MCP session: `doctor`, `print-config` and `--help`.
 
-mod common;
+use crate::support::common;
 
 use std::process::Output;
 

@@ -1,8 +1,7 @@
 //! Configuration rules a user hits first: one rule for every on/off variable (issue 10
 //! item 5), and every portal, pacing and OAuth flag before or after the subcommand (item 6).
 
-mod common;
-mod http_support;
+use crate::support::{common, http_support};
 
 use std::process::Output;
 

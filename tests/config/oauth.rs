@@ -2,7 +2,7 @@
 //! portal and OAuth server (BITRIX24_OAUTH_URL points at it), with a token file in a
 //! temporary directory.
 
-mod common;
+use crate::support::common;
 
 use std::path::Path;
 use std::time::Duration;

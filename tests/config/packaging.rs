@@ -2,7 +2,7 @@
 //! the artifacts of `cargo xtask dist` install and answer MCP as users run them: the npm
 //! packages through the launcher, the bundle the way its manifest says.
 
-mod common;
+use crate::support::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

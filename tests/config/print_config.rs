@@ -2,7 +2,7 @@
 //! uses is named in every client's snippet, never its value; `--launcher npx`; and a
 //! snapshot of what each client is given, per client and transport.
 
-mod common;
+use crate::support::common;
 
 use std::collections::BTreeSet;
 use std::process::Output;

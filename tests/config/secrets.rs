@@ -1,6 +1,6 @@
 //! Secrets never reach logs, errors or tool output, even at trace level.
 
-mod common;
+use crate::support::common;
 
 use bitrix24_task_results_mcp::sandbox::SandboxOptions;
 use common::*;

@@ -2,8 +2,7 @@
 //! none may appear on stdout (every JSON-RPC message, tool results and errors included)
 //! or on stderr. Covers the inbound webhook and the OAuth access token.
 
-mod common;
-mod raw;
+use crate::support::{common, raw};
 
 use bitrix24_task_results_mcp::sandbox::{Fault, Sandbox, SandboxOptions};
 use raw::{RawSession, assert_no_panic, assert_stdout_is_jsonrpc};

@@ -2,8 +2,7 @@
 //! stateless and stateful mode, a 10 MiB message, a burst of requests, and the bearer
 //! token kept out of every output at trace level.
 
-mod common;
-mod http_support;
+use crate::support::{common, http_support};
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};

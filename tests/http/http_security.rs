@@ -2,8 +2,7 @@
 //! `/message`): bearer token, Host allow-list, Origin validation, body size limit, and
 //! the refusal to listen on a non-loopback address without a token.
 
-mod common;
-mod http_support;
+use crate::support::http_support;
 
 use http_support::*;
 use reqwest::StatusCode;

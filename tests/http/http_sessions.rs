@@ -3,8 +3,7 @@
 //! `--session-idle-timeout` closes an idle session so that its id gets 404 and the
 //! client starts over; the server keeps serving throughout.
 
-mod common;
-mod http_support;
+use crate::support::http_support;
 
 use http_support::*;
 use reqwest::StatusCode;

@@ -5,9 +5,7 @@
 //! names each get their own issuer, and connections that send nothing are closed while
 //! an event stream stays open.
 
-mod common;
-mod http_support;
-mod sign_in_support;
+use crate::support::{http_support, sign_in_support};
 
 use std::time::Duration;
 

@@ -1,8 +1,7 @@
 //! End to end over streamable HTTP: the binary with `--transport http`, rmcp's streamable
 //! HTTP client with a bearer token, and the sandbox portal over real HTTP.
 
-mod common;
-mod http_support;
+use crate::support::{common, http_support};
 
 use std::time::Duration;
 

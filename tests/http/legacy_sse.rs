@@ -1,8 +1,7 @@
 //! End to end over the legacy 2024-11-05 HTTP+SSE transport (`GET /sse` +
 //! `POST /message?sessionId=…`), with a small client written here (rmcp 3 has none).
 
-mod common;
-mod http_support;
+use crate::support::http_support;
 
 use std::time::Duration;
 

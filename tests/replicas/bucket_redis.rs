@@ -6,7 +6,7 @@
 //! bucket is the portal's. The bounds asserted are the GCRA's own, with a few tens of
 //! milliseconds of scheduling slack; nothing else is timed.
 
-mod redis_support;
+use crate::support::redis_support;
 
 use std::sync::Arc;
 use std::time::Duration;

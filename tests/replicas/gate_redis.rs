@@ -5,7 +5,7 @@
 //! Two `bitrix::Client`s on one Redis stand for two replicas. The probe interval is not
 //! waited out: deleting the probe claim is what its expiry does, so nothing is timed.
 
-mod redis_support;
+use crate::support::redis_support;
 
 use std::sync::Arc;
 use std::time::Duration;

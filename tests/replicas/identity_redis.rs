@@ -5,8 +5,7 @@
 //! succeed with one refresh: Bitrix24 rotates the refresh token, so a second refresh
 //! would be refused and the identity lost.
 
-mod common;
-mod redis_support;
+use crate::support::{common, redis_support};
 
 use std::path::Path;
 use std::time::Duration;

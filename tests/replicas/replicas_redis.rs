@@ -3,9 +3,7 @@
 //! 10. Calls spread across the replicas never exceed the portal's bucket together, every
 //! add is stored once, and a Redis outage fails calls cleanly until Redis is back.
 
-mod common;
-mod http_support;
-mod redis_support;
+use crate::support::{common, http_support, redis_support};
 
 use std::time::{Duration, Instant};
 

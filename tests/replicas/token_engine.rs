@@ -5,7 +5,7 @@
 //! sign-in store. The in-memory holder, the token file and the SQLite store run the same
 //! suite as unit tests.
 
-mod redis_support;
+use crate::support::redis_support;
 
 use std::sync::Arc;
 

@@ -9,9 +9,7 @@
 //! Node 22 through the `node` package when the installed one is older, as the suite
 //! needs). `.ci/run` runs it.
 
-mod common;
-mod http_support;
-mod sign_in_support;
+use crate::support::{http_support, sign_in_support};
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -3,9 +3,7 @@
 //! headless client doing the MCP authorization flow, then rmcp's client calling tools
 //! with the token it got. Each person's calls run as that person on the portal.
 
-mod common;
-mod http_support;
-mod sign_in_support;
+use crate::support::{common, http_support, sign_in_support};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

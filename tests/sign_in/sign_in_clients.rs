@@ -3,9 +3,7 @@
 //! fetch, the setting that turns them off, what is logged and shown when one cannot be
 //! used), what registration accepts, and the per-source and per-client limits.
 
-mod common;
-mod http_support;
-mod sign_in_support;
+use crate::support::{common, http_support, sign_in_support};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -6,9 +6,7 @@
 //! sends the browser anywhere. (Over 400 lines: the cases share one harness and read as
 //! one list.)
 
-mod common;
-mod http_support;
-mod sign_in_support;
+use crate::support::{http_support, sign_in_support};
 
 use http_support::HttpServer;
 use reqwest::{StatusCode, header};

@@ -6,10 +6,7 @@
 //! reached at start-up stops the server with a clear error and exit code 1; `rediss://`
 //! checks the certificate.
 
-mod common;
-mod http_support;
-mod redis_support;
-mod sign_in_support;
+use crate::support::{common, http_support, redis_support, sign_in_support};
 
 use bitrix24_task_results_mcp::sandbox::Sandbox;
 use common::ok;
@@ -59,7 +56,7 @@ impl Replicas {
             ("MCP_STORE_KEY", STORE_KEY.into()),
             ("MCP_PUBLIC_URL", self.public_url()),
             // No grace window: a replayed refresh here is a reuse at once (the window
-            // itself is tested in tests/sign_in_tokens.rs).
+            // itself is tested in tests/sign_in/sign_in_tokens.rs).
             ("MCP_REFRESH_GRACE", "0".into()),
         ]
     }

@@ -3,9 +3,7 @@
 //! error code or HTTP status, against the spawned binary in front of the sandbox portal.
 //! One file over ~400 lines because the cases share one harness and read as one list.
 
-mod common;
-mod http_support;
-mod sign_in_support;
+use crate::support::{http_support, sign_in_support};
 
 use std::time::Duration;
 
@@ -60,7 +58,7 @@ async fn authorize_without_s256_pkce_is_sent_back_as_invalid_request() {
     let (_, challenge) = pkce();
     let good = client.authorize_params(&challenge, "st-pkce");
     // Errors go back to the client as redirects only once this browser has approved it
-    // (before, they are pages: tests/sign_in_consent.rs).
+    // (before, they are pages: tests/sign_in/sign_in_consent.rs).
     client.sign_in(1).await;
     let cases = [
         with_param(&good, "code_challenge", None),
@@ -151,7 +149,7 @@ async fn another_resource_is_invalid_target_at_authorize_and_token() {
     let (_, challenge) = pkce();
     let good = client.authorize_params(&challenge, "st-target");
     // Errors go back to the client as redirects only once this browser has approved it
-    // (before, they are pages: tests/sign_in_consent.rs).
+    // (before, they are pages: tests/sign_in/sign_in_consent.rs).
     client.sign_in(1).await;
     for resource in [
         "https://other.example/mcp",
@@ -294,7 +292,8 @@ async fn an_expired_portal_code_sends_the_client_access_denied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reused_refresh_token_revokes_the_whole_grant() {
     let env = Team::new().await;
-    // No grace window: every repeat is a reuse (tests/sign_in_tokens.rs has the window).
+    // No grace window: every repeat is a reuse (tests/sign_in/sign_in_tokens.rs has the
+    // window).
     let server = env.server(&["--refresh-grace", "0"], &[]).await;
     let url = server.mcp_url();
     let client = Client::discover_and_register(&server).await;

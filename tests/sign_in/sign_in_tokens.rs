@@ -5,10 +5,7 @@
 //! user could read refused at start-up, the store key from a file, and `users list` after
 //! a revocation and with a hostile domain.
 
-mod common;
-mod http_support;
-mod redis_support;
-mod sign_in_support;
+use crate::support::{common, http_support, redis_support, sign_in_support};
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 //!
 //! Long because it covers the whole `Store` trait; each test is one behaviour.
 
-mod redis_support;
+use crate::support::redis_support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 
-use crate::common;
+use super::common;
 
 /// Env vars of the HTTP side a test must not inherit.
 pub const HTTP_VARS: [&str; 20] = [

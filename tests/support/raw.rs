@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::mpsc;
 
-use crate::common::command;
+use super::common::command;
 
 /// Bounds a wait for an answer so a missing answer fails the test instead of hanging it.
 /// Not a speed check: an answer normally takes milliseconds.

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::http_support::{self, HttpServer, initialize_body};
+use super::http_support::{self, HttpServer, initialize_body};
 
 /// Where the test client says it listens; nothing listens: the test reads the
 /// redirect's Location instead of following it.
@@ -507,7 +507,7 @@ impl Team {
     pub async fn users(&self, args: &[&str]) -> String {
         let mut all = vec!["users"];
         all.extend_from_slice(args);
-        let out = crate::common::command(&all, &[("MCP_STORE", &self.store())])
+        let out = super::common::command(&all, &[("MCP_STORE", &self.store())])
             .output()
             .await
             .unwrap();

@@ -1,7 +1,7 @@
 //! task_chat_messages_list and the answer-size bound, end to end over stdio against the
 //! sandbox portal.
 
-mod common;
+use crate::support::common;
 
 use bitrix24_task_results_mcp::sandbox::SandboxOptions;
 use bitrix24_task_results_mcp::tools::shown::MAX_ANSWER_BYTES;

@@ -6,7 +6,7 @@
 //! else names the tools (manifest.json, the tool tables of README.md and docs/tools.md,
 //! the `--read-only` help) agrees with the registry.
 
-mod common;
+use crate::support::common;
 
 use bitrix24_task_results_mcp::bitrix::{
     CallError, ErrorClass, FieldError, PortalError, TransportError, TransportKind,

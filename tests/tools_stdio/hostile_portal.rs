@@ -2,7 +2,7 @@
 //! fields, a 100 MiB body, a body that never ends. Each gives a clear isError result (or,
 //! for harmless extras, a normal one), and the session keeps serving.
 
-mod common;
+use crate::support::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -2,8 +2,7 @@
 //! (with the request's id when it can be read), ignores notifications and responses,
 //! stays alive, and the next valid request works.
 
-mod common;
-mod raw;
+use crate::support::raw;
 
 use bitrix24_task_results_mcp::tools::REGISTRY;
 use raw::{RawSession, assert_no_panic, assert_stdout_is_jsonrpc, count_id_less};

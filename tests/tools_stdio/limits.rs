@@ -2,7 +2,7 @@
 //! the sandbox over real HTTP with its leaky bucket and scripted faults. For each fault:
 //! what the model sees, what the sandbox holds, and that the session keeps serving.
 
-mod common;
+use crate::support::common;
 
 use std::collections::HashSet;
 use std::time::Duration;

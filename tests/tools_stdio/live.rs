@@ -2,14 +2,14 @@
 //!
 //! ```sh
 //! BITRIX24_LIVE_WEBHOOK_URL=https://YOUR.bitrix24.com/rest/1/SECRET/ BITRIX24_LIVE_TASK_ID=51 \
-//!   cargo test --test live -- --ignored --nocapture
+//!   cargo test --test tools_stdio live:: -- --ignored --nocapture
 //! ```
 //!
 //! It adds a result to the task, lists it, updates it and deletes it, leaving the task
 //! as it was (the result is deleted even when a step in between fails). The webhook
 //! needs the `tasks` scope; its user must be a member of the task.
 
-mod common;
+use crate::support::common;
 
 use common::*;
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! `--plan unlimited` (issue 10 item 8): no client-side pacing, 503 still retried, and
 //! `doctor` says pacing is off. Judged by what the sandbox received, never by timing.
 
-mod common;
+use crate::support::common;
 
 use bitrix24_task_results_mcp::sandbox::{RateLimit, SandboxOptions};
 use common::*;

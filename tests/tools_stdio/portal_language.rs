@@ -2,7 +2,7 @@
 //! for an English and a Russian portal, because they are keyed on codes, fields and
 //! statuses only. The binary runs against the sandbox in each language over HTTP.
 
-mod common;
+use crate::support::common;
 
 use bitrix24_task_results_mcp::sandbox::{Language, SandboxOptions};
 use common::*;

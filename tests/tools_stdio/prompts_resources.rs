@@ -1,8 +1,7 @@
 //! Prompts and the task-results resource, end to end: the binary, rmcp's client over stdio
 //! and HTTP, the sandbox portal over real HTTP.
 
-mod common;
-mod http_support;
+use crate::support::{common, http_support};
 
 use bitrix24_task_results_mcp::sandbox::{Sandbox, SandboxOptions};
 use common::*;

@@ -1,7 +1,7 @@
 //! The stdio protocol surface, spoken as raw JSON-RPC lines: protocol versions,
 //! discovery, ping, unknown methods, start-up errors, shutdown and stdout purity.
 
-mod common;
+use crate::support::common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

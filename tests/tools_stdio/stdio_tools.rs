@@ -1,6 +1,6 @@
 //! End to end over stdio: the binary, rmcp's client, and the sandbox over real HTTP.
 
-mod common;
+use crate::support::common;
 
 use bitrix24_task_results_mcp::sandbox::SandboxOptions;
 use bitrix24_task_results_mcp::tools::schema;

@@ -2,8 +2,7 @@
 //! path (panics included) each stdout line is one JSON-RPC message. Result text is data:
 //! whatever people wrote travels inside a JSON string and is never interpreted.
 
-mod common;
-mod raw;
+use crate::support::{common, raw};
 
 use bitrix24_task_results_mcp::sandbox::{Fault, Sandbox, SandboxOptions};
 use raw::{RawSession, assert_no_panic, assert_stdout_is_jsonrpc};
@@ -227,13 +226,11 @@ fn panic_hook_reports_on_stderr_only_and_redacted() {
         assert!(joined.is_err());
         return;
     }
+    // This test's name in the binary: its module path without the crate's name.
+    let (_, module) = module_path!().split_once("::").unwrap();
+    let name = format!("{module}::panic_hook_reports_on_stderr_only_and_redacted");
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "panic_hook_reports_on_stderr_only_and_redacted",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", &name, "--nocapture", "--test-threads=1"])
         .env(CHILD, "1")
         .output()
         .unwrap();
@@ -241,7 +238,7 @@ fn panic_hook_reports_on_stderr_only_and_redacted() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
-        stderr.contains("panic at tests/stdout_purity.rs:")
+        stderr.contains(&format!("panic at {}:", file!()))
             && stderr.contains("request handler blew up near ***"),
         "{stderr}"
     );

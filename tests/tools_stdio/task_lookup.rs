@@ -2,9 +2,7 @@
 //! of task ids, over stdio and HTTP, as the webhook's user and as a signed-in person;
 //! the binary, rmcp's client, the sandbox portal over real HTTP.
 
-mod common;
-mod http_support;
-mod sign_in_support;
+use crate::support::{common, http_support, sign_in_support};
 
 use std::time::{Duration, Instant};
 

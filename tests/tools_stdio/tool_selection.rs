@@ -1,6 +1,6 @@
 //! Read-only mode and tool selection, end to end: the binary, rmcp's client, the sandbox.
 
-mod common;
+use crate::support::common;
 
 use bitrix24_task_results_mcp::sandbox::SandboxOptions;
 use bitrix24_task_results_mcp::tools::REGISTRY;

@@ -2,12 +2,12 @@
 //! holder and a person's pair in a SQLite store (`runs.rs`), the token file
 //! (`token_file.rs`'s tests), the configured identity's replicas with a shared pair
 //! (`configured.rs`'s tests), and the replicas' pair and a person's pair in a real Redis
-//! (`tests/token_engine.rs`). A [`Bench`] is the place holders meet; each case makes
-//! engines over holders of its own, as separate processes would have them, against the
-//! sandbox's OAuth server (or a canned one).
+//! (`tests/replicas/token_engine.rs`). A [`Bench`] is the place holders meet; each case
+//! makes engines over holders of its own, as separate processes would have them, against
+//! the sandbox's OAuth server (or a canned one).
 //!
-//! Public for `tests/token_engine.rs` only (an integration test sees no `cfg(test)`
-//! item); nothing in the server calls it.
+//! Public for `tests/replicas/token_engine.rs` only (an integration test sees no
+//! `cfg(test)` item); nothing in the server calls it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

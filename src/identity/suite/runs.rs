@@ -1,7 +1,7 @@
 //! The suite against the holders it knows itself: the in-memory holder, and a person's
 //! pair in a SQLite store (processes sharing one database file). The token file and the
 //! configured identity's shared pair run it in their own modules; the Redis holders in
-//! `tests/token_engine.rs`.
+//! `tests/replicas/token_engine.rs`.
 
 use std::sync::Arc;
 

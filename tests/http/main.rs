@@ -1,0 +1,13 @@
+//! The HTTP transport end to end, one module per area: streamable HTTP, its security
+//! rules (bearer token, Host and Origin checks, body size), adversarial clients, sessions
+//! and sessions bound to their person, and the legacy HTTP+SSE transport.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod http_adversarial;
+mod http_security;
+mod http_sessions;
+mod http_sessions_bound;
+mod http_transport;
+mod legacy_sse;
