@@ -4,16 +4,16 @@
 //! token file, and after a refresh), and the HTTP options and bearer check. The private
 //! token-file and token-answer types are covered by a unit test in `identity::configured`.
 
+use crate::support::common::oauth_sandbox;
+
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bitrix24_task_results_mcp::bitrix::{
     Caller, Endpoint, Portal, StaticToken, TokenSource, WebhookCredentials,
 };
 use bitrix24_task_results_mcp::cli::{Cli, Given};
 use bitrix24_task_results_mcp::identity::Refresher;
-use bitrix24_task_results_mcp::sandbox::{OAuthApp, Sandbox, SandboxOptions};
 use bitrix24_task_results_mcp::settings::{PortalChoice, Settings};
 use bitrix24_task_results_mcp::transport::bearer::BearerAuth;
 
@@ -188,18 +188,7 @@ fn refresher_from_a_token_file() {
 
 #[tokio::test]
 async fn refresher_after_a_refresh() {
-    let sandbox = Sandbox::start(SandboxOptions {
-        oauth: Some(OAuthApp {
-            client_id: "app.1".into(),
-            client_secret: CLIENT_SECRET.into(),
-            refresh_token: REFRESH.into(),
-            access_token_ttl: Duration::from_secs(3600),
-            ..OAuthApp::default()
-        }),
-        ..SandboxOptions::default()
-    })
-    .await
-    .unwrap();
+    let sandbox = oauth_sandbox("app.1", CLIENT_SECRET, REFRESH).await;
     let dir = tempfile::tempdir().unwrap();
     let (cli, _) = oauth_cli(dir.path(), &sandbox.base_url());
     let config = Settings::from_cli(&cli).portal.unwrap().refresh.unwrap();

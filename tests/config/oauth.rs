@@ -5,30 +5,14 @@
 use crate::support::common;
 
 use std::path::Path;
-use std::time::Duration;
 
-use bitrix24_task_results_mcp::sandbox::{OAuthApp, Sandbox, SandboxOptions};
+use bitrix24_task_results_mcp::sandbox::Sandbox;
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const CLIENT_ID: &str = "local.sandbox.app";
 const CLIENT_SECRET: &str = "client-secret-0123456789abcdef";
 const INITIAL_REFRESH: &str = "refresh-initial-0123456789abcdef";
-
-async fn oauth_sandbox() -> Sandbox {
-    Sandbox::start(SandboxOptions {
-        oauth: Some(OAuthApp {
-            client_id: CLIENT_ID.into(),
-            client_secret: CLIENT_SECRET.into(),
-            refresh_token: INITIAL_REFRESH.into(),
-            access_token_ttl: Duration::from_secs(3600),
-            ..OAuthApp::default()
-        }),
-        ..SandboxOptions::default()
-    })
-    .await
-    .expect("start sandbox")
-}
 
 /// Spawns the binary in OAuth mode. `access` is BITRIX24_ACCESS_TOKEN (`None` = unset),
 /// `refresh` is BITRIX24_REFRESH_TOKEN.
@@ -62,10 +46,6 @@ fn token_requests(sb: &Sandbox) -> Vec<bitrix24_task_results_mcp::sandbox::Recor
         .collect()
 }
 
-fn read_token_file(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).expect("token file")).expect("JSON")
-}
-
 #[cfg(unix)]
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
@@ -80,7 +60,7 @@ fn assert_no_secrets(stderr: &str, secrets: &[&str]) {
 
 #[tokio::test]
 async fn an_expired_token_is_refreshed_once_for_ten_concurrent_calls() {
-    let sb = oauth_sandbox().await;
+    let sb = oauth_sandbox(CLIENT_ID, CLIENT_SECRET, INITIAL_REFRESH).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cfg").join("token.json");
     let initial_access = sb.access_token().unwrap();
@@ -151,7 +131,7 @@ async fn an_expired_token_is_refreshed_once_for_ten_concurrent_calls() {
 
 #[tokio::test]
 async fn a_restart_uses_the_rotated_refresh_token_from_the_file() {
-    let sb = oauth_sandbox().await;
+    let sb = oauth_sandbox(CLIENT_ID, CLIENT_SECRET, INITIAL_REFRESH).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("token.json");
     let initial_access = sb.access_token().unwrap();
@@ -190,7 +170,7 @@ async fn a_restart_uses_the_rotated_refresh_token_from_the_file() {
 
 #[tokio::test]
 async fn a_missing_or_revoked_access_token_is_obtained_by_refresh() {
-    let sb = oauth_sandbox().await;
+    let sb = oauth_sandbox(CLIENT_ID, CLIENT_SECRET, INITIAL_REFRESH).await;
     let dir = tempfile::tempdir().unwrap();
 
     // No BITRIX24_ACCESS_TOKEN at all: the first call refreshes first.
@@ -221,7 +201,7 @@ async fn a_missing_or_revoked_access_token_is_obtained_by_refresh() {
 
 #[tokio::test]
 async fn invalid_grant_is_reported_clearly_and_not_retried() {
-    let sb = oauth_sandbox().await;
+    let sb = oauth_sandbox(CLIENT_ID, CLIENT_SECRET, INITIAL_REFRESH).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("token.json");
     let s = spawn_oauth(

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use http_support::*;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::AsyncReadExt;
 
 /// POSTs `body` to /mcp as a client would; returns the status and the JSON-RPC messages
 /// of the answer (a JSON body, or the `data:` lines of an event stream).
@@ -280,25 +280,8 @@ async fn bearer_token_and_oauth_token_never_leak_over_http_at_trace_level() {
         .kill_on_drop(true);
     let mut child = cmd.spawn().unwrap();
     let stdout = capture(child.stdout.take().unwrap());
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
-    let sink = stderr.clone();
-    tokio::spawn(async move {
-        let mut tx = Some(tx);
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(rest) = line.split("listening on http://").nth(1)
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(rest.split("/mcp").next().unwrap_or_default().to_string());
-            }
-            let mut s = sink.lock().unwrap();
-            s.push_str(&line);
-            s.push('\n');
-        }
-    });
-    let addr = tokio::time::timeout(HANG, rx).await.unwrap().unwrap();
-    let url = format!("http://{addr}/mcp");
+    let mut server = HttpServer::listening(child).await;
+    let url = server.mcp_url();
 
     let mut seen = Vec::new();
     // Wrong and missing tokens: 401, and the answer never holds the real one.
@@ -342,10 +325,10 @@ async fn bearer_token_and_oauth_token_never_leak_over_http_at_trace_level() {
         .unwrap(),
     );
     let _ = client.cancel().await;
-    let _ = child.start_kill();
-    let _ = child.wait().await;
+    let _ = server.child.start_kill();
+    let _ = server.child.wait().await;
     seen.push(stdout.lock().unwrap().clone());
-    let stderr = stderr.lock().unwrap().clone();
+    let stderr = server.stderr();
     assert!(stderr.contains("TRACE"), "trace logging was on");
     seen.push(stderr);
     for s in &seen {

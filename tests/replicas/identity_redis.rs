@@ -8,32 +8,16 @@
 use crate::support::{common, redis_support};
 
 use std::path::Path;
-use std::time::Duration;
 
-use bitrix24_task_results_mcp::sandbox::{OAuthApp, Sandbox, SandboxOptions};
+use bitrix24_task_results_mcp::sandbox::Sandbox;
 use common::*;
 use redis_support::RedisServer;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const CLIENT_ID: &str = "local.replicas.app";
 const CLIENT_SECRET: &str = "client-secret-5e1d9a7c3b2f4e60";
 const INITIAL_REFRESH: &str = "refresh-initial-7a3c9e1f5b2d4860";
 const STORE_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
-async fn oauth_sandbox() -> Sandbox {
-    Sandbox::start(SandboxOptions {
-        oauth: Some(OAuthApp {
-            client_id: CLIENT_ID.into(),
-            client_secret: CLIENT_SECRET.into(),
-            refresh_token: INITIAL_REFRESH.into(),
-            access_token_ttl: Duration::from_secs(3600),
-            ..OAuthApp::default()
-        }),
-        ..SandboxOptions::default()
-    })
-    .await
-    .expect("start sandbox")
-}
 
 /// A replica of the identity; with `store`, on that Redis with the shared key.
 async fn replica(
@@ -81,15 +65,11 @@ async fn ten_adds(replicas: &[&Session], text: &str) -> (usize, Option<String>) 
     (failed, example)
 }
 
-fn read_token_file(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).expect("token file")).expect("JSON")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_refresh_the_shared_identity_once() {
     let redis = RedisServer::start();
     let store = redis.url(0);
-    let sb = oauth_sandbox().await;
+    let sb = oauth_sandbox(CLIENT_ID, CLIENT_SECRET, INITIAL_REFRESH).await;
     let dir = tempfile::tempdir().unwrap();
     let (file_a, file_b) = (dir.path().join("a.json"), dir.path().join("b.json"));
     let initial_access = sb.access_token().unwrap();
@@ -188,7 +168,7 @@ async fn two_replicas_refresh_the_shared_identity_once() {
 /// asserted (which replica loses the race varies).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_the_shared_store_the_identity_breaks() {
-    let sb = oauth_sandbox().await;
+    let sb = oauth_sandbox(CLIENT_ID, CLIENT_SECRET, INITIAL_REFRESH).await;
     let dir = tempfile::tempdir().unwrap();
     let initial_access = sb.access_token().unwrap();
     let a = replica(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bitrix24_task_results_mcp::sandbox::Sandbox;
 use common::{err, ok};
-use http_support::{HttpServer, call, connect, spawn_http, spawn_http_on};
+use http_support::{HttpServer, call, call_as, connect, spawn_http, spawn_http_on};
 use serde_json::{Value, json};
 use sign_in_support::{Client, free_port};
 
@@ -82,15 +82,6 @@ async fn add(url: &str, token: &str, text: &str) -> rmcp::model::CallToolResult 
         json!({"taskId": 51, "text": text}),
     )
     .await;
-    client.cancel().await.ok();
-    r
-}
-
-async fn call_as(url: &str, token: &str, tool: &str, args: Value) -> rmcp::model::CallToolResult {
-    let client = connect(url, Some(token))
-        .await
-        .expect("connect with the token");
-    let r = call(&client, tool, args).await;
     client.cancel().await.ok();
     r
 }

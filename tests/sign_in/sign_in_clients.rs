@@ -13,7 +13,7 @@ use http_support::HttpServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sign_in_support::{
-    CLIENT_REDIRECT, Client, Team, free_port, location, no_redirects, pkce, query,
+    CLIENT_REDIRECT, Client, Team, free_port, location, no_redirects, pkce, query, redacted,
 };
 
 /// A document server on loopback counting every request it gets: `/good.json` names
@@ -185,11 +185,6 @@ async fn documents_are_fetched_directly_never_through_an_environment_proxy() {
     to_portal(&r, &server);
     assert_eq!(docs.hits(), 1);
     assert_eq!(seen.load(Ordering::SeqCst), 0, "the proxy saw a connection");
-}
-
-/// `doc` as text with the server's address replaced, so snapshots do not hold a port.
-fn redacted(doc: &Value, base: &str) -> Value {
-    serde_json::from_str(&doc.to_string().replace(base, "http://SERVER")).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,12 +10,11 @@ use crate::support::{common, http_support, redis_support, sign_in_support};
 
 use bitrix24_task_results_mcp::sandbox::Sandbox;
 use common::ok;
-use http_support::{HttpServer, call, connect, run_to_exit, spawn_http_on};
+use http_support::{HttpServer, call, call_as, connect, run_to_exit, spawn_http_on};
 use redis_support::RedisServer;
-use serde_json::{Value, json};
+use serde_json::json;
 use sign_in_support::{Client, free_port};
 
-use sign_in_support::{APP_ID, APP_SECRET};
 const STORE_KEY: &str = "8f0e1d2c3b4a59687766554433221100ffeeddccbbaa99887766554433221100";
 
 struct Replicas {
@@ -45,20 +44,16 @@ impl Replicas {
     }
 
     fn env(&self) -> Vec<(&'static str, String)> {
-        let base = self.sandbox.base_url();
-        vec![
-            ("BITRIX24_PORTAL_URL", base.clone()),
-            ("BITRIX24_CLIENT_ID", APP_ID.into()),
-            ("BITRIX24_CLIENT_SECRET", APP_SECRET.into()),
-            ("BITRIX24_OAUTH_URL", base),
-            ("BITRIX24_RATE", "1000".into()),
+        let mut env = sign_in_support::portal_env(&self.sandbox);
+        env.extend([
             ("MCP_STORE", self.redis.url(0)),
             ("MCP_STORE_KEY", STORE_KEY.into()),
             ("MCP_PUBLIC_URL", self.public_url()),
             // No grace window: a replayed refresh here is a reuse at once (the window
             // itself is tested in tests/sign_in/sign_in_tokens.rs).
             ("MCP_REFRESH_GRACE", "0".into()),
-        ]
+        ]);
+        env
     }
 
     async fn replica(&self, port: u16) -> HttpServer {
@@ -66,15 +61,6 @@ impl Replicas {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         spawn_http_on(&format!("127.0.0.1:{port}"), &["--oauth"], &env).await
     }
-}
-
-async fn call_as(url: &str, token: &str, tool: &str, args: Value) -> rmcp::model::CallToolResult {
-    let client = connect(url, Some(token))
-        .await
-        .expect("connect with the token");
-    let r = call(&client, tool, args).await;
-    client.cancel().await.ok();
-    r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

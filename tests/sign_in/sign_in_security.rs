@@ -13,7 +13,8 @@ use http_support::HttpServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sign_in_support::{
-    CLIENT_REDIRECT, Client, Team, location, mcp_status, no_redirects, pkce, query, with_param,
+    CLIENT_REDIRECT, Client, Team, location, mcp_status, no_redirects, oauth_error, pkce, query,
+    redacted, with_param,
 };
 
 /// The answer is an OAuth error redirect to the client: `error`, the client's state,
@@ -44,10 +45,6 @@ async fn assert_page(r: reqwest::Response, status: StatusCode) {
     assert!(kind.starts_with("text/html"), "{kind}");
     let html = r.text().await.unwrap();
     assert!(html.starts_with("<!doctype html>"), "{html}");
-}
-
-fn oauth_error(body: &Value) -> &str {
-    body["error"].as_str().unwrap_or("<no error field>")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -681,11 +678,6 @@ async fn client_id_metadata_documents_are_checked() {
             .await;
         assert_page(r, StatusCode::BAD_REQUEST).await;
     }
-}
-
-/// `doc` as text with the server's address replaced, so snapshots do not hold a port.
-fn redacted(doc: &Value, base: &str) -> Value {
-    serde_json::from_str(&doc.to_string().replace(base, "http://SERVER")).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

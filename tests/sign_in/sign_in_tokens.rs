@@ -18,17 +18,12 @@ use http_support::{run_to_exit, spawn_http_on};
 use redis_support::RedisServer;
 use reqwest::StatusCode;
 use secrecy::SecretString;
-use serde_json::Value;
-use sign_in_support::{Client, Team, Tokens, mcp_status, tokens};
+use sign_in_support::{Client, Team, Tokens, mcp_status, oauth_error, tokens};
 
 const STORE_KEY: &str = "5a1f0e2d3c4b59687766554433221100ffeeddccbbaa99887766554433221100";
 
 fn same_pair(a: &Tokens, b: &Tokens) -> bool {
     a.access == b.access && a.refresh == b.refresh
-}
-
-fn oauth_error(body: &Value) -> &str {
-    body["error"].as_str().unwrap_or("<no error field>")
 }
 
 /// `mode` on `path`.

@@ -217,3 +217,25 @@ pub fn attempts_to_exhaust(fault: &bitrix24_task_results_mcp::sandbox::Fault, wr
         1
     }
 }
+
+/// A sandbox portal with one OAuth application installed: `client_id` and
+/// `client_secret`, installed with `refresh_token`; its access tokens live an hour.
+pub async fn oauth_sandbox(client_id: &str, client_secret: &str, refresh_token: &str) -> Sandbox {
+    Sandbox::start(SandboxOptions {
+        oauth: Some(bitrix24_task_results_mcp::sandbox::OAuthApp {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            refresh_token: refresh_token.into(),
+            access_token_ttl: std::time::Duration::from_secs(3600),
+            ..Default::default()
+        }),
+        ..SandboxOptions::default()
+    })
+    .await
+    .expect("start sandbox")
+}
+
+/// The OAuth token file at `path`, as JSON.
+pub fn read_token_file(path: &std::path::Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).expect("token file")).expect("JSON")
+}

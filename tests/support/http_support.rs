@@ -79,36 +79,44 @@ pub async fn spawn_http(args: &[&str], env: &[(&str, &str)]) -> HttpServer {
 pub async fn spawn_http_on(listen: &str, args: &[&str], env: &[(&str, &str)]) -> HttpServer {
     let mut all = vec!["--transport", "http", "--listen", listen];
     all.extend_from_slice(args);
-    let mut child = command(&all, env).spawn().expect("spawn the server binary");
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
-    let sink = stderr.clone();
-    tokio::spawn(async move {
-        let mut tx = Some(tx);
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(rest) = line.split("listening on http://").nth(1)
-                && let Some(tx) = tx.take()
-            {
-                let addr = rest.split("/mcp").next().unwrap_or_default().to_string();
-                let _ = tx.send(addr);
+    let child = command(&all, env).spawn().expect("spawn the server binary");
+    HttpServer::listening(child).await
+}
+
+impl HttpServer {
+    /// Waits for `child`, the binary serving HTTP with its stderr piped, to log its
+    /// address; its stderr is kept from then on.
+    pub async fn listening(mut child: Child) -> HttpServer {
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+        let sink = stderr.clone();
+        tokio::spawn(async move {
+            let mut tx = Some(tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.split("listening on http://").nth(1)
+                    && let Some(tx) = tx.take()
+                {
+                    let addr = rest.split("/mcp").next().unwrap_or_default().to_string();
+                    let _ = tx.send(addr);
+                }
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
             }
-            let mut s = sink.lock().unwrap();
-            s.push_str(&line);
-            s.push('\n');
+        });
+        let addr = match tokio::time::timeout(HANG, rx).await {
+            Ok(Ok(addr)) => addr,
+            _ => panic!(
+                "the server did not report its address; stderr:\n{}",
+                stderr.lock().unwrap()
+            ),
+        };
+        HttpServer {
+            child,
+            base: format!("http://{addr}"),
+            stderr,
         }
-    });
-    let addr = match tokio::time::timeout(HANG, rx).await {
-        Ok(Ok(addr)) => addr,
-        _ => panic!(
-            "the server did not report its address; stderr:\n{}",
-            stderr.lock().unwrap()
-        ),
-    };
-    HttpServer {
-        child,
-        base: format!("http://{addr}"),
-        stderr,
     }
 }
 
@@ -421,4 +429,14 @@ impl PortalGate {
             .expect("the call did not reach the portal")
             .expect("relay alive");
     }
+}
+
+/// A tool call in a connection of its own, with `token` as the bearer.
+pub async fn call_as(url: &str, token: &str, tool: &str, args: Value) -> CallToolResult {
+    let client = connect(url, Some(token))
+        .await
+        .expect("connect with the token");
+    let r = call(&client, tool, args).await;
+    client.cancel().await.ok();
+    r
 }

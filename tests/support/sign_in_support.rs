@@ -429,6 +429,21 @@ pub async fn portal_for(
     .expect("start the sandbox")
 }
 
+/// The variables of a server that signs people in through `sandbox`, a portal from
+/// [`portal_for`] (its OAuth server too), unpaced.
+pub fn portal_env(
+    sandbox: &bitrix24_task_results_mcp::sandbox::Sandbox,
+) -> Vec<(&'static str, String)> {
+    let base = sandbox.base_url();
+    vec![
+        ("BITRIX24_PORTAL_URL", base.clone()),
+        ("BITRIX24_CLIENT_ID", APP_ID.into()),
+        ("BITRIX24_CLIENT_SECRET", APP_SECRET.into()),
+        ("BITRIX24_OAUTH_URL", base),
+        ("BITRIX24_RATE", "1000".into()),
+    ]
+}
+
 /// One harness for the sign-in tests: the sandbox portal with [`APP_ID`] installed (its
 /// registered redirect is the callback of a server on `port`), a private store directory,
 /// and servers started on them with `--oauth`.
@@ -466,14 +481,7 @@ impl Team {
 
     /// The portal and its application, as every server here signs people in through it.
     pub fn portal_env(&self) -> Vec<(&'static str, String)> {
-        let base = self.sandbox.base_url();
-        vec![
-            ("BITRIX24_PORTAL_URL", base.clone()),
-            ("BITRIX24_CLIENT_ID", APP_ID.into()),
-            ("BITRIX24_CLIENT_SECRET", APP_SECRET.into()),
-            ("BITRIX24_OAUTH_URL", base),
-            ("BITRIX24_RATE", "1000".into()),
-        ]
+        portal_env(&self.sandbox)
     }
 
     /// [`Team::portal_env`] and this team's store.
@@ -518,4 +526,14 @@ impl Team {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+}
+
+/// The `error` of an OAuth error answer.
+pub fn oauth_error(body: &Value) -> &str {
+    body["error"].as_str().unwrap_or("<no error field>")
+}
+
+/// `doc` as text with the server's address replaced, so snapshots do not hold a port.
+pub fn redacted(doc: &Value, base: &str) -> Value {
+    serde_json::from_str(&doc.to_string().replace(base, "http://SERVER")).unwrap()
 }
