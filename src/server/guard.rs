@@ -10,16 +10,16 @@ use rmcp::model::CallToolResult;
 
 use crate::panic_hook::payload_text;
 use crate::tools::list::List;
-use crate::tools::{Entry, Tool, errors};
+use crate::tools::{Entry, Outcome, Ran, Subject, Tool, errors};
 
 /// Marks the result of a caught panic; tests search every result for it.
 pub const INTERNAL_ERROR: &str = "Internal error in bitrix24-task-results-mcp";
 
 /// Runs `call`; a panic in it is reported (by the panic hook, on stderr) and answered
 /// with an `isError` result naming it a bug.
-pub async fn guarded<F>(tool: &dyn Entry, call: F) -> CallToolResult
+pub async fn guarded<F>(tool: &dyn Entry, call: F) -> (CallToolResult, Ran)
 where
-    F: Future<Output = CallToolResult>,
+    F: Future<Output = (CallToolResult, Ran)>,
 {
     // Unwind safety: the call owns its parsed arguments; the shared state it touches (the
     // HTTP pool, the redactor's lock) stays consistent when a task unwinds.
@@ -34,11 +34,12 @@ where
                     List::NAME
                 )
             };
-            errors::tool_error(&format!(
+            let result = errors::tool_error(&format!(
                 "{INTERNAL_ERROR} while running {} (a bug): {}. {after}",
                 tool.name(),
                 payload_text(payload.as_ref())
-            ))
+            ));
+            (result, Ran::ended(Outcome::Internal, Subject::default()))
         }
     }
 }
@@ -61,10 +62,11 @@ mod tests {
             &crate::tools::add::Add as &dyn Entry,
             &crate::tools::list::List,
         ] {
-            let r = guarded(kind, async {
+            let (r, ran) = guarded(kind, async {
                 panic!("boom near guard-test-secret-4711");
             })
             .await;
+            assert_eq!(ran.outcome, Outcome::Internal);
             assert_eq!(r.is_error, Some(true));
             let t = text(&r);
             assert!(t.starts_with(INTERNAL_ERROR), "{t}");
@@ -83,7 +85,11 @@ mod tests {
     #[tokio::test]
     async fn a_normal_call_passes_through() {
         let ok = CallToolResult::success(vec![]);
-        let r = guarded(&crate::tools::list::List, async { ok.clone() }).await;
-        assert_eq!(r, ok);
+        let ran = Ran::ended(Outcome::Ok, Subject::default());
+        let r = guarded(&crate::tools::list::List, async {
+            (ok.clone(), ran.clone())
+        })
+        .await;
+        assert_eq!(r, (ok, ran));
     }
 }

@@ -4,10 +4,12 @@
 pub mod completion;
 pub mod guard;
 pub mod inventory;
+pub mod observe;
 pub mod prompts;
 pub mod resources;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, CompleteRequestParams, CompleteResult,
@@ -20,8 +22,9 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
 use crate::bitrix::{Caller, Client};
 use crate::tools::get::Get;
-use crate::tools::{Ctx, Entry, errors};
+use crate::tools::{CallReport, Ctx, Entry, Outcome, Ran, Subject, errors};
 pub use inventory::{Inventory, Lookup, ToolSelection};
+pub use observe::{CallObserver, Who};
 
 /// Server name reported in `serverInfo`.
 pub const SERVER_NAME: &str = env!("CARGO_PKG_NAME");
@@ -89,6 +92,8 @@ pub struct TaskResultsServer {
     fallback: Fallback,
     inventory: Inventory,
     prompts: Arc<Vec<prompts::PromptKind>>,
+    /// Told of every finished tool call (metrics, audit trail); none in a plain stdio run.
+    observers: Arc<[Arc<dyn CallObserver>]>,
 }
 
 impl TaskResultsServer {
@@ -111,6 +116,32 @@ impl TaskResultsServer {
             fallback,
             prompts: Arc::new(offered),
             inventory,
+            observers: Arc::new([]),
+        }
+    }
+
+    /// The same server, also telling `observer` of every finished tool call.
+    pub fn observed_by(mut self, observer: Arc<dyn CallObserver>) -> Self {
+        let mut all = self.observers.to_vec();
+        all.push(observer);
+        self.observers = all.into();
+        self
+    }
+
+    /// Tells the observers of one finished call.
+    fn report(&self, tool: &dyn Entry, ran: Ran, started: Instant, who: impl FnOnce() -> Who) {
+        if self.observers.is_empty() {
+            return;
+        }
+        let report = CallReport {
+            tool: tool.name(),
+            writes: !tool.read_only(),
+            ran,
+            duration: started.elapsed(),
+        };
+        let who = who();
+        for observer in self.observers.iter() {
+            observer.tool_call(&report, &who);
         }
     }
 
@@ -162,7 +193,7 @@ impl TaskResultsServer {
             caller,
             me,
         };
-        guard::guarded(tool, tool.run(ctx, args)).await
+        guard::guarded(tool, tool.run(ctx, args)).await.0
     }
 
     /// Calls the tool `name` as the configured caller, with the same rules as
@@ -172,34 +203,58 @@ impl TaskResultsServer {
         name: &str,
         args: serde_json::Map<String, serde_json::Value>,
     ) -> Result<CallToolResult, McpError> {
-        let caller = self.caller_from(None);
-        self.dispatch(name, caller, me_of(None, caller), args).await
+        self.dispatch(name, None, args).await
     }
 
     async fn dispatch(
         &self,
         name: &str,
-        caller: Option<&Caller>,
-        me: Option<u64>,
+        parts: Option<&http::request::Parts>,
         args: serde_json::Map<String, serde_json::Value>,
     ) -> Result<CallToolResult, McpError> {
-        match self.inventory.lookup(name) {
-            Lookup::Offered(tool) => Ok(match caller {
-                Some(caller) => self.call(tool, caller, me, args).await,
+        let started = Instant::now();
+        let caller = self.caller_from(parts);
+        let me = me_of(parts, caller);
+        let (tool, (result, ran)) = match self.inventory.lookup(name) {
+            Lookup::Offered(tool) => match caller {
+                Some(caller) => {
+                    let ctx = Ctx {
+                        client: &self.client,
+                        caller,
+                        me,
+                    };
+                    (tool, guard::guarded(tool, tool.run(ctx, args)).await)
+                }
                 None => {
                     tracing::warn!("refused a tool call without a signed-in person");
-                    errors::tool_error(NO_PERSON)
+                    let refusal = errors::tool_error(NO_PERSON);
+                    (
+                        tool,
+                        (refusal, Ran::ended(Outcome::NoPerson, Subject::default())),
+                    )
                 }
-            }),
-            Lookup::ReadOnly(tool) => Ok(errors::read_only_refusal(tool)),
-            Lookup::Unknown => Err(McpError::invalid_params(
-                format!(
-                    "unknown tool `{name}`; call tools/list for the available tools (this server may have been \
-                     started with --tools or --exclude-tools)"
-                ),
-                None,
-            )),
-        }
+            },
+            Lookup::ReadOnly(tool) => {
+                let refusal = errors::read_only_refusal(tool);
+                (
+                    tool,
+                    (refusal, Ran::ended(Outcome::ReadOnly, Subject::default())),
+                )
+            }
+            // Not reported: an unknown name is the client's mistake, and a label per
+            // made-up name would grow without end.
+            Lookup::Unknown => {
+                return Err(McpError::invalid_params(
+                    format!(
+                        "unknown tool `{name}`; call tools/list for the available tools (this server may have been \
+                         started with --tools or --exclude-tools)"
+                    ),
+                    None,
+                ));
+            }
+        };
+        self.report(tool, ran, started, || Who::of(parts, me));
+        Ok(result)
     }
 }
 
@@ -245,10 +300,9 @@ impl ServerHandler for TaskResultsServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::CallToolResponse, McpError> {
-        let caller = self.caller_of(&context);
-        let me = me_of(context.extensions.get::<http::request::Parts>(), caller);
+        let parts = context.extensions.get::<http::request::Parts>();
         let args = request.arguments.unwrap_or_default();
-        Ok(self.dispatch(&request.name, caller, me, args).await?.into())
+        Ok(self.dispatch(&request.name, parts, args).await?.into())
     }
 
     async fn list_prompts(
@@ -413,5 +467,97 @@ mod tests {
         let result = server.call_named("task_result_add", args()).await.unwrap();
         assert_ne!(result.is_error, Some(true), "{:?}", result.content);
         assert!(!sandbox.requests().is_empty());
+    }
+
+    /// Keeps every report it is told of.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<(CallReport, Who)>>);
+
+    impl CallObserver for Recorder {
+        fn tool_call(&self, report: &CallReport, who: &Who) {
+            self.0.lock().unwrap().push((report.clone(), who.clone()));
+        }
+    }
+
+    fn map(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[tokio::test]
+    async fn observers_hear_every_known_tool_call_with_its_outcome_and_ids() {
+        let (_sandbox, server) = rig(false).await;
+        let recorder = Arc::new(Recorder::default());
+        let server = server.observed_by(recorder.clone());
+        server.call_named("task_result_add", args()).await.unwrap();
+        server
+            .call_named("task_result_add", map(json!({"taskId": "x"})))
+            .await
+            .unwrap();
+        server
+            .call_named("task_result_delete", map(json!({"id": 999_999})))
+            .await
+            .unwrap();
+        assert!(
+            server
+                .call_named("no_such_tool", map(json!({})))
+                .await
+                .is_err()
+        );
+        let seen = recorder.0.lock().unwrap().clone();
+        let short: Vec<_> = seen
+            .iter()
+            .map(|(r, w)| (r.tool, r.writes, r.ran.outcome, r.ran.subject, w.user_id))
+            .collect();
+        let added = seen[0].0.ran.subject.result_id;
+        assert!(added.is_some(), "{seen:?}");
+        assert_eq!(
+            short,
+            vec![
+                (
+                    "task_result_add",
+                    true,
+                    Outcome::Ok,
+                    Subject {
+                        task_id: Some(51),
+                        result_id: added
+                    },
+                    Some(1)
+                ),
+                (
+                    "task_result_add",
+                    true,
+                    Outcome::InvalidArguments,
+                    Subject::default(),
+                    Some(1)
+                ),
+                (
+                    "task_result_delete",
+                    true,
+                    Outcome::Access,
+                    Subject {
+                        task_id: None,
+                        result_id: Some(999_999)
+                    },
+                    Some(1)
+                ),
+            ]
+        );
+        assert!(seen[2].0.ran.portal_code.is_some(), "{seen:?}");
+        assert!(
+            seen.iter()
+                .all(|(_, w)| !w.signed_in && w.member_id.is_none())
+        );
+    }
+
+    #[tokio::test]
+    async fn observers_hear_refusals_before_the_portal() {
+        let (_sandbox, server) = rig(true).await;
+        let recorder = Arc::new(Recorder::default());
+        let server = server.observed_by(recorder.clone());
+        server.call_named("task_result_add", args()).await.unwrap();
+        let seen = recorder.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].0.ran.outcome, Outcome::NoPerson);
+        assert_eq!(seen[0].1, Who::default());
     }
 }

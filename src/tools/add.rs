@@ -4,7 +4,7 @@ use super::names;
 use super::next_steps::CHECK_TASK_ID_OR_USE_A_MEMBER;
 use super::shown::Shown;
 use super::texts::DATA;
-use super::{Ctx, Effects, Failure, Tool};
+use super::{Ctx, Effects, Failure, Subject, Tool};
 use crate::bitrix::{ErrorClass, PortalError};
 use crate::results::{AddParams, MAX_TEXT_CHARS, TaskResult, TaskResults, method};
 
@@ -54,6 +54,20 @@ impl Tool for Add {
             // that names no task (docs/bitrix24-api.md#add: REQUESTVALIDATION on `taskId`).
             ErrorClass::Validation if error.has_field("taskId") => Some(NO_TASK.into()),
             _ => None,
+        }
+    }
+
+    fn subject(params: &AddParams) -> Subject {
+        Subject {
+            task_id: Some(params.task_id.0),
+            result_id: None,
+        }
+    }
+
+    fn answered(output: &Self::Output) -> Subject {
+        Subject {
+            task_id: Some(output.item.task_id),
+            result_id: Some(output.item.id),
         }
     }
 }

@@ -3,7 +3,7 @@
 use super::names;
 use super::shown::Shown;
 use super::texts::DATA;
-use super::{Ctx, Effects, Failure, Tool};
+use super::{Ctx, Effects, Failure, Subject, Tool};
 use crate::bitrix::{ErrorClass, PortalError};
 use crate::results::{AddFromChatParams, TaskResult, TaskResults, method};
 
@@ -63,6 +63,13 @@ impl Tool for AddFromChat {
                 names::ADD
             )),
             _ => None,
+        }
+    }
+
+    fn answered(output: &Self::Output) -> Subject {
+        Subject {
+            task_id: Some(output.item.task_id),
+            result_id: Some(output.item.id),
         }
     }
 }

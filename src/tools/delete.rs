@@ -3,7 +3,7 @@
 use super::names;
 use super::next_steps::only_the_author_may_change_it;
 use super::texts::DATA;
-use super::{Answer, Ctx, Effects, Failure, Tool};
+use super::{Answer, Ctx, Effects, Failure, Subject, Tool};
 use crate::bitrix::{ErrorClass, PortalError};
 use crate::results::{DeleteParams, Deleted, TaskResults, method};
 
@@ -44,6 +44,13 @@ impl Tool for Delete {
 
     fn next_step(error: &PortalError) -> Option<String> {
         (error.class() == ErrorClass::AccessDenied).then(only_the_author_may_change_it)
+    }
+
+    fn subject(params: &DeleteParams) -> Subject {
+        Subject {
+            task_id: None,
+            result_id: Some(params.id.0),
+        }
     }
 }
 

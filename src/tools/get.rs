@@ -2,7 +2,7 @@
 
 use super::names;
 use super::shown::{self, MAX_ANSWER_BYTES};
-use super::{Answer, Ctx, Effects, Failure, Tool};
+use super::{Answer, Ctx, Effects, Failure, Subject, Tool};
 use crate::bitrix::{ErrorClass, PortalError};
 use crate::tasks::{GetParams, TaskCard, Tasks, method};
 
@@ -83,6 +83,13 @@ impl Tool for Get {
                 names::SEARCH
             )),
             _ => None,
+        }
+    }
+
+    fn subject(params: &GetParams) -> Subject {
+        Subject {
+            task_id: Some(params.task_id.0),
+            result_id: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use super::names;
 use super::next_steps::CHECK_TASK_ID_OR_USE_A_MEMBER;
 use super::shown::{self, MAX_ANSWER_BYTES, Shown};
 use super::texts::{BOUND, DATA};
-use super::{Answer, Ctx, Effects, Failure, Tool};
+use super::{Answer, Ctx, Effects, Failure, Subject, Tool};
 use crate::bitrix::{ErrorClass, PortalError};
 use crate::results::{ListParams, MAX_LIMIT, ResultPage, TaskResult, TaskResults, method};
 
@@ -83,6 +83,13 @@ impl Tool for List {
                 ))
             }
             _ => None,
+        }
+    }
+
+    fn subject(params: &ListParams) -> Subject {
+        Subject {
+            task_id: Some(params.task_id.0),
+            result_id: None,
         }
     }
 }

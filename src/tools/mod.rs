@@ -13,6 +13,7 @@ pub mod get;
 pub mod list;
 pub mod names;
 pub mod next_steps;
+pub mod report;
 pub mod schema;
 pub mod search;
 pub mod shown;
@@ -26,6 +27,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::bitrix::{BoxFuture, CallError, Caller, Client, PortalError};
+pub use report::{CallReport, Outcome, Ran, Subject};
 
 /// What one call runs on: the shared portal client and the caller resolved for this
 /// request.
@@ -112,6 +114,16 @@ pub trait Tool: Send + Sync + 'static {
     fn next_step(_error: &PortalError) -> Option<String> {
         None
     }
+
+    /// The task and result the arguments name (for the audit trail and the call report).
+    fn subject(_params: &Self::Params) -> Subject {
+        Subject::default()
+    }
+
+    /// The task and result an answer names (an added result's id, its task).
+    fn answered(_output: &Self::Output) -> Subject {
+        Subject::default()
+    }
 }
 
 /// A tool with its types erased, as the registry holds it.
@@ -134,12 +146,13 @@ pub trait Entry: Send + Sync {
     fn input_schema(&self) -> std::sync::Arc<JsonObject>;
     /// The output schema.
     fn output_schema(&self) -> std::sync::Arc<JsonObject>;
-    /// Parses `args`, calls, and turns the outcome into a tool result.
+    /// Parses `args`, calls, and turns the outcome into a tool result, with what the
+    /// call came to beside it.
     fn run<'a>(
         &'a self,
         ctx: Ctx<'a>,
         args: serde_json::Map<String, serde_json::Value>,
-    ) -> BoxFuture<'a, CallToolResult>;
+    ) -> BoxFuture<'a, (CallToolResult, Ran)>;
 
     /// Whether the tool only reads.
     fn read_only(&self) -> bool {
@@ -197,28 +210,41 @@ impl<T: Tool> Entry for T {
         &'a self,
         ctx: Ctx<'a>,
         args: serde_json::Map<String, serde_json::Value>,
-    ) -> BoxFuture<'a, CallToolResult> {
+    ) -> BoxFuture<'a, (CallToolResult, Ran)> {
         Box::pin(async move {
             let params: T::Params =
                 match serde_path_to_error::deserialize(serde_json::Value::Object(args)) {
                     Ok(p) => p,
                     Err(e) => {
-                        return errors::invalid_arguments(
+                        let result = errors::invalid_arguments(
                             self,
                             &e.path().to_string(),
                             &e.inner().to_string(),
                         );
+                        return (
+                            result,
+                            Ran::ended(Outcome::InvalidArguments, Subject::default()),
+                        );
                     }
                 };
+            let asked = T::subject(&params);
             match T::call(ctx, params).await {
                 Ok(mut answer) => {
                     answer.fit();
-                    respond(self, &answer)
+                    let subject = asked.or(T::answered(&answer));
+                    (respond(self, &answer), Ran::ended(Outcome::Ok, subject))
                 }
-                Err(Failure::Refused(text)) => errors::tool_error(&text),
+                Err(Failure::Refused(text)) => (
+                    errors::tool_error(&text),
+                    Ran::ended(Outcome::Refused, asked),
+                ),
                 Err(Failure::Call { method, error }) => {
                     tracing::info!(tool = T::NAME, error = %error, "tool call failed");
-                    errors::call_failed(self, method, &ctx.client.portal().origin(), &error)
+                    let origin = ctx.client.portal().origin();
+                    (
+                        errors::call_failed(self, method, &origin, &error),
+                        Ran::failed(&error, asked),
+                    )
                 }
             }
         })

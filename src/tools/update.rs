@@ -4,7 +4,7 @@ use super::names;
 use super::next_steps::only_the_author_may_change_it;
 use super::shown::Shown;
 use super::texts::DATA;
-use super::{Ctx, Effects, Failure, Tool};
+use super::{Ctx, Effects, Failure, Subject, Tool};
 use crate::bitrix::{ErrorClass, PortalError};
 use crate::results::{MAX_TEXT_CHARS, TaskResult, TaskResults, UpdateParams, method};
 
@@ -48,5 +48,19 @@ impl Tool for Update {
 
     fn next_step(error: &PortalError) -> Option<String> {
         (error.class() == ErrorClass::AccessDenied).then(only_the_author_may_change_it)
+    }
+
+    fn subject(params: &UpdateParams) -> Subject {
+        Subject {
+            task_id: None,
+            result_id: Some(params.id.0),
+        }
+    }
+
+    fn answered(output: &Self::Output) -> Subject {
+        Subject {
+            task_id: Some(output.item.task_id),
+            result_id: Some(output.item.id),
+        }
     }
 }

@@ -1,0 +1,44 @@
+//! Who watches finished tool calls. The metrics and the audit trail plug in here, so the
+//! MCP face reports each call once without knowing what is done with the report.
+
+use crate::sign_in::resource::PersonId;
+use crate::tools::CallReport;
+
+/// Who made a call, as far as this server knows: a signed-in person (their portal's
+/// member id and their user id), or the configured identity (a webhook's user id; a
+/// configured OAuth access token knows no user). Never a token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Who {
+    /// The caller's Bitrix24 user id, when known.
+    pub user_id: Option<u64>,
+    /// The portal's `member_id`, for a signed-in person.
+    pub member_id: Option<String>,
+    /// Whether the caller is a signed-in person (rather than the configured identity).
+    pub signed_in: bool,
+}
+
+impl Who {
+    /// The caller of a request with these HTTP parts (none over stdio), whose user id
+    /// the server resolved as `me`.
+    pub fn of(parts: Option<&http::request::Parts>, me: Option<u64>) -> Who {
+        match parts.and_then(|p| p.extensions.get::<PersonId>()) {
+            Some(person) => Who {
+                user_id: u64::try_from(person.user_id).ok(),
+                member_id: Some(person.member_id.clone()),
+                signed_in: true,
+            },
+            None => Who {
+                user_id: me,
+                member_id: None,
+                signed_in: false,
+            },
+        }
+    }
+}
+
+/// Told of every finished tool call, after its answer is ready and before it is sent.
+/// Must not block: a slow observer delays every answer.
+pub trait CallObserver: Send + Sync + 'static {
+    /// One call ended as `report` says, made by `who`.
+    fn tool_call(&self, report: &CallReport, who: &Who);
+}
