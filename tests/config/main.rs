@@ -10,6 +10,7 @@ mod support;
 mod cli;
 mod config_flags;
 mod debug_secrets;
+mod log_format;
 mod oauth;
 mod packaging;
 mod print_config;

@@ -11,3 +11,4 @@ mod http_sessions;
 mod http_sessions_bound;
 mod http_transport;
 mod legacy_sse;
+mod readiness;
