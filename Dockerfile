@@ -26,6 +26,7 @@ ENV MCP_TRANSPORT=http \
     RUST_LOG=info
 EXPOSE 8000
 # A client must send the Host it uses: add it with MCP_ALLOWED_HOSTS (e.g. mcp.example.com,localhost:8000).
-# No HEALTHCHECK: the image has no curl; point the orchestrator's HTTP probe at GET /healthz.
+# No HEALTHCHECK: the image has no curl; point the orchestrator's HTTP probes at GET /healthz
+# (liveness) and GET /readyz (readiness). SIGTERM drains for MCP_DRAIN_SECONDS (5) first.
 ENTRYPOINT ["/usr/local/bin/bitrix24-task-results-mcp"]
 CMD ["--transport", "http", "--listen", "0.0.0.0:8000"]

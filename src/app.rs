@@ -153,7 +153,7 @@ pub fn portal_client(
 
 /// Exit code 2 with the (redacted) configuration error.
 fn usage(e: &str) -> ExitCode {
-    eprintln!("error: {}", redact::redact(e));
+    crate::log_lines::error(e);
     ExitCode::from(2)
 }
 
@@ -218,7 +218,7 @@ pub async fn serve(settings: Settings) -> ExitCode {
                 (endpoint, Some(sandbox))
             }
             Err(e) => {
-                eprintln!("error: cannot start the sandbox portal: {e}");
+                crate::log_lines::error(&format!("cannot start the sandbox portal: {e}"));
                 return ExitCode::FAILURE;
             }
         },
@@ -231,7 +231,7 @@ pub async fn serve(settings: Settings) -> ExitCode {
                 (endpoint, Some(sandbox))
             }
             Err(e) => {
-                eprintln!("error: cannot start the sandbox portal: {e}");
+                crate::log_lines::error(&format!("cannot start the sandbox portal: {e}"));
                 return ExitCode::FAILURE;
             }
         },
@@ -242,29 +242,41 @@ pub async fn serve(settings: Settings) -> ExitCode {
             Ok(()) => {}
             Err(SharedIdentityError::Usage(e)) => return usage(&e),
             Err(SharedIdentityError::Unreachable(e)) => {
-                eprintln!("error: {}", redact::redact(&e));
+                crate::log_lines::error(&e);
                 return ExitCode::FAILURE;
             }
         }
     }
     // Replicas on one Redis pace their portal calls together and remember together which
     // methods the portal blocks: one connection serves both.
-    type Replicated = (Arc<dyn SharedBucket>, Arc<dyn SharedGate>);
+    // The readiness check pings the same connection.
+    type Replicated = (
+        Arc<dyn SharedBucket>,
+        Arc<dyn SharedGate>,
+        redis::aio::ConnectionManager,
+    );
     let shared: Option<Replicated> = match settings.shared {
         Err(e) => return usage(&e),
         Ok(None) => None,
         Ok(Some(url)) => match crate::replicas::connection::connect(url.expose()).await {
             Ok((conn, store)) => Some((
                 Arc::new(RedisBucket::on(conn.clone(), store.clone())),
-                Arc::new(RedisGate::on(conn, store)),
+                Arc::new(RedisGate::on(conn.clone(), store)),
+                conn,
             )),
             Err(e) => {
-                eprintln!("error: cannot reach the Redis store {}: {e}", url.shown());
+                crate::log_lines::error(&format!(
+                    "cannot reach the Redis store {}: {e}",
+                    url.shown()
+                ));
                 return ExitCode::FAILURE;
             }
         },
     };
-    let (shared_bucket, shared_gate) = shared.unzip();
+    let (shared_bucket, shared_gate, shared_conn) = match shared {
+        Some((bucket, gate, conn)) => (Some(bucket), Some(gate), Some(conn)),
+        None => (None, None, None),
+    };
     let (client, caller) =
         match portal_client(endpoint, &portal, &pacing, shared_bucket, shared_gate) {
             Ok(pair) => pair,
@@ -287,7 +299,7 @@ pub async fn serve(settings: Settings) -> ExitCode {
             match sign_in_service(s, public_url, sandbox_app, &client, own).await {
                 Ok(service) => Some(service),
                 Err(e) => {
-                    eprintln!("error: {}", redact::redact(&e));
+                    crate::log_lines::error(&e);
                     return ExitCode::FAILURE;
                 }
             }
@@ -302,10 +314,27 @@ pub async fn serve(settings: Settings) -> ExitCode {
     };
 
     let ct = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(ct.clone()));
+    let draining = CancellationToken::new();
+    // A drain makes sense only where a load balancer reads /readyz: over HTTP.
+    let drain = http
+        .as_ref()
+        .map_or(std::time::Duration::ZERO, |h| h.drain_period);
+    tokio::spawn(crate::shutdown::on_signal(
+        ct.clone(),
+        draining.clone(),
+        drain,
+    ));
     if let (Some(opts), Some(listener)) = (http, listener) {
+        let mut readiness = transport::readiness::Readiness::new(draining);
+        if let Some((_, store, on_redis)) = &sign_in {
+            readiness = readiness.with_store(store.clone(), *on_redis);
+        }
+        if let Some(conn) = shared_conn {
+            readiness = readiness.with_redis(conn);
+        }
+        let sign_in = sign_in.map(|(service, _, _)| service);
         // One server for every HTTP session: one portal client, one pacing, one pool.
-        return match transport::http::serve(server, opts, listener, sign_in, ct).await {
+        return match transport::http::serve(server, opts, listener, sign_in, readiness, ct).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{}", redact::redact(&format!("{e:#}")));
@@ -382,17 +411,19 @@ pub async fn shared_identity(
 }
 
 /// Sign-in at `public_url`: the store, the application (the sandbox's own on the
-/// sandbox), and the portal client's portal and pool.
+/// sandbox), and the portal client's portal and pool. Also returns the store, and whether
+/// it is on Redis, for the readiness check.
 async fn sign_in_service(
     s: SignInSettings,
     public_url: reqwest::Url,
     sandbox_app: Option<(App, String)>,
     client: &Client,
     own: crate::sign_in::documents::OwnNames,
-) -> Result<SignIn, String> {
+) -> Result<(SignIn, Arc<dyn Store>, bool), String> {
     // Without --public-url the address is the loopback one listened on (see `serve`).
     let follow_loopback_host = s.public_url.is_none();
     let store = open_store(&s.store, s.store_key.as_ref()).await?;
+    let on_redis = matches!(s.store, StoreLocation::Redis(_));
     if sandbox_app.is_some() {
         end_sandbox_sign_ins(store.as_ref()).await?;
     }
@@ -404,7 +435,7 @@ async fn sign_in_service(
             return Err("--oauth needs BITRIX24_CLIENT_ID and BITRIX24_CLIENT_SECRET".into());
         }
     };
-    Ok(SignIn::new(
+    let service = SignIn::new(
         SignInOptions {
             public_url,
             app,
@@ -420,10 +451,11 @@ async fn sign_in_service(
             trusted_proxies: s.trusted_proxies,
             follow_loopback_host,
         },
-        store,
+        store.clone(),
         client.portal().clone(),
         client.pool().clone(),
-    ))
+    );
+    Ok((service, store, on_redis))
 }
 
 /// The sandbox keeps its users' Bitrix24 tokens in memory only, so after a restart the
@@ -467,27 +499,4 @@ fn consent_key(s: &SignInSettings) -> Result<ConsentKey, String> {
     };
     key.and_then(|k| ConsentKey::from_store_key(&k))
         .map_err(|e| e.to_string())
-}
-
-async fn cancel_on_signal(ct: CancellationToken) {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-    tracing::info!("signal received, shutting down");
-    ct.cancel();
 }

@@ -49,6 +49,18 @@ pub struct Cli {
     /// Log filter (tracing EnvFilter syntax: error, warn, info, debug, trace). Logs go to stderr.
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
     pub log_level: String,
+    /// How log lines on stderr look: text (one line per event, for people) or json (one JSON object per line, for log collectors); secrets are masked in both.
+    #[arg(long, env = "MCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line: timestamp, level, fields (message included), span.
+    Json,
 }
 
 /// Subcommands.
@@ -415,6 +427,9 @@ pub struct HttpArgs {
     /// Most client connections open at once; past it new ones wait to be accepted [default: 1000, or fewer under a lower open-files limit (ulimit -n) minus 128].
     #[arg(long, env = "MCP_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
     pub max_connections: Option<u32>,
+    /// Seconds the HTTP server goes on serving after SIGTERM, calls in flight and new ones, while /readyz answers 503, so a load balancer stops sending before it stops; 0 stops at once. Ctrl-C (SIGINT) always stops at once. Ignored over stdio.
+    #[arg(long, env = "MCP_DRAIN_SECONDS", default_value_t = 5, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=3600), global = true)]
+    pub drain_seconds: u64,
 }
 
 /// Where a setting given to this process came from.

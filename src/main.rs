@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bitrix24_task_results_mcp::cli::{Cli, Command, Given};
+use bitrix24_task_results_mcp::cli::{Cli, Command, Given, LogFormat};
 use bitrix24_task_results_mcp::panic_hook;
 use bitrix24_task_results_mcp::redact::RedactingStderr;
 use bitrix24_task_results_mcp::settings::Settings;
@@ -12,7 +12,7 @@ use bitrix24_task_results_mcp::{app, doctor, print_config, users};
 
 fn main() -> ExitCode {
     let (cli, given) = Cli::parse_given();
-    init_logging(&cli.log_level);
+    init_logging(&cli.log_level, cli.log_format);
     panic_hook::install();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -48,7 +48,7 @@ async fn run(cli: Cli, given: Given) -> ExitCode {
     }
 }
 
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, format: LogFormat) {
     // At the default level rmcp's per-message info lines are noise; an explicit filter keeps them.
     let filter = if filter == "info" {
         "info,rmcp=warn"
@@ -57,10 +57,17 @@ fn init_logging(filter: &str) {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    // Both formats write each event in one call through the redacting writer.
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(RedactingStderr)
         .with_ansi(false)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    bitrix24_task_results_mcp::log_lines::use_json(format == LogFormat::Json);
+    match format {
+        LogFormat::Text => builder.init(),
+        // Flattened: the message and the event's fields at the top level, as the text
+        // format shows them on one line.
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }

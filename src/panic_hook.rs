@@ -9,6 +9,11 @@ use crate::redact;
 /// Installs the hook for the whole process (call once, at start-up).
 pub fn install() {
     std::panic::set_hook(Box::new(|info| {
+        if crate::log_lines::json() {
+            // One JSON object like every other line (the writer masks secrets again).
+            tracing::error!("{}", report(info));
+            return;
+        }
         // `eprintln!` would panic inside the hook (an abort) when stderr is a closed pipe.
         let _ = writeln!(std::io::stderr().lock(), "{}", report(info));
     }));

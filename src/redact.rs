@@ -57,17 +57,25 @@ pub const MASK: &str = "***";
 /// Secrets shorter than this are not registered: masking "1" would shred every message.
 const MIN_LEN: usize = 4;
 
-/// The forms a secret is masked in: as it is and percent-encoded; none when too short.
+/// The forms a secret is masked in: as it is, percent-encoded, and escaped as in a JSON
+/// string (how `--log-format json` and `Debug` write a quote or backslash inside it); none when
+/// too short.
 fn forms(secret: &str) -> Vec<String> {
     if secret.len() < MIN_LEN {
         return Vec::new();
     }
-    let encoded = percent_encode(secret);
-    if encoded == secret {
-        vec![encoded]
-    } else {
-        vec![secret.to_string(), encoded]
+    let mut forms = vec![secret.to_string()];
+    let quoted = serde_json::to_string(secret).unwrap_or_default();
+    let json = quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(secret);
+    for form in [percent_encode(secret), json.to_string()] {
+        if !forms.contains(&form) {
+            forms.push(form);
+        }
     }
+    forms
 }
 
 /// Registers a secret that stays the same for the whole process (and its
@@ -204,6 +212,18 @@ mod tests {
         assert!(!out.contains("s3cr3t"), "{out}");
         assert!(!out.contains("tok%2F"), "{out}");
         assert_eq!(out.matches(MASK).count(), 2);
+    }
+
+    #[test]
+    fn masks_the_json_escaped_form_too() {
+        register("json\"quoted\\secret");
+        let line = serde_json::json!({"message": "sent json\"quoted\\secret"}).to_string();
+        let out = redact(&line);
+        assert!(!out.contains("quoted"), "{out}");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&out).is_ok(),
+            "{out}"
+        );
     }
 
     #[test]

@@ -572,6 +572,7 @@ pub fn http(args: &HttpArgs, signing_in: bool) -> Result<Option<HttpOptions>, St
         policy,
         max_body_bytes: MAX_BODY_BYTES,
         drain_timeout: DRAIN_TIMEOUT,
+        drain_period: Duration::from_secs(args.drain_seconds),
         sessions: crate::transport::sessions::SessionLimits {
             max_sessions: args.max_sessions as usize,
             idle_timeout: Duration::from_secs(args.session_idle_timeout),
@@ -750,6 +751,7 @@ mod tests {
             session_idle_timeout: 1800,
             http_header_timeout: 30,
             max_connections: None,
+            drain_seconds: 5,
         }
     }
 

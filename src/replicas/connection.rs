@@ -39,3 +39,18 @@ pub async fn connect(url: &str) -> Result<(ConnectionManager, String), StoreErro
     .map_err(|e| StoreError::Unavailable(format!("{store}: {e}")))?;
     Ok((conn, store))
 }
+
+/// One `PING` on `conn`, within [`ROUND_TRIP_TIMEOUT`]: whether Redis answers now (the
+/// readiness check asks it).
+pub async fn ping(conn: &ConnectionManager) -> Result<(), StoreError> {
+    let mut conn = conn.clone();
+    let answer: Result<String, _> = tokio::time::timeout(
+        ROUND_TRIP_TIMEOUT,
+        redis::cmd("PING").query_async(&mut conn),
+    )
+    .await
+    .map_err(|_| StoreError::Unavailable("Redis did not answer PING in time".into()))?;
+    answer
+        .map(|_| ())
+        .map_err(|e| StoreError::Unavailable(format!("Redis: {e}")))
+}

@@ -405,6 +405,10 @@ pub trait Store: Send + Sync + 'static {
     /// [`CLIENT_GRACE`] and have no sign-in in progress.
     async fn purge_expired(&self, now: i64) -> Result<(), StoreError>;
 
+    /// One cheap round trip (SQLite: a trivial query; Redis: `PING`), for the readiness
+    /// check: `Ok` when the store answers now.
+    async fn ping(&self) -> Result<(), StoreError>;
+
     /// Takes the lock `name` for `holder` until `expires_at_ms` (unix milliseconds), unless
     /// another holder has it and it has not expired: `true` when taken. Serializes work
     /// that processes sharing this store must not do twice at once (a person's refresh:

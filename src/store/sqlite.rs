@@ -378,6 +378,15 @@ fn rotate(
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|conn, _, _| {
+            conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map(|_| ())
+                .map_err(db)
+        })
+        .await
+    }
+
     async fn put_client(&self, client: ClientRecord) -> Result<(), StoreError> {
         let uris = serde_json::to_string(&client.redirect_uris)
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;

@@ -1,5 +1,6 @@
 //! MCP over HTTP: rmcp's streamable HTTP service at `/mcp`, the legacy SSE shim at
-//! `/sse` + `/message`, `/healthz`, and a graceful shutdown.
+//! `/sse` + `/message`, `/healthz` and `/readyz` ([`readiness`]), and a graceful shutdown
+//! (after the SIGTERM drain, which only turns `/readyz` to 503: see `crate::shutdown`).
 //!
 //! Every session shares the one [`TaskResultsServer`] handed in (cloned per session), so
 //! the portal client's pacing and connection pool are per process. Host and Origin are
@@ -33,6 +34,7 @@ use super::host_origin::{self, HostOriginPolicy, RmcpCheck};
 use super::http_jsonrpc;
 use super::inflight::{self, InFlight};
 use super::legacy_sse;
+use super::readiness::{self, Readiness};
 use super::sessions::{self, BoundedSessions, SessionLimits, SessionSlots};
 use crate::server::TaskResultsServer;
 use crate::sign_in::SignIn;
@@ -62,6 +64,9 @@ pub struct HttpOptions {
     pub max_body_bytes: usize,
     /// Bound on waiting for calls in flight at shutdown.
     pub drain_timeout: Duration,
+    /// `--drain-seconds`: after SIGTERM, how long the server goes on serving (new calls
+    /// too) with `/readyz` at 503 before it stops; zero stops at once.
+    pub drain_period: Duration,
     /// How many sessions may be open and for how long idle.
     pub sessions: SessionLimits,
     /// Timeouts and the bound on client connections.
@@ -69,13 +74,15 @@ pub struct HttpOptions {
 }
 
 /// The whole application. `sessions` ends every MCP session and event stream when
-/// cancelled; `inflight` counts the calls a shutdown waits for.
+/// cancelled; `inflight` counts the calls a shutdown waits for; `readiness` answers
+/// `/readyz`.
 pub fn router(
     server: TaskResultsServer,
     opts: &HttpOptions,
     sign_in: Option<&SignIn>,
     sessions: CancellationToken,
     inflight: InFlight,
+    readiness: Readiness,
 ) -> Router {
     // rmcp's Host/Origin check runs inside its service, so on /mcp it comes after the
     // caller check: a foreign Host without a token is told 401 rather than 403.
@@ -152,10 +159,18 @@ pub fn router(
         .merge(protected)
         .merge(sign_in.map(SignIn::routes).unwrap_or_default())
         .route("/healthz", get(health::healthz))
+        .route(
+            "/readyz",
+            get(readiness::readyz).with_state(readiness.clone()),
+        )
         // Content-Length over the limit is refused at once; longer chunked bodies fail
         // while being read. axum's own default (2 MB) would otherwise apply to extractors.
         .layer(RequestBodyLimitLayer::new(opts.max_body_bytes))
-        .layer(DefaultBodyLimit::disable());
+        .layer(DefaultBodyLimit::disable())
+        .layer(from_fn_with_state(
+            readiness,
+            readiness::close_when_draining,
+        ));
     match sign_in {
         // The loopback name a request used picks the issuer of its answers.
         Some(s) => app.layer(from_fn_with_state(s.clone(), crate::sign_in::host::follow)),
@@ -178,6 +193,7 @@ pub async fn serve(
     opts: HttpOptions,
     listener: TcpListener,
     sign_in: Option<SignIn>,
+    readiness: Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
@@ -197,6 +213,7 @@ pub async fn serve(
         sign_in.as_ref(),
         sessions.clone(),
         inflight.clone(),
+        readiness,
     );
 
     tracing::info!(

@@ -244,6 +244,8 @@ async fn help_lists_every_flag_with_its_variable_and_hides_secrets() {
             Some("[default: none]"),
         ),
         ("--log-level", "RUST_LOG", Some("[default: info]")),
+        ("--log-format", "MCP_LOG_FORMAT", Some("[default: text]")),
+        ("--drain-seconds", "MCP_DRAIN_SECONDS", Some("[default: 5]")),
     ] {
         // The flag's own entry starts a line; other entries may mention it in their text.
         let start = help

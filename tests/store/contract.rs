@@ -76,6 +76,7 @@ pub(crate) trait Backend: Sized {
 macro_rules! contract_cases {
     ($backend:ty) => {
         $crate::contract::contract_cases!(@current_thread $backend;
+            a_live_store_answers_ping,
             clients_are_stored_replaced_and_looked_up,
             clients_past_the_bound_are_refused_but_known_ones_update,
             pending_authorizations_are_single_use_and_expire,
@@ -264,6 +265,12 @@ pub(crate) async fn live(store: &dyn Store, token: &str, now: i64) -> bool {
         .await
         .unwrap()
         .is_some()
+}
+
+/// What `/readyz` asks of the store.
+pub(crate) async fn a_live_store_answers_ping<B: Backend>() {
+    let (_backend, store) = fresh::<B>().await;
+    store.ping().await.expect("a live store answers");
 }
 
 pub(crate) async fn clients_are_stored_replaced_and_looked_up<B: Backend>() {

@@ -257,6 +257,7 @@ async fn redis_stopped_fails_calls_and_a_restart_is_used_without_reopening() {
     fails_unavailable(store.use_refresh(&TokenHash::of("rt1"), NOW, rotation("a", "r", 30))).await;
     let why = fails_unavailable(store.people()).await;
     assert!(!why.contains(&server.port().to_string()), "{why}");
+    fails_unavailable(store.ping()).await;
     // Reported, not asserted (no timed assertions): each call is bounded by CALL_TIMEOUT.
     eprintln!(
         "four calls with Redis down took {:?} in all",
@@ -269,6 +270,7 @@ async fn redis_stopped_fails_calls_and_a_restart_is_used_without_reopening() {
     assert!(store.person("m1", 1).await.unwrap().is_none());
     until_ok(async || store.put_person(person("m1", 1)).await).await;
     signed_in(store.as_ref()).await;
+    store.ping().await.expect("Redis answers PING again");
     assert!(live(store.as_ref(), "at1", NOW).await);
     let RefreshUse::Fresh(..) = store
         .use_refresh(

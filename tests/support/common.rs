@@ -18,7 +18,7 @@ use tokio::process::Command;
 pub const BIN: &str = env!("CARGO_BIN_EXE_bitrix24-task-results-mcp");
 
 /// Env vars a test must not inherit from the developer's shell.
-pub const PORTAL_VARS: [&str; 23] = [
+pub const PORTAL_VARS: [&str; 24] = [
     "BITRIX24_WEBHOOK_URL",
     "BITRIX24_PORTAL_URL",
     "BITRIX24_ACCESS_TOKEN",
@@ -42,6 +42,7 @@ pub const PORTAL_VARS: [&str; 23] = [
     "MCP_TOKEN_LIFETIME",
     "MCP_STORE",
     "MCP_STORE_KEY",
+    "MCP_LOG_FORMAT",
 ];
 
 /// A command for the binary with a clean environment.
@@ -51,6 +52,9 @@ pub fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
         cmd.env_remove(var);
     }
     cmd.env("RUST_LOG", "info");
+    // SIGTERM stops at once, as before the drain existed, unless a test asks for a drain
+    // (`--drain-seconds`, or this variable in `env`): most tests stop servers that way.
+    cmd.env("MCP_DRAIN_SECONDS", "0");
     cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);

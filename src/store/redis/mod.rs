@@ -535,6 +535,11 @@ fn absent_token_fields(t: &BitrixTokens) -> Vec<&'static str> {
 
 #[async_trait]
 impl Store for RedisStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = self.query(::redis::cmd("PING")).await?;
+        Ok(())
+    }
+
     async fn put_client(&self, c: ClientRecord) -> Result<(), StoreError> {
         let uris = serde_json::to_string(&c.redirect_uris).map_err(|_| {
             StoreError::Unavailable("a client's redirect URIs do not encode".into())
