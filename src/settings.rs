@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -41,6 +42,8 @@ pub struct Settings {
     pub shared: Result<Option<RedisUrl>, String>,
     /// `--store-key`, when given: seals what replicas share, with or without `--oauth`.
     pub store_key: Option<SecretString>,
+    /// `--metrics-listen`: where `/metrics` is served; `None` (the default): no metrics.
+    pub metrics_listen: Result<Option<SocketAddr>, String>,
 }
 
 impl Settings {
@@ -67,8 +70,28 @@ impl Settings {
                 _ => Ok(s),
             }),
             store_key: store_key(&cli.sign_in).ok().flatten(),
+            metrics_listen: metrics_listen(cli),
         }
     }
+}
+
+/// `--metrics-listen`, which may not be the MCP port: the metrics stay off the address
+/// clients reach.
+fn metrics_listen(cli: &Cli) -> Result<Option<SocketAddr>, String> {
+    let Some(metrics) = cli.metrics.metrics_listen else {
+        return Ok(None);
+    };
+    let mcp = cli.http.listen;
+    let same_port = metrics.port() != 0 && metrics.port() == mcp.port();
+    let same_ip =
+        metrics.ip() == mcp.ip() || metrics.ip().is_unspecified() || mcp.ip().is_unspecified();
+    if cli.http.transport == Transport::Http && same_port && same_ip {
+        return Err(format!(
+            "--metrics-listen {metrics} is the MCP address (--listen {mcp}): metrics are served on a \
+             listener of their own; pick another port"
+        ));
+    }
+    Ok(Some(metrics))
 }
 
 /// `--store redis://…`: the Redis server replicas share, also in webhook mode (the

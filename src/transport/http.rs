@@ -155,7 +155,8 @@ pub fn router(
         // Content-Length over the limit is refused at once; longer chunked bodies fail
         // while being read. axum's own default (2 MB) would otherwise apply to extractors.
         .layer(RequestBodyLimitLayer::new(opts.max_body_bytes))
-        .layer(DefaultBodyLimit::disable());
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(super::metered::count_requests));
     match sign_in {
         // The loopback name a request used picks the issuer of its answers.
         Some(s) => app.layer(from_fn_with_state(s.clone(), crate::sign_in::host::follow)),

@@ -11,5 +11,6 @@ pub mod inflight;
 pub mod jsonrpc;
 pub mod legacy_sse;
 pub mod lines;
+pub mod metered;
 pub mod sessions;
 pub mod stdio;

@@ -1,6 +1,7 @@
 //! The HTTP transport end to end, one module per area: streamable HTTP, its security
 //! rules (bearer token, Host and Origin checks, body size), adversarial clients, sessions
-//! and sessions bound to their person, and the legacy HTTP+SSE transport.
+//! and sessions bound to their person, the legacy HTTP+SSE transport, and the metrics
+//! (a real Prometheus scraping `--metrics-listen`).
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -11,3 +12,4 @@ mod http_sessions;
 mod http_sessions_bound;
 mod http_transport;
 mod legacy_sse;
+mod metrics;
