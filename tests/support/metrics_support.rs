@@ -40,10 +40,7 @@ pub async fn metrics_addr(stderr: impl Fn() -> String) -> String {
 
 /// `GET http://ADDR/metrics`: the exposition (panics unless 200 in the text format).
 pub async fn scrape(addr: &str) -> String {
-    let reply = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
+    let reply = http()
         .get(format!("http://{addr}/metrics"))
         .send()
         .await
@@ -303,6 +300,8 @@ impl Prometheus {
     }
 }
 
+/// A plain HTTP client (reqwest is built without a default TLS provider).
 fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
