@@ -807,6 +807,45 @@ mod tests {
     }
 
     #[test]
+    fn metrics_stay_off_the_mcp_address() {
+        let metrics = |args: &[&str]| {
+            let mut all = vec!["x"];
+            all.extend_from_slice(args);
+            let (cli, _) = Cli::try_parse_given(all).unwrap();
+            Settings::from_cli(&cli).metrics_listen
+        };
+        assert_eq!(metrics(&[]), Ok(None));
+        assert_eq!(
+            metrics(&["--metrics-listen", "127.0.0.1:9464"]),
+            Ok(Some("127.0.0.1:9464".parse().unwrap()))
+        );
+        // Over stdio there is no MCP port to clash with.
+        assert!(
+            metrics(&[
+                "--listen",
+                "127.0.0.1:9464",
+                "--metrics-listen",
+                "127.0.0.1:9464"
+            ])
+            .is_ok()
+        );
+        let http = ["--transport", "http", "--listen", "127.0.0.1:9464"];
+        for clash in ["127.0.0.1:9464", "0.0.0.0:9464"] {
+            let mut args = http.to_vec();
+            args.extend(["--metrics-listen", clash]);
+            let e = metrics(&args).unwrap_err();
+            assert!(e.contains("--metrics-listen"), "{e}");
+        }
+        let mut args = http.to_vec();
+        args.extend(["--metrics-listen", "127.0.0.1:9465"]);
+        assert!(metrics(&args).is_ok());
+        // Port 0 picks a free port, never the MCP one.
+        let mut args = http.to_vec();
+        args.extend(["--metrics-listen", "127.0.0.1:0"]);
+        assert!(metrics(&args).is_ok());
+    }
+
+    #[test]
     fn http_args_from_the_command_line() {
         let (cli, _) = Cli::try_parse_given([
             "x",
