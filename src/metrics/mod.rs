@@ -16,7 +16,7 @@
 //! - `status` (portal): an HTTP status number 100-599, or `error` when no answer came;
 //!   (HTTP): the status this server answered, 100-599;
 //! - `route`: the route pattern axum matched (the router's own table: `/mcp`, `/sse`,
-//!   `/oauth/token`, …), or `other` for a path no route matched, so a scanner's paths
+//!   `/token`, …), or `other` for a path no route matched, so a scanner's paths
 //!   never become series;
 //! - `who`: `configured` or `person`; refresh `outcome`: [`RefreshOutcome`];
 //! - `op` (store): [`StoreOp`]; `part` (Redis): [`RedisPart`];
