@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
 use std::sync::Arc;
@@ -14,12 +15,13 @@ use crate::bitrix::grant::App;
 use crate::bitrix::{Caller, Client, Endpoint, StaticToken};
 use crate::bitrix::{SharedBucket, SharedGate};
 use crate::identity::{OAuthConfig, Refresher, Shared};
+use crate::metrics::listener::Probe;
 use crate::redact;
 use crate::replicas::bucket::RedisBucket;
 use crate::replicas::gate::RedisGate;
 use crate::replicas::pair::RedisPair;
 use crate::sandbox::{OAuthApp, Sandbox, SandboxOptions};
-use crate::server::TaskResultsServer;
+use crate::server::{Metered, TaskResultsServer};
 use crate::settings::{Pacing, Portal, PortalChoice, Settings, SignInSettings, StoreLocation};
 use crate::sign_in::{ConsentKey, SignIn, SignInOptions};
 use crate::store::{RedisStore, RedisUrl, SqliteStore, Store, StoreKey};
@@ -92,7 +94,7 @@ pub async fn open_store(
             let store = SqliteStore::open(path, key)
                 .map_err(|e| format!("cannot open the sign-in store {}: {e}", path.display()))?;
             tracing::info!(store = %path.display(), "sign-in store opened");
-            Ok(Arc::new(store))
+            Ok(crate::store::metered(Arc::new(store)))
         }
         StoreLocation::Redis(url) => {
             let key = given.ok_or_else(|| {
@@ -104,7 +106,7 @@ pub async fn open_store(
                 .await
                 .map_err(|e| format!("cannot open the sign-in store {}: {e}", url.shown()))?;
             tracing::info!(store = %url.shown(), "sign-in store opened (Redis, shared by replicas)");
-            Ok(Arc::new(store))
+            Ok(crate::store::metered(Arc::new(store)))
         }
     }
 }
@@ -175,6 +177,10 @@ pub async fn serve(settings: Settings) -> ExitCode {
         Ok(s) => s,
         Err(e) => return usage(&e),
     };
+    let metrics_listen = match settings.metrics_listen {
+        Ok(m) => m,
+        Err(e) => return usage(&e),
+    };
     // Bound first: on loopback the address clients reach, and so the sign-in callback,
     // is known only now.
     let listener = match &http {
@@ -182,6 +188,16 @@ pub async fn serve(settings: Settings) -> ExitCode {
             Ok(l) => Some(l),
             Err(e) => {
                 tracing::error!("{e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let metrics = match metrics_listen {
+        Some(addr) => match start_metrics(addr).await {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::error!("{e}");
                 return ExitCode::FAILURE;
             }
         },
@@ -307,7 +323,7 @@ pub async fn serve(settings: Settings) -> ExitCode {
         _ => None,
     };
     // Under sign-in every request brings its person; there is no identity to fall back on.
-    let server = if sign_in.is_some() {
+    let mut server = if sign_in.is_some() {
         TaskResultsServer::signed_in_only(client, inventory)
     } else {
         TaskResultsServer::new(client, caller, inventory)
@@ -324,6 +340,19 @@ pub async fn serve(settings: Settings) -> ExitCode {
         draining.clone(),
         drain,
     ));
+    if let Some((listener, handle)) = metrics {
+        server = server.observed_by(Arc::new(Metered));
+        let probes = sign_in
+            .as_ref()
+            .map(|(_, store, _)| vec![people_probe(store.clone())])
+            .unwrap_or_default();
+        tokio::spawn(crate::metrics::listener::serve(
+            listener,
+            handle,
+            probes,
+            ct.clone(),
+        ));
+    }
     if let (Some(opts), Some(listener)) = (http, listener) {
         let mut readiness = transport::readiness::Readiness::new(draining);
         if let Some((_, store, on_redis)) = &sign_in {
@@ -359,6 +388,29 @@ pub async fn serve(settings: Settings) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Binds `--metrics-listen` and installs the recorder: from here on the layers record.
+async fn start_metrics(
+    addr: std::net::SocketAddr,
+) -> Result<(tokio::net::TcpListener, PrometheusHandle), String> {
+    let listener = crate::metrics::listener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} for metrics (--metrics-listen): {e}"))?;
+    let handle = crate::metrics::install().map_err(|e| format!("cannot start the metrics: {e}"))?;
+    Ok((listener, handle))
+}
+
+/// The people signed in, read from the store at scrape time.
+fn people_probe(store: Arc<dyn Store>) -> Probe {
+    Arc::new(move || {
+        let store = store.clone();
+        Box::pin(async move {
+            if let Ok(people) = store.people().await {
+                crate::metrics::people_signed_in(people.len());
+            }
+        })
+    })
 }
 
 /// Why the identity cannot be shared: settings (exit 2) or Redis (exit 1).

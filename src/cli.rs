@@ -46,6 +46,9 @@ pub struct Cli {
     /// Sign-in: each person with their own Bitrix24 account (HTTP only).
     #[command(flatten)]
     pub sign_in: SignInArgs,
+    /// Metrics for Prometheus (any transport).
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// Log filter (tracing EnvFilter syntax: error, warn, info, debug, trace). Logs go to stderr.
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
     pub log_level: String,
@@ -142,6 +145,14 @@ pub struct SignInArgs {
         global = true
     )]
     pub trusted_proxies: Vec<String>,
+}
+
+/// Metrics in the Prometheus text format, on a listener of their own.
+#[derive(Debug, Clone, Default, Args)]
+pub struct MetricsArgs {
+    /// Serve metrics in the Prometheus text format at http://ADDR/metrics, on a listener of their own (any transport, stdio too; never the MCP port) [default: off]. Keep ADDR off the public network (e.g. 127.0.0.1:9464, or an address only Prometheus reaches): the numbers describe how your team uses the server.
+    #[arg(long, env = "MCP_METRICS_LISTEN", value_name = "ADDR", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Options of `doctor`.

@@ -7,6 +7,8 @@
 //! person). `sandbox` emulates a portal for trials and tests.
 //! Configuration: `cli` (the clap schema) is validated into `settings`, which `app`
 //! wires into a running server; `doctor` and `print-config` read settings and cli types.
+//! `metrics` holds every metric's name and the functions the layers record through; it
+//! imports no other module of the crate.
 
 pub mod app;
 pub mod bitrix;
@@ -17,6 +19,7 @@ pub mod doctor;
 pub mod html;
 pub mod identity;
 pub mod log_lines;
+pub mod metrics;
 pub mod panic_hook;
 pub mod print_config;
 pub mod redact;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -41,6 +42,8 @@ pub struct Settings {
     pub shared: Result<Option<RedisUrl>, String>,
     /// `--store-key`, when given: seals what replicas share, with or without `--oauth`.
     pub store_key: Option<SecretString>,
+    /// `--metrics-listen`: where `/metrics` is served; `None` (the default): no metrics.
+    pub metrics_listen: Result<Option<SocketAddr>, String>,
 }
 
 impl Settings {
@@ -67,8 +70,28 @@ impl Settings {
                 _ => Ok(s),
             }),
             store_key: store_key(&cli.sign_in).ok().flatten(),
+            metrics_listen: metrics_listen(cli),
         }
     }
+}
+
+/// `--metrics-listen`, which may not be the MCP port: the metrics stay off the address
+/// clients reach.
+fn metrics_listen(cli: &Cli) -> Result<Option<SocketAddr>, String> {
+    let Some(metrics) = cli.metrics.metrics_listen else {
+        return Ok(None);
+    };
+    let mcp = cli.http.listen;
+    let same_port = metrics.port() != 0 && metrics.port() == mcp.port();
+    let same_ip =
+        metrics.ip() == mcp.ip() || metrics.ip().is_unspecified() || mcp.ip().is_unspecified();
+    if cli.http.transport == Transport::Http && same_port && same_ip {
+        return Err(format!(
+            "--metrics-listen {metrics} is the MCP address (--listen {mcp}): metrics are served on a \
+             listener of their own; pick another port"
+        ));
+    }
+    Ok(Some(metrics))
 }
 
 /// `--store redis://…`: the Redis server replicas share, also in webhook mode (the
@@ -783,6 +806,45 @@ mod tests {
         let mut a = http_args("0.0.0.0:1", None);
         a.transport = Transport::Stdio;
         assert!(http(&a, false).unwrap().is_none());
+    }
+
+    #[test]
+    fn metrics_stay_off_the_mcp_address() {
+        let metrics = |args: &[&str]| {
+            let mut all = vec!["x"];
+            all.extend_from_slice(args);
+            let (cli, _) = Cli::try_parse_given(all).unwrap();
+            Settings::from_cli(&cli).metrics_listen
+        };
+        assert_eq!(metrics(&[]), Ok(None));
+        assert_eq!(
+            metrics(&["--metrics-listen", "127.0.0.1:9464"]),
+            Ok(Some("127.0.0.1:9464".parse().unwrap()))
+        );
+        // Over stdio there is no MCP port to clash with.
+        assert!(
+            metrics(&[
+                "--listen",
+                "127.0.0.1:9464",
+                "--metrics-listen",
+                "127.0.0.1:9464"
+            ])
+            .is_ok()
+        );
+        let http = ["--transport", "http", "--listen", "127.0.0.1:9464"];
+        for clash in ["127.0.0.1:9464", "0.0.0.0:9464"] {
+            let mut args = http.to_vec();
+            args.extend(["--metrics-listen", clash]);
+            let e = metrics(&args).unwrap_err();
+            assert!(e.contains("--metrics-listen"), "{e}");
+        }
+        let mut args = http.to_vec();
+        args.extend(["--metrics-listen", "127.0.0.1:9465"]);
+        assert!(metrics(&args).is_ok());
+        // Port 0 picks a free port, never the MCP one.
+        let mut args = http.to_vec();
+        args.extend(["--metrics-listen", "127.0.0.1:0"]);
+        assert!(metrics(&args).is_ok());
     }
 
     #[test]

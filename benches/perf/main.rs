@@ -3,7 +3,7 @@
 //! Builds the release server and the bare rmcp floor (`examples/bare_server.rs`), starts
 //! a sandbox portal in this process, and measures side by side, in one run:
 //! cold start and peak memory, per-call overhead over a direct REST POST, HTTP
-//! throughput, and a paced burst against the portal's leaky bucket.
+//! throughput, a paced burst against the portal's leaky bucket, and the cost of metrics.
 //! Nothing here runs under `cargo test`: timings are reported, never asserted.
 
 mod burst;
@@ -11,6 +11,7 @@ mod cold;
 mod direct;
 mod http;
 mod lookup;
+mod metrics;
 mod overhead;
 mod peer;
 mod shared_bucket;
@@ -33,7 +34,7 @@ pub struct Opts {
     pub sessions: usize,
     /// Seconds of the HTTP throughput measurement.
     pub seconds: f64,
-    /// Only these sections (cold, call, lookup, http, burst, signin, bucket); empty = all.
+    /// Only these sections (cold, call, lookup, http, burst, signin, bucket, metrics); empty = all.
     pub only: Vec<String>,
 }
 
@@ -60,7 +61,7 @@ impl Opts {
                 "--seconds" => o.seconds = num("--seconds"),
                 "--only" => o.only.extend(
                     args.next()
-                        .expect("--only takes cold,call,lookup,http,burst,signin,bucket")
+                        .expect("--only takes cold,call,lookup,http,burst,signin,bucket,metrics")
                         .split(',')
                         .map(String::from),
                 ),
@@ -68,7 +69,7 @@ impl Opts {
                 "--bench" => {}
                 "--help" | "-h" => {
                     println!(
-                        "cargo bench --bench perf [-- --runs N] [--calls N] [--sessions N] [--seconds S] [--only cold,call,lookup,http,burst,signin,bucket]"
+                        "cargo bench --bench perf [-- --runs N] [--calls N] [--sessions N] [--seconds S] [--only cold,call,lookup,http,burst,signin,bucket,metrics]"
                     );
                     std::process::exit(0);
                 }
@@ -211,6 +212,9 @@ fn main() {
     }
     if opts.wants("bucket") {
         rows.extend(shared_bucket::run(&runtime, &opts));
+    }
+    if opts.wants("metrics") {
+        rows.extend(metrics::run(&bins, &sandbox, &opts));
     }
 
     println!();

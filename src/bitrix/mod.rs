@@ -33,6 +33,7 @@ pub use retry::RetryPolicy;
 use gate::Gate;
 use retry::{Admit, Retrier, Step};
 
+use crate::metrics::{self, GateRefusal, PortalLimit};
 use crate::redact;
 
 /// `User-Agent` sent with every request, as the REST docs recommend.
@@ -239,6 +240,11 @@ impl Client {
             let started = Instant::now();
             let answer = self.send(url.clone(), body, key.as_deref()).await;
             let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            metrics::portal_request(
+                method,
+                answer.as_ref().ok().map(|a| a.status),
+                started.elapsed(),
+            );
             match &answer {
                 Ok(a) => tracing::debug!(
                     method,
@@ -272,6 +278,7 @@ impl Client {
                 }
                 Err(e) => e,
             };
+            count_limit(method, &err);
             if err
                 .portal()
                 .is_some_and(|p| p.class() == ErrorClass::ExpiredToken)
@@ -317,6 +324,7 @@ impl Client {
                 return Err(err);
             }
             tracing::info!(method, attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying");
+            metrics::portal_retry(method);
             tokio::time::sleep(delay).await;
             last = Some(err);
         }
@@ -334,6 +342,7 @@ impl Client {
         // Sending unchecked would let every replica call a method the portal blocks.
         let admit = self.inner.gate.admit(method).await.map_err(|e| {
             tracing::warn!(method, error = %e, "no operating-limit check; the call was not sent");
+            metrics::gate_refused(method, GateRefusal::Unavailable);
             CallError::Budget(e.to_string())
         })?;
         match admit {
@@ -345,6 +354,7 @@ impl Client {
             Admit::Blocked(until) => {
                 let wait = retry::until_unix(until);
                 if !retry::fits(wait, deadline) {
+                    metrics::gate_refused(method, GateRefusal::Blocked);
                     return Err(CallError::Budget(format!(
                         "the portal blocks {method} (OPERATION_TIME_LIMIT: it used up its execution-time allowance) \
                          until {}, longer than one call may wait ({budget:.0} s); one call is let through every {} s \
@@ -357,7 +367,10 @@ impl Client {
             }
         }
         let blocked = admit != Admit::Open;
-        self.inner.pacer.acquire(deadline).await.map_err(|e| match e {
+        let asked = Instant::now();
+        let paced = self.inner.pacer.acquire(deadline).await;
+        metrics::pacing_wait(asked.elapsed());
+        paced.map_err(|e| match e {
             PaceError::NoSlot(no) => {
                 let rate = self.inner.pacer.rate();
                 CallError::Budget(format!(
@@ -512,6 +525,17 @@ impl Client {
             replayed,
             body,
         })
+    }
+}
+
+/// Counts the portal's limit answers (by their class, never their text).
+fn count_limit(method: &str, err: &CallError) {
+    match err.portal().map(PortalError::class) {
+        Some(ErrorClass::QueryLimit) => metrics::portal_limit(method, PortalLimit::Query),
+        Some(ErrorClass::OperationTimeLimit) => {
+            metrics::portal_limit(method, PortalLimit::Operating)
+        }
+        _ => {}
     }
 }
 

@@ -40,6 +40,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::holder::{Holder, HolderError, Pair};
 use crate::bitrix::grant::{self, App, GrantRequest};
 use crate::bitrix::{BoxFuture, CallError, TokenSource};
+use crate::metrics::{self, RefreshOutcome};
 use crate::{clock, redact};
 
 /// A kept access token this close to its expiry is not adopted but refreshed.
@@ -186,6 +187,7 @@ impl Engine {
         }
         let mut turn = Turn::new(self.holder.clone());
         let give_up = tokio::time::Instant::now() + self.config.timing.wait;
+        let mut adopted = false;
         let outcome = loop {
             // Read (again): another process may have kept a new pair, also while this one
             // waited for the lock; under the lock, the previous holder kept its pair
@@ -197,6 +199,7 @@ impl Engine {
             let loaded = match loaded {
                 Some(pair) if self.is_newer(&pair) => {
                     self.adopt(&mut known, pair).await;
+                    adopted = true;
                     break Ok(());
                 }
                 loaded => loaded,
@@ -226,6 +229,7 @@ impl Engine {
             tokio::time::sleep(self.config.timing.poll).await;
         };
         turn.free().await;
+        metrics::oauth_refresh(counted(&outcome, adopted), self.holder.is_person());
         outcome
     }
 
@@ -342,6 +346,21 @@ fn mask_in_force(
         .map(ExposeSecret::expose_secret)
         .collect();
     slot.replace(&in_force);
+}
+
+/// How a refresh ended, for the metrics (by code, never by message).
+fn counted(outcome: &Result<(), CallError>, adopted: bool) -> RefreshOutcome {
+    match outcome {
+        Ok(()) if adopted => RefreshOutcome::Adopted,
+        Ok(()) => RefreshOutcome::Ok,
+        Err(CallError::SignInEnded(_)) => RefreshOutcome::Ended,
+        Err(CallError::OAuth { code, .. }) if is_permanent(code) => RefreshOutcome::Refused,
+        Err(CallError::OAuth { code, .. }) if code == "refresh_busy" => RefreshOutcome::Busy,
+        Err(CallError::OAuth { code, .. }) if code == "store_unavailable" => {
+            RefreshOutcome::Unavailable
+        }
+        Err(_) => RefreshOutcome::Failed,
+    }
 }
 
 /// Refusals that only new credentials fix, by their OAuth error code.

@@ -80,6 +80,12 @@ pub trait Holder: std::fmt::Debug + Send + Sync + 'static {
         Box::pin(async { refusal })
     }
 
+    /// Whether the pair is a signed-in person's (rather than the configured identity's):
+    /// the refresh metrics tell the two apart.
+    fn is_person(&self) -> bool {
+        false
+    }
+
     /// Secrets of this holder masked along with the pair in force (the token file's
     /// `seeded_by`).
     fn also_masked(&self) -> &[SecretString] {

@@ -63,6 +63,10 @@ impl Holder for PersonPair {
         "this person's Bitrix24 token pair"
     }
 
+    fn is_person(&self) -> bool {
+        true
+    }
+
     fn load(&self) -> BoxFuture<'_, Result<Option<Pair>, HolderError>> {
         Box::pin(async move {
             match self.store.person(&self.member_id, self.user_id).await {

@@ -24,7 +24,7 @@ use crate::settings::Settings;
 pub const NPM_PACKAGE: &str = "bitrix24-task-results-mcp";
 
 /// Every variable that can travel into a stdio snippet, in the order it is named.
-const TRAVELS: [EnvVar; 16] = [
+const TRAVELS: [EnvVar; 17] = [
     secret("BITRIX24_WEBHOOK_URL"),
     plain("BITRIX24_PORTAL_URL"),
     secret("BITRIX24_ACCESS_TOKEN"),
@@ -41,6 +41,7 @@ const TRAVELS: [EnvVar; 16] = [
     plain("BITRIX24_READ_ONLY"),
     plain("BITRIX24_TOOLS"),
     plain("BITRIX24_EXCLUDE_TOOLS"),
+    plain("MCP_METRICS_LISTEN"),
 ];
 
 /// The variables that say which portal and credentials (the first six of [`TRAVELS`]).

@@ -122,6 +122,7 @@ impl RedisBucket {
     }
 
     fn unavailable(&self, detail: String) -> BucketUnavailable {
+        crate::metrics::redis_error(crate::metrics::RedisPart::Bucket);
         BucketUnavailable {
             store: self.store.clone(),
             detail,

@@ -98,6 +98,7 @@ impl RedisGate {
     }
 
     fn unavailable(&self, detail: String) -> GateUnavailable {
+        crate::metrics::redis_error(crate::metrics::RedisPart::Gate);
         GateUnavailable {
             store: self.store.clone(),
             detail,

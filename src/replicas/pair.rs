@@ -166,6 +166,7 @@ fn failure(e: &redis::RedisError) -> String {
 
 /// The shared store failing, in words that name it.
 fn unavailable(detail: String) -> HolderError {
+    crate::metrics::redis_error(crate::metrics::RedisPart::Identity);
     HolderError::Unavailable(format!(
         "the store shared with the other replicas is unavailable ({detail})"
     ))

@@ -24,7 +24,7 @@ use crate::bitrix::{Caller, Client};
 use crate::tools::get::Get;
 use crate::tools::{CallReport, Ctx, Entry, Outcome, Ran, Subject, errors};
 pub use inventory::{Inventory, Lookup, ToolSelection};
-pub use observe::{CallObserver, Who};
+pub use observe::{CallObserver, Metered, Who};
 
 /// Server name reported in `serverInfo`.
 pub const SERVER_NAME: &str = env!("CARGO_PKG_NAME");

@@ -42,3 +42,14 @@ pub trait CallObserver: Send + Sync + 'static {
     /// One call ended as `report` says, made by `who`.
     fn tool_call(&self, report: &CallReport, who: &Who);
 }
+
+/// Counts every finished call in the metrics (`bitrix24_mcp_tool_calls_total` and the
+/// duration histogram), by tool and outcome only: never who made it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Metered;
+
+impl CallObserver for Metered {
+    fn tool_call(&self, report: &CallReport, _who: &Who) {
+        crate::metrics::tool_call(report.tool, report.ran.outcome.as_str(), report.duration);
+    }
+}

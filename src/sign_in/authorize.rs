@@ -145,6 +145,7 @@ pub async fn authorize(
     };
     let approved = consent::remembered(&sign_in, &headers, &client.client_id).await;
     let checked = check(&sign_in, &q, client.client_id.clone(), redirect_uri);
+    checked.is_ok().then(crate::metrics::sign_in_started);
     match (checked, approved) {
         (Ok(pending), true) => to_portal(&sign_in, pending, false).await,
         (Ok(pending), false) => consent::ask(&sign_in, &headers, &client, pending).await,

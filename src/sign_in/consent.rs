@@ -146,6 +146,7 @@ pub async fn decide(State(sign_in): State<SignIn>, headers: HeaderMap, body: Byt
         return to_portal(&sign_in, pending, true).await;
     }
     tracing::info!(client = ?pending.client_id, "a person denied a client");
+    crate::metrics::sign_in_denied();
     Back::to(&sign_in, &pending).error(
         "access_denied",
         "the person declined to let this client use their task results",

@@ -298,6 +298,7 @@ async fn code_grant(
         .put_grant(grant.clone())
         .await
         .map_err(unavailable)?;
+    crate::metrics::sign_in_completed();
     issue(sign_in, &grant).await
 }
 

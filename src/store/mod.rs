@@ -13,6 +13,7 @@
 //! Callers pass `now` so that tests need no clock.
 
 pub mod crypto;
+mod metered;
 pub mod redis;
 mod schema;
 pub mod sqlite;
@@ -26,6 +27,7 @@ use subtle::ConstantTimeEq;
 pub use self::redis::{RedisOptions, RedisStore, RedisUrl};
 pub use crypto::StoreKey;
 pub use crypto::read_key_file;
+pub use metered::metered;
 pub use schema::{default_key_path, default_path};
 /// Re-exported so callers build and read [`BitrixTokens`] without naming the crate.
 pub use secrecy::{ExposeSecret, SecretString};

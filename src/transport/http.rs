@@ -170,7 +170,8 @@ pub fn router(
         .layer(from_fn_with_state(
             readiness,
             readiness::close_when_draining,
-        ));
+        ))
+        .layer(axum::middleware::from_fn(super::metered::count_requests));
     match sign_in {
         // The loopback name a request used picks the issuer of its answers.
         Some(s) => app.layer(from_fn_with_state(s.clone(), crate::sign_in::host::follow)),

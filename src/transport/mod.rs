@@ -11,6 +11,7 @@ pub mod inflight;
 pub mod jsonrpc;
 pub mod legacy_sse;
 pub mod lines;
+pub mod metered;
 pub mod readiness;
 pub mod sessions;
 pub mod stdio;

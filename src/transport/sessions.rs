@@ -69,8 +69,11 @@ pub struct SessionSlots {
     max: usize,
 }
 
-/// One open session's share of the pool; dropping it frees the slot.
-pub struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
+/// One open session's share of the pool (counted in the metrics); dropping it frees the slot.
+pub struct Slot(
+    #[allow(dead_code)] OwnedSemaphorePermit,
+    #[allow(dead_code)] crate::metrics::OpenSession,
+);
 
 impl SessionSlots {
     /// A pool of `max` slots.
@@ -83,7 +86,8 @@ impl SessionSlots {
 
     /// A free slot, or `None` when `max` sessions are open.
     pub fn try_take(&self) -> Option<Slot> {
-        self.permits.clone().try_acquire_owned().ok().map(Slot)
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        Some(Slot(permit, crate::metrics::OpenSession::open()))
     }
 
     /// Sessions open now.

@@ -275,3 +275,72 @@ async fn refresh_settings_are_checked_at_start_up() {
         assert_no_secrets(&stderr, &["client-secret-0000", "refresh-token-0000"]);
     }
 }
+
+/// The configured identity's refreshes in the metrics, by outcome, with none of the
+/// tokens or the client secret in the exposition.
+#[tokio::test]
+async fn refreshes_are_counted_by_outcome_without_a_token() {
+    use crate::support::metrics_support::{metrics_addr, sample, scrape};
+    let sb = oauth_sandbox(CLIENT_ID, CLIENT_SECRET, INITIAL_REFRESH).await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = sb.base_url();
+    let spawn_metered = |file: String, refresh: &'static str| {
+        let base = base.clone();
+        async move {
+            spawn(
+                &["--metrics-listen", "127.0.0.1:0"],
+                &[
+                    ("BITRIX24_PORTAL_URL", base.as_str()),
+                    ("BITRIX24_CLIENT_ID", CLIENT_ID),
+                    ("BITRIX24_CLIENT_SECRET", CLIENT_SECRET),
+                    ("BITRIX24_REFRESH_TOKEN", refresh),
+                    ("BITRIX24_OAUTH_URL", base.as_str()),
+                    ("BITRIX24_TOKEN_FILE", file.as_str()),
+                    ("BITRIX24_RATE", "1000"),
+                ],
+            )
+            .await
+        }
+    };
+    let refreshes = |exposition: &str, outcome: &str| {
+        sample(
+            exposition,
+            &format!(
+                "bitrix24_mcp_oauth_refreshes_total{{outcome=\"{outcome}\",who=\"configured\"}}"
+            ),
+        )
+    };
+
+    // No access token: the first call refreshes.
+    let s = spawn_metered(
+        dir.path().join("a.json").display().to_string(),
+        INITIAL_REFRESH,
+    )
+    .await;
+    ok(&s.call("task_result_list", json!({"taskId": 51})).await);
+    let exposition = scrape(&metrics_addr(|| s.stderr()).await).await;
+    assert_eq!(refreshes(&exposition, "ok"), Some(1.0), "{exposition}");
+    let access = sb.access_token().unwrap();
+    let rotated = sb.refresh_token().unwrap();
+    for secret in [
+        access.as_str(),
+        rotated.as_str(),
+        INITIAL_REFRESH,
+        CLIENT_SECRET,
+    ] {
+        assert!(!exposition.contains(secret), "{secret:?} in:\n{exposition}");
+    }
+    s.close().await;
+
+    // A refresh token the OAuth server refuses for good.
+    let s = spawn_metered(
+        dir.path().join("b.json").display().to_string(),
+        "revoked-refresh-token-0000",
+    )
+    .await;
+    err(&s.call("task_result_list", json!({"taskId": 51})).await);
+    let exposition = scrape(&metrics_addr(|| s.stderr()).await).await;
+    assert_eq!(refreshes(&exposition, "refused"), Some(1.0), "{exposition}");
+    assert_eq!(refreshes(&exposition, "ok"), None, "{exposition}");
+    s.close().await;
+}

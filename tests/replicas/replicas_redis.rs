@@ -1,7 +1,8 @@
 //! Replicas sharing Redis, end to end: three server processes in webhook mode on one
 //! `--store redis://…` in front of one sandbox portal whose leaky bucket is 10/s burst
 //! 10. Calls spread across the replicas never exceed the portal's bucket together, every
-//! add is stored once, and a Redis outage fails calls cleanly until Redis is back.
+//! add is stored once, and a Redis outage fails calls cleanly until Redis is back (and
+//! shows in the metrics).
 
 use crate::support::{common, http_support, redis_support};
 
@@ -209,4 +210,61 @@ async fn start_up_without_redis_says_so_and_exits_1() {
     .await;
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.to_lowercase().contains("redis"), "{stderr}");
+}
+
+/// A Redis outage in the metrics: the Redis errors by part, the call the gate refused
+/// (it was not sent unchecked) and the tool call's outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_shows_in_the_metrics() {
+    use crate::support::metrics_support::{metrics_addr, sample, scrape};
+    let mut redis = RedisServer::start();
+    let sandbox = Sandbox::start(SandboxOptions::default()).await.unwrap();
+    let webhook = sandbox.webhook_url();
+    let store = redis.url(0);
+    let server = spawn_http(
+        &["--metrics-listen", "127.0.0.1:0"],
+        &[
+            ("BITRIX24_WEBHOOK_URL", webhook.as_str()),
+            ("MCP_STORE", store.as_str()),
+        ],
+    )
+    .await;
+    let addr = metrics_addr(|| server.stderr()).await;
+    let client = connect(&server.mcp_url(), None).await.unwrap();
+    ok(&call(&client, "task_result_list", json!({"taskId": 51})).await);
+    let before = scrape(&addr).await;
+    assert_eq!(
+        sample(&before, "bitrix24_mcp_redis_errors_total{part=\"gate\"}"),
+        None,
+        "{before}"
+    );
+    redis.stop();
+    err(&call(
+        &client,
+        "task_result_add",
+        json!({"taskId": 51, "text": "during the outage"}),
+    )
+    .await);
+    let after = scrape(&addr).await;
+    assert!(
+        sample(&after, "bitrix24_mcp_redis_errors_total{part=\"gate\"}").is_some_and(|n| n >= 1.0),
+        "{after}"
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "bitrix24_mcp_portal_gate_refusals_total{method=\"tasks.task.result.add\",reason=\"unavailable\"}"
+        ),
+        Some(1.0),
+        "{after}"
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "bitrix24_mcp_tool_calls_total{tool=\"task_result_add\",outcome=\"budget\"}"
+        ),
+        Some(1.0),
+        "{after}"
+    );
+    assert!(!after.contains(&store), "{after}");
 }

@@ -18,7 +18,7 @@ use tokio::process::Command;
 pub const BIN: &str = env!("CARGO_BIN_EXE_bitrix24-task-results-mcp");
 
 /// Env vars a test must not inherit from the developer's shell.
-pub const PORTAL_VARS: [&str; 24] = [
+pub const PORTAL_VARS: [&str; 25] = [
     "BITRIX24_WEBHOOK_URL",
     "BITRIX24_PORTAL_URL",
     "BITRIX24_ACCESS_TOKEN",
@@ -43,6 +43,7 @@ pub const PORTAL_VARS: [&str; 24] = [
     "MCP_STORE",
     "MCP_STORE_KEY",
     "MCP_LOG_FORMAT",
+    "MCP_METRICS_LISTEN",
 ];
 
 /// A command for the binary with a clean environment.

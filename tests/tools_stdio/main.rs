@@ -3,8 +3,8 @@
 //! what clients and models see (schemas, `initialize`, error texts: insta snapshots),
 //! finding a task (search, get, completion of task ids), tool selection, prompts and
 //! resources, chat messages, limits and retries, a hostile portal, property tests, the
-//! portal's language, the unlimited plan, and the opt-in check against a real portal
-//! (`live`, ignored).
+//! portal's language, the unlimited plan, metrics over stdio, and the opt-in check against
+//! a real portal (`live`, ignored).
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -15,6 +15,7 @@ mod hostile_portal;
 mod jsonrpc_corpus;
 mod limits;
 mod live;
+mod metrics_stdio;
 mod plan_unlimited;
 mod portal_language;
 mod prompts_resources;

@@ -353,12 +353,14 @@ async fn bounded<T>(call: impl Future<Output = Result<T, RedisError>>) -> Result
 }
 
 fn timed_out() -> StoreError {
+    crate::metrics::redis_error(crate::metrics::RedisPart::Store);
     StoreError::Unavailable("Redis did not answer in time".into())
 }
 
 /// A Redis failure in words that hold no value: the kind of failure, or the server's
 /// error code (`WRONGPASS`, `NOSCRIPT`, …), never its message.
 fn redis_error(e: RedisError) -> StoreError {
+    crate::metrics::redis_error(crate::metrics::RedisPart::Store);
     let why = if e.is_timeout() {
         "Redis did not answer in time".to_string()
     } else if e.is_io_error() && e.to_string().contains("certificate") {
