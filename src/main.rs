@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bitrix24_task_results_mcp::cli::{Cli, Command, Given};
+use bitrix24_task_results_mcp::cli::{Cli, Command, Given, Transport};
 use bitrix24_task_results_mcp::panic_hook;
 use bitrix24_task_results_mcp::redact::RedactingStderr;
 use bitrix24_task_results_mcp::settings::Settings;
@@ -14,10 +14,7 @@ fn main() -> ExitCode {
     let (cli, given) = Cli::parse_given();
     init_logging(&cli.log_level);
     panic_hook::install();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime_builder(&cli).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -28,6 +25,18 @@ fn main() -> ExitCode {
     // A stdin read parked on the blocking pool must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_millis(300));
     code
+}
+
+/// The stdio server serves one client and waits on the portal, so one thread does; a
+/// worker per core would only add threads and memory to the start of every client window
+/// that spawns it. HTTP (many sessions) and the other commands keep a worker per core.
+fn runtime_builder(cli: &Cli) -> tokio::runtime::Builder {
+    let serving = matches!(cli.command, None | Some(Command::Serve));
+    if serving && cli.http.transport == Transport::Stdio {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
 }
 
 async fn run(cli: Cli, given: Given) -> ExitCode {
