@@ -498,9 +498,11 @@ impl Cli {
         T: Into<OsString> + Clone,
     {
         let mut cmd = Cli::command();
-        let matches = cmd.try_get_matches_from_mut(args)?;
-        let cli = Cli::from_arg_matches(&matches)?;
+        let mut matches = cmd.try_get_matches_from_mut(args)?;
+        // Where each setting came from is read first: `from_arg_matches_mut` takes the
+        // values out, where `from_arg_matches` would first clone every match.
         let given = Given::from_matches(&cmd, &matches);
+        let cli = Cli::from_arg_matches_mut(&mut matches)?;
         Ok((cli, given))
     }
 }
