@@ -46,7 +46,8 @@ pub struct Cli {
     /// Sign-in: each person with their own Bitrix24 account (HTTP only).
     #[command(flatten)]
     pub sign_in: SignInArgs,
-    /// Log filter (tracing EnvFilter syntax: error, warn, info, debug, trace). Logs go to stderr.
+    /// Log filter: a level (error, warn, info, debug, trace), or `target=level` directives
+    /// separated by commas (e.g. `info,rmcp=debug`). Logs go to stderr.
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
     pub log_level: String,
 }

@@ -9,6 +9,10 @@ use bitrix24_task_results_mcp::panic_hook;
 use bitrix24_task_results_mcp::redact::RedactingStderr;
 use bitrix24_task_results_mcp::settings::Settings;
 use bitrix24_task_results_mcp::{app, doctor, print_config, users};
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 fn main() -> ExitCode {
     let (cli, given) = Cli::parse_given();
@@ -64,12 +68,17 @@ fn init_logging(filter: &str) {
     } else {
         filter
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Targets (`target=level` directives), not EnvFilter: the flag only ever takes levels
+    // per target, and EnvFilter's span and field matching brings a regex engine into the
+    // binary, its build and the code every start touches.
+    let filter: Targets = filter
+        .parse()
+        .unwrap_or_else(|_| Targets::new().with_default(Level::INFO));
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_writer(RedactingStderr)
         .with_ansi(false)
         .with_target(false)
+        .finish()
+        .with(filter)
         .init();
 }
