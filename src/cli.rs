@@ -49,7 +49,8 @@ pub struct Cli {
     /// Metrics for Prometheus (any transport).
     #[command(flatten)]
     pub metrics: MetricsArgs,
-    /// Log filter (tracing EnvFilter syntax: error, warn, info, debug, trace). Logs go to stderr.
+    /// Log filter: a level (error, warn, info, debug, trace), or `target=level` directives
+    /// separated by commas (e.g. `info,rmcp=debug`). Logs go to stderr.
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
     pub log_level: String,
     /// How log lines on stderr look: text (one line per event, for people) or json (one JSON object per line, for log collectors); secrets are masked in both.
@@ -524,9 +525,11 @@ impl Cli {
         T: Into<OsString> + Clone,
     {
         let mut cmd = Cli::command();
-        let matches = cmd.try_get_matches_from_mut(args)?;
-        let cli = Cli::from_arg_matches(&matches)?;
+        let mut matches = cmd.try_get_matches_from_mut(args)?;
+        // Where each setting came from is read first: `from_arg_matches_mut` takes the
+        // values out, where `from_arg_matches` would first clone every match.
         let given = Given::from_matches(&cmd, &matches);
+        let cli = Cli::from_arg_matches_mut(&mut matches)?;
         Ok((cli, given))
     }
 }

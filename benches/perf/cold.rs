@@ -36,45 +36,86 @@ pub fn run(bins: &Bins, sandbox: &Sandbox, opts: &Opts) -> Vec<Row> {
     println!("## Cold start: spawn -> tools/list answer, peak RSS (VmHWM)");
     // A user's real start: a webhook URL to a portal that is already up.
     let url = sandbox.webhook_url();
-    let ours = || server_command(bins, &[], &[("BITRIX24_WEBHOOK_URL", url.as_str())]);
-    let bare = || Command::new(&bins.bare);
-
-    // Warm the page cache and check both answer with their tools.
-    for _ in 0..3 {
-        let (_, _, n) = once(ours());
-        assert!(n >= 5, "the server must list its tools, listed {n}");
-        let (_, _, n) = once(bare());
-        assert_eq!(n, 1, "the floor lists one tool");
+    let env = [("BITRIX24_WEBHOOK_URL", url.as_str())];
+    // Every binary of the run, interleaved run by run; "server" and "floor" always, a
+    // previous build (and its floor) when given.
+    let mut names = vec![
+        ("server", bins.server.clone(), true),
+        ("floor", bins.bare.clone(), false),
+    ];
+    if let Some(before) = &opts.before {
+        names.push(("before", before.clone(), true));
     }
-    let (mut t_ours, mut t_bare, mut m_ours, mut m_bare) = (vec![], vec![], vec![], vec![]);
-    for i in 0..opts.runs {
-        // Alternate which goes first so drift hits both alike.
-        let order = if i % 2 == 0 {
-            [true, false]
+    if let Some(floor) = &opts.before_floor {
+        names.push(("floor-before", floor.clone(), false));
+    }
+    let command = |(_, path, is_server): &(&str, std::path::PathBuf, bool)| {
+        if *is_server {
+            server_command(
+                &Bins {
+                    server: path.clone(),
+                    bare: bins.bare.clone(),
+                },
+                &[],
+                &env,
+            )
         } else {
-            [false, true]
-        };
-        for is_ours in order {
-            if is_ours {
-                let (t, m, _) = once(ours());
-                t_ours.push(t);
-                m_ours.push(m as f64);
+            Command::new(path)
+        }
+    };
+
+    // Warm the page cache and check each answers with its tools.
+    for _ in 0..3 {
+        for entry in &names {
+            let (_, _, n) = once(command(entry));
+            if entry.2 {
+                assert!(n >= 5, "{} must list its tools, listed {n}", entry.0);
             } else {
-                let (t, m, _) = once(bare());
-                t_bare.push(t);
-                m_bare.push(m as f64);
+                assert_eq!(n, 1, "the floor lists one tool");
             }
         }
     }
-    let (t_ours, t_bare) = (Samples::new(t_ours), Samples::new(t_bare));
-    let (m_ours, m_bare) = (Samples::new(m_ours), Samples::new(m_bare));
-    println!("server  first tools/list: {}", t_ours.line(1000.0, "ms"));
-    println!("floor   first tools/list: {}", t_bare.line(1000.0, "ms"));
-    println!("server  VmHWM: {}", m_ours.line(1024.0, "MiB"));
-    println!("floor   VmHWM: {}", m_bare.line(1024.0, "MiB"));
-    let t_ratio = t_ours.median() / t_bare.median();
-    let m_ratio = m_ours.median() / m_bare.median();
-    println!("ratio (medians): time {t_ratio:.2}x, peak RSS {m_ratio:.2}x");
+    let mut times = vec![Vec::new(); names.len()];
+    let mut peaks = vec![Vec::new(); names.len()];
+    for i in 0..opts.runs {
+        // Rotate which goes first so drift hits all alike.
+        for k in 0..names.len() {
+            let j = (i + k) % names.len();
+            let (t, m, _) = once(command(&names[j]));
+            times[j].push(t);
+            peaks[j].push(m as f64);
+        }
+    }
+    let times: Vec<Samples> = times.into_iter().map(Samples::new).collect();
+    let peaks: Vec<Samples> = peaks.into_iter().map(Samples::new).collect();
+    for (k, (name, _, _)) in names.iter().enumerate() {
+        println!(
+            "{name:<13} first tools/list: {}",
+            times[k].line(1000.0, "ms")
+        );
+    }
+    for (k, (name, _, _)) in names.iter().enumerate() {
+        println!("{name:<13} VmHWM: {}", peaks[k].line(1024.0, "MiB"));
+    }
+    let ratio = |a: usize, b: usize| {
+        (
+            times[a].median() / times[b].median(),
+            peaks[a].median() / peaks[b].median(),
+        )
+    };
+    let (t_ratio, m_ratio) = ratio(0, 1);
+    println!("ratio server/floor (medians): time {t_ratio:.2}x, peak RSS {m_ratio:.2}x");
+    if names.len() > 2 {
+        let (t, m) = ratio(0, 2);
+        println!("ratio server/before (medians): time {t:.2}x, peak RSS {m:.2}x");
+        let floor = if names.len() > 3 { 3 } else { 1 };
+        let (t, m) = ratio(2, floor);
+        println!(
+            "ratio before/{} (medians): time {t:.2}x, peak RSS {m:.2}x",
+            names[floor].0
+        );
+    }
+    let (t_ours, t_bare, m_ours, m_bare) = (&times[0], &times[1], &peaks[0], &peaks[1]);
     vec![
         Row {
             measure: format!("first tools/list after spawn (median of {})", opts.runs),

@@ -36,6 +36,11 @@ pub struct Opts {
     pub seconds: f64,
     /// Only these sections (cold, call, lookup, http, burst, signin, bucket, metrics); empty = all.
     pub only: Vec<String>,
+    /// A previous build of the server (and of the floor) to start side by side with this
+    /// one in the cold section, for before/after figures from one run.
+    pub before: Option<PathBuf>,
+    /// The floor built the previous way.
+    pub before_floor: Option<PathBuf>,
 }
 
 impl Opts {
@@ -46,6 +51,8 @@ impl Opts {
             sessions: 8,
             seconds: 5.0,
             only: Vec::new(),
+            before: None,
+            before_floor: None,
         };
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
@@ -65,11 +72,13 @@ impl Opts {
                         .split(',')
                         .map(String::from),
                 ),
+                "--before" => o.before = args.next().map(PathBuf::from),
+                "--before-floor" => o.before_floor = args.next().map(PathBuf::from),
                 // cargo bench passes --bench to harness-less benches.
                 "--bench" => {}
                 "--help" | "-h" => {
                     println!(
-                        "cargo bench --bench perf [-- --runs N] [--calls N] [--sessions N] [--seconds S] [--only cold,call,lookup,http,burst,signin,bucket,metrics]"
+                        "cargo bench --bench perf [-- --runs N] [--calls N] [--sessions N] [--seconds S] [--only cold,call,lookup,http,burst,signin,bucket,metrics] [--before OLD_SERVER [--before-floor OLD_FLOOR]]"
                     );
                     std::process::exit(0);
                 }

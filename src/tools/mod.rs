@@ -146,6 +146,8 @@ pub trait Entry: Send + Sync {
     fn input_schema(&self) -> std::sync::Arc<JsonObject>;
     /// The output schema.
     fn output_schema(&self) -> std::sync::Arc<JsonObject>;
+    /// The input and output schemas generated afresh, bypassing the cache (see [`schema`]).
+    fn generated_schemas(&self) -> [std::sync::Arc<JsonObject>; 2];
     /// Parses `args`, calls, and turns the outcome into a tool result, with what the
     /// call came to beside it.
     fn run<'a>(
@@ -201,10 +203,13 @@ impl<T: Tool> Entry for T {
         T::next_step(error)
     }
     fn input_schema(&self) -> std::sync::Arc<JsonObject> {
-        schema::input::<T::Params>()
+        schema::cached(T::NAME).map_or_else(schema::input::<T::Params>, |[input, _]| input)
     }
     fn output_schema(&self) -> std::sync::Arc<JsonObject> {
-        schema::output::<T::Output>()
+        schema::cached(T::NAME).map_or_else(schema::output::<T::Output>, |[_, output]| output)
+    }
+    fn generated_schemas(&self) -> [std::sync::Arc<JsonObject>; 2] {
+        [schema::input::<T::Params>(), schema::output::<T::Output>()]
     }
     fn run<'a>(
         &'a self,

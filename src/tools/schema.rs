@@ -5,13 +5,45 @@
 //! schemars output is normalised once: no `$schema`, every `$ref` inlined, `Option<T>`
 //! as a plain optional property, enums as a plain `enum` of strings, and only standard
 //! `format`s.
+//!
+//! Served schemas come from `schemas.json` beside this file, which holds the output of
+//! [`input`] and [`output`] for every tool: generating them runs schemars and
+//! [`normalise`] over a dozen types, the larger part of the first `tools/list`'s work
+//! and of the code a stdio server touches before it (issue 23). A test keeps the file
+//! equal to the generated schemas (`UPDATE_SCHEMAS=1 cargo test --lib schemas` rewrites it).
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 use rmcp::model::JsonObject;
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value};
+
+/// Every tool's schemas as generated, by tool name, then `input` and `output`.
+const CACHED: &str = include_str!("schemas.json");
+
+/// One tool's entry in [`CACHED`].
+#[derive(serde::Deserialize)]
+struct Cached {
+    input: JsonObject,
+    output: JsonObject,
+}
+
+/// The cached `[input, output]` schemas of the tool `name`, parsed once and shared;
+/// `None` when the file lacks the tool (one added since), and the caller generates them.
+pub fn cached(name: &str) -> Option<[Arc<JsonObject>; 2]> {
+    static PARSED: OnceLock<BTreeMap<String, [Arc<JsonObject>; 2]>> = OnceLock::new();
+    PARSED
+        .get_or_init(|| {
+            let all: BTreeMap<String, Cached> = serde_json::from_str(CACHED).unwrap_or_default();
+            all.into_iter()
+                .map(|(name, c)| (name, [Arc::new(c.input), Arc::new(c.output)]))
+                .collect()
+        })
+        .get(name)
+        .cloned()
+}
 
 /// The input schema of `T` (what arguments deserialize into).
 pub fn input<T: JsonSchema>() -> Arc<JsonObject> {
@@ -234,5 +266,51 @@ fn walk(v: &Value, path: &str, out: &mut Vec<String>) {
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tools::REGISTRY;
+
+    /// What `schemas.json` must hold: every tool's schemas generated afresh.
+    fn generated() -> String {
+        let all: Map<String, Value> = REGISTRY
+            .iter()
+            .map(|tool| {
+                let [input, output] = tool.generated_schemas();
+                let mut pair = Map::new();
+                pair.insert("input".into(), Value::Object((*input).clone()));
+                pair.insert("output".into(), Value::Object((*output).clone()));
+                (tool.name().to_string(), Value::Object(pair))
+            })
+            .collect();
+        serde_json::to_string_pretty(&all).expect("a map of JSON values serialises") + "\n"
+    }
+
+    #[test]
+    fn cached_schemas_are_the_generated_ones() {
+        let fresh = generated();
+        if fresh == CACHED {
+            return;
+        }
+        if std::env::var_os("UPDATE_SCHEMAS").is_some() {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/tools/schemas.json");
+            std::fs::write(path, &fresh).expect("write src/tools/schemas.json");
+            return;
+        }
+        panic!(
+            "src/tools/schemas.json differs from the generated schemas (a tool's parameter or \
+             answer type changed): rewrite it with `UPDATE_SCHEMAS=1 cargo test --lib schemas` \
+             and review the diff"
+        );
+    }
+
+    #[test]
+    fn every_tool_is_served_its_cached_schemas() {
+        for tool in REGISTRY {
+            assert!(cached(tool.name()).is_some(), "{}", tool.name());
+        }
     }
 }
