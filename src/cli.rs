@@ -49,6 +49,9 @@ pub struct Cli {
     /// Log filter (tracing EnvFilter syntax: error, warn, info, debug, trace). Logs go to stderr.
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
     pub log_level: String,
+    /// Audit trail: one JSON line per write tool call and per sign-in event (who, which client, which task and result, the outcome; never a text or a secret), appended to PATH (created 0600, reopened on SIGHUP for logrotate), or `-` for stderr [default: off].
+    #[arg(long, env = "MCP_AUDIT_LOG", value_name = "PATH", global = true)]
+    pub audit_log: Option<PathBuf>,
 }
 
 /// Subcommands.

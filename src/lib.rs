@@ -7,8 +7,10 @@
 //! person). `sandbox` emulates a portal for trials and tests.
 //! Configuration: `cli` (the clap schema) is validated into `settings`, which `app`
 //! wires into a running server; `doctor` and `print-config` read settings and cli types.
+//! `audit` is the audit trail of writes and sign-ins (`--audit-log`).
 
 pub mod app;
+pub mod audit;
 pub mod bitrix;
 pub mod chat;
 pub mod cli;

@@ -41,6 +41,8 @@ pub struct Settings {
     pub shared: Result<Option<RedisUrl>, String>,
     /// `--store-key`, when given: seals what replicas share, with or without `--oauth`.
     pub store_key: Option<SecretString>,
+    /// `--audit-log`: where the audit trail goes; `None`: no trail.
+    pub audit: Option<crate::audit::Target>,
 }
 
 impl Settings {
@@ -67,6 +69,10 @@ impl Settings {
                 _ => Ok(s),
             }),
             store_key: store_key(&cli.sign_in).ok().flatten(),
+            audit: cli
+                .audit_log
+                .as_deref()
+                .and_then(crate::audit::Target::parse),
         }
     }
 }

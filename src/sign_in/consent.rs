@@ -85,6 +85,7 @@ pub(super) async fn ask(
     pending.state = TokenHash::of(&format!("{consent_id}.{nonce}"));
     pending.expires_at = now_s() + PENDING_TTL;
     let body = render(sign_in, client, &pending.redirect_uri, &consent_id);
+    let redirect = pending.redirect_uri.clone();
     match sign_in.store().put_pending(pending, now_s()).await {
         Ok(()) => {}
         Err(StoreError::Full) => {
@@ -96,6 +97,11 @@ pub(super) async fn ask(
         }
         Err(e) => return store_page(&e),
     }
+    crate::audit::consent_shown(
+        &client.client_id,
+        sign_in.client_name(&client.client_id).await.as_deref(),
+        &redirect,
+    );
     let mut answer = page::html(
         StatusCode::OK,
         page::Kind::Form,
@@ -141,7 +147,13 @@ pub async fn decide(State(sign_in): State<SignIn>, headers: HeaderMap, body: Byt
              the page was shown in, so nothing happened. Start the sign-in again from your MCP client.",
         );
     };
-    if decision == Some("allow") {
+    let allowed = decision == Some("allow");
+    crate::audit::consent_answered(
+        &pending.client_id,
+        sign_in.client_name(&pending.client_id).await.as_deref(),
+        allowed,
+    );
+    if allowed {
         tracing::info!(client = ?pending.client_id, "a person allowed a client");
         return to_portal(&sign_in, pending, true).await;
     }

@@ -11,6 +11,7 @@
 
 mod approval;
 mod authorize;
+mod client_names;
 pub mod client_rules;
 pub mod clients;
 mod consent;
@@ -114,6 +115,8 @@ struct Inner {
     people: People,
     consent_key: ConsentKey,
     consent_max_age: i64,
+    /// Client names for the audit trail.
+    client_names: client_names::ClientNames,
 }
 
 impl SignIn {
@@ -155,6 +158,7 @@ impl SignIn {
                 portal,
                 pool,
                 people,
+                client_names: client_names::ClientNames::default(),
             }),
         };
         sign_in.spawn_purge();

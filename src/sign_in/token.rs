@@ -298,7 +298,12 @@ async fn code_grant(
         .put_grant(grant.clone())
         .await
         .map_err(unavailable)?;
-    issue(sign_in, &grant).await
+    let answer = issue(sign_in, &grant).await?;
+    crate::audit::sign_in_completed(
+        &grant,
+        sign_in.client_name(&grant.client_id).await.as_deref(),
+    );
+    Ok(answer)
 }
 
 /// A refresh (RFC 6749 §6) with rotation. The client is checked against the token's
@@ -367,6 +372,10 @@ async fn refresh_grant(
             // OAuth 2.1 §4.3.1: a reused refresh token may be stolen; the store has
             // revoked its whole grant, so whoever holds it must sign in again.
             tracing::warn!(grant = %grant_id, "a refresh token was used twice; its sign-in is revoked");
+            crate::audit::refresh_token_reused(
+                &grant,
+                sign_in.client_name(&grant.client_id).await.as_deref(),
+            );
             Err(refused(
                 "invalid_grant",
                 "the refresh token was already used; sign in again",
