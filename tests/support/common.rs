@@ -50,6 +50,7 @@ pub fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
     for var in PORTAL_VARS {
         cmd.env_remove(var);
     }
+    cmd.env_remove("MCP_AUDIT_LOG");
     cmd.env("RUST_LOG", "info");
     cmd.args(args);
     for (k, v) in env {
