@@ -244,6 +244,7 @@ async fn help_lists_every_flag_with_its_variable_and_hides_secrets() {
             Some("[default: none]"),
         ),
         ("--log-level", "RUST_LOG", Some("[default: info]")),
+        ("--audit-log", "MCP_AUDIT_LOG", Some("[default: off]")),
     ] {
         // The flag's own entry starts a line; other entries may mention it in their text.
         let start = help
