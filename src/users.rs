@@ -29,9 +29,13 @@ pub async fn run(cli: &Cli, args: &UsersArgs) -> ExitCode {
     let audit = cli
         .audit_log
         .as_deref()
-        .and_then(crate::audit::Target::parse);
+        .and_then(crate::audit::Target::parse)
+        .filter(|_| matches!(args.action, UsersAction::Revoke { .. }));
     match audit.map(crate::audit::Writer::open).transpose() {
-        Ok(writer) => drop(writer.map(|w| crate::audit::started(w, None))),
+        Ok(Some(writer)) => {
+            crate::audit::started(writer, None);
+        }
+        Ok(None) => {}
         Err(e) => {
             eprintln!("error: {}", crate::redact::redact(&e));
             return ExitCode::FAILURE;

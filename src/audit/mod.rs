@@ -273,7 +273,14 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            ["client_id", "client_name", "event", "portal", "redirect", "time"]
+            [
+                "client_id",
+                "client_name",
+                "event",
+                "portal",
+                "redirect",
+                "time"
+            ]
         );
         assert!(text.starts_with("{\"time\":\""), "time comes first: {text}");
         assert_eq!(line["redirect"], "http://127.0.0.1:33418");

@@ -165,10 +165,7 @@ pub fn reopen_on_hangup(writer: Arc<Writer>) {
         tokio::spawn(async move {
             while hangups.recv().await.is_some() {
                 match writer.reopen() {
-                    Ok(()) => tracing::info!(
-                        file = %writer.path().map(Path::display).map(|d| d.to_string()).unwrap_or_default(),
-                        "SIGHUP: the audit log was reopened"
-                    ),
+                    Ok(()) => tracing::info!("SIGHUP: the audit log was reopened"),
                     Err(e) => tracing::error!(
                         "SIGHUP: the audit log could not be reopened; lines still go to the file \
                          opened before: {e}"

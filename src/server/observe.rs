@@ -7,8 +7,9 @@ use crate::sign_in::resource::{PersonId, SignedInClient};
 use crate::tools::CallReport;
 
 /// Who made a call, as far as this server knows: a signed-in person (their portal's
-/// member id and their user id, and the client they signed in through), or the configured identity (a webhook's user id; a
-/// configured OAuth access token knows no user). Never a token.
+/// member id and their user id, and the client they signed in through), or the
+/// configured identity (a webhook's user id; a configured OAuth access token knows no
+/// user). Never a token.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Who {
     /// The caller's Bitrix24 user id, when known.
