@@ -97,11 +97,7 @@ pub(super) async fn ask(
         }
         Err(e) => return store_page(&e),
     }
-    crate::audit::consent_shown(
-        &client.client_id,
-        sign_in.client_name(&client.client_id).await.as_deref(),
-        &redirect,
-    );
+    sign_in.audit_shown(&client.client_id, &redirect).await;
     let mut answer = page::html(
         StatusCode::OK,
         page::Kind::Form,
@@ -148,11 +144,7 @@ pub async fn decide(State(sign_in): State<SignIn>, headers: HeaderMap, body: Byt
         );
     };
     let allowed = decision == Some("allow");
-    crate::audit::consent_answered(
-        &pending.client_id,
-        sign_in.client_name(&pending.client_id).await.as_deref(),
-        allowed,
-    );
+    sign_in.audit_consent(&pending.client_id, allowed).await;
     if allowed {
         tracing::info!(client = ?pending.client_id, "a person allowed a client");
         return to_portal(&sign_in, pending, true).await;

@@ -10,8 +10,8 @@
 //! passed on to Bitrix24.
 
 mod approval;
+mod audited;
 mod authorize;
-mod client_names;
 pub mod client_rules;
 pub mod clients;
 mod consent;
@@ -116,7 +116,7 @@ struct Inner {
     consent_key: ConsentKey,
     consent_max_age: i64,
     /// Client names for the audit trail.
-    client_names: client_names::ClientNames,
+    client_names: audited::ClientNames,
 }
 
 impl SignIn {
@@ -158,7 +158,7 @@ impl SignIn {
                 portal,
                 pool,
                 people,
-                client_names: client_names::ClientNames::default(),
+                client_names: audited::ClientNames::default(),
             }),
         };
         sign_in.spawn_purge();

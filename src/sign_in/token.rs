@@ -299,10 +299,7 @@ async fn code_grant(
         .await
         .map_err(unavailable)?;
     let answer = issue(sign_in, &grant).await?;
-    crate::audit::sign_in_completed(
-        &grant,
-        sign_in.client_name(&grant.client_id).await.as_deref(),
-    );
+    sign_in.audit_signed_in(&grant).await;
     Ok(answer)
 }
 
@@ -372,10 +369,7 @@ async fn refresh_grant(
             // OAuth 2.1 §4.3.1: a reused refresh token may be stolen; the store has
             // revoked its whole grant, so whoever holds it must sign in again.
             tracing::warn!(grant = %grant_id, "a refresh token was used twice; its sign-in is revoked");
-            crate::audit::refresh_token_reused(
-                &grant,
-                sign_in.client_name(&grant.client_id).await.as_deref(),
-            );
+            sign_in.audit_reused(&grant).await;
             Err(refused(
                 "invalid_grant",
                 "the refresh token was already used; sign in again",

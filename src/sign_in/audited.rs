@@ -1,5 +1,6 @@
-//! The names of the clients people sign in through, for the audit trail: read from the
-//! store once per client and kept (a registration never changes its name), so that a
+//! What sign-in tells the audit trail ([`crate::audit`]): its events, each with the name
+//! of the client concerned, and that name for each signed-in request. Names are read from
+//! the store once per client and kept (a registration never changes its name), so that a
 //! tool call costs no store read for it. Without an audit trail nothing is looked up.
 
 use std::collections::HashMap;
@@ -7,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::SignIn;
 use super::documents::is_document_id;
-use crate::store::Store;
+use crate::store::{Grant, Store};
 
 /// Most names kept; past it the cache starts over (registrations are rate-limited, so
 /// this is reached only by a flood, which must not grow memory without end).
@@ -66,5 +67,29 @@ impl SignIn {
             return None;
         }
         self.inner.client_names.name(self.store(), client_id).await
+    }
+
+    /// The consent page is shown for `client_id`, to send the browser back to `redirect_uri`.
+    pub(super) async fn audit_shown(&self, client_id: &str, redirect_uri: &str) {
+        let name = self.client_name(client_id).await;
+        crate::audit::consent_shown(client_id, name.as_deref(), redirect_uri);
+    }
+
+    /// The person allowed (`allowed`) or denied `client_id` on the consent page.
+    pub(super) async fn audit_consent(&self, client_id: &str, allowed: bool) {
+        let name = self.client_name(client_id).await;
+        crate::audit::consent_answered(client_id, name.as_deref(), allowed);
+    }
+
+    /// `grant`'s client exchanged its code: the person is signed in through it.
+    pub(super) async fn audit_signed_in(&self, grant: &Grant) {
+        let name = self.client_name(&grant.client_id).await;
+        crate::audit::sign_in_completed(grant, name.as_deref());
+    }
+
+    /// `grant`'s spent refresh token came back: the grant was revoked.
+    pub(super) async fn audit_reused(&self, grant: &Grant) {
+        let name = self.client_name(&grant.client_id).await;
+        crate::audit::refresh_token_reused(grant, name.as_deref());
     }
 }
