@@ -93,3 +93,53 @@ impl SignIn {
         crate::audit::refresh_token_reused(grant, name.as_deref());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{ClientRecord, SqliteStore, StoreKey};
+
+    #[tokio::test]
+    async fn names_come_from_the_registration_or_the_documents_host_and_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, _) = StoreKey::generate().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db"), key).unwrap();
+        for (id, name) in [
+            ("named", Some("  Cursor ")),
+            ("unnamed", Some(" ")),
+            ("none", None),
+        ] {
+            store
+                .put_client(ClientRecord {
+                    client_id: id.into(),
+                    client_name: name.map(str::to_string),
+                    redirect_uris: vec![],
+                    created_at: 0,
+                    secret_hash: None,
+                })
+                .await
+                .unwrap();
+        }
+        let names = ClientNames::default();
+        assert_eq!(names.name(&store, "named").await.as_deref(), Some("Cursor"));
+        assert_eq!(names.name(&store, "unnamed").await, None);
+        assert_eq!(names.name(&store, "none").await, None);
+        assert_eq!(names.name(&store, "unknown").await, None);
+        assert_eq!(
+            names
+                .name(
+                    &store,
+                    "https://claude.ai/oauth/claude-code-client-metadata"
+                )
+                .await
+                .as_deref(),
+            Some("claude.ai")
+        );
+        // Kept: a second store that knows nothing still gives the name.
+        let (key, _) = StoreKey::generate().unwrap();
+        let other = SqliteStore::open(&dir.path().join("t.db"), key).unwrap();
+        assert_eq!(names.name(&other, "named").await.as_deref(), Some("Cursor"));
+        assert_eq!(names.name(&other, "none").await, None);
+        assert_eq!(names.lock().len(), 3, "unknown ids are not kept");
+    }
+}
