@@ -21,6 +21,7 @@ use crate::replicas::bucket::RedisBucket;
 use crate::replicas::gate::RedisGate;
 use crate::replicas::pair::RedisPair;
 use crate::sandbox::{OAuthApp, Sandbox, SandboxOptions};
+use crate::server::audited::Audited;
 use crate::server::{Metered, TaskResultsServer};
 use crate::settings::{Pacing, Portal, PortalChoice, Settings, SignInSettings, StoreLocation};
 use crate::sign_in::{ConsentKey, SignIn, SignInOptions};
@@ -181,6 +182,14 @@ pub async fn serve(settings: Settings) -> ExitCode {
         Ok(m) => m,
         Err(e) => return usage(&e),
     };
+    // Opened before anything is served, so that a file others could read stops start-up.
+    let audit = match settings.audit.map(crate::audit::Writer::open).transpose() {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {}", redact::redact(&e));
+            return ExitCode::FAILURE;
+        }
+    };
     // Bound first: on loopback the address clients reach, and so the sign-in callback,
     // is known only now.
     let listener = match &http {
@@ -298,6 +307,14 @@ pub async fn serve(settings: Settings) -> ExitCode {
             Ok(pair) => pair,
             Err(e) => return usage(&e),
         };
+    let audited = audit.map(|writer| {
+        let configured = match &caller {
+            Caller::Webhook(_) => "webhook",
+            Caller::OAuth(_) => "oauth_token",
+        };
+        let trail = crate::audit::started(writer, Some(client.portal().host()));
+        Arc::new(Audited::new(trail, configured))
+    });
     if inventory.read_only() {
         tracing::info!("read-only mode: write tools are hidden and refused");
     }
@@ -328,6 +345,9 @@ pub async fn serve(settings: Settings) -> ExitCode {
     } else {
         TaskResultsServer::new(client, caller, inventory)
     };
+    if let Some(audited) = audited {
+        server = server.observed_by(audited);
+    }
 
     let ct = CancellationToken::new();
     let draining = CancellationToken::new();

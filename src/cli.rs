@@ -53,6 +53,9 @@ pub struct Cli {
     /// separated by commas (e.g. `info,rmcp=debug`). Logs go to stderr.
     #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
     pub log_level: String,
+    /// Audit trail: one JSON line per write tool call and per sign-in event (who, which client, which task and result, the outcome; never a text or a secret), appended to PATH (created 0600, reopened on SIGHUP for logrotate), or `-` for stderr [default: off].
+    #[arg(long, env = "MCP_AUDIT_LOG", value_name = "PATH", global = true)]
+    pub audit_log: Option<PathBuf>,
     /// How log lines on stderr look: text (one line per event, for people) or json (one JSON object per line, for log collectors); secrets are masked in both.
     #[arg(long, env = "MCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,

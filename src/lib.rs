@@ -9,8 +9,10 @@
 //! wires into a running server; `doctor` and `print-config` read settings and cli types.
 //! `metrics` holds every metric's name and the functions the layers record through; it
 //! imports no other module of the crate.
+//! `audit` is the audit trail of writes and sign-ins (`--audit-log`).
 
 pub mod app;
+pub mod audit;
 pub mod bitrix;
 pub mod chat;
 pub mod cli;

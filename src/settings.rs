@@ -44,6 +44,8 @@ pub struct Settings {
     pub store_key: Option<SecretString>,
     /// `--metrics-listen`: where `/metrics` is served; `None` (the default): no metrics.
     pub metrics_listen: Result<Option<SocketAddr>, String>,
+    /// `--audit-log`: where the audit trail goes; `None`: no trail.
+    pub audit: Option<crate::audit::Target>,
 }
 
 impl Settings {
@@ -71,6 +73,10 @@ impl Settings {
             }),
             store_key: store_key(&cli.sign_in).ok().flatten(),
             metrics_listen: metrics_listen(cli),
+            audit: cli
+                .audit_log
+                .as_deref()
+                .and_then(crate::audit::Target::parse),
         }
     }
 }

@@ -25,6 +25,22 @@ pub async fn run(cli: &Cli, args: &UsersArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A revoke is recorded in the same audit trail as the server's (`--audit-log`).
+    let audit = cli
+        .audit_log
+        .as_deref()
+        .and_then(crate::audit::Target::parse)
+        .filter(|_| matches!(args.action, UsersAction::Revoke { .. }));
+    match audit.map(crate::audit::Writer::open).transpose() {
+        Ok(Some(writer)) => {
+            crate::audit::started(writer, None);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: {}", crate::redact::redact(&e));
+            return ExitCode::FAILURE;
+        }
+    }
     let store = match crate::app::open_store(&location, key.as_ref()).await {
         Ok(s) => s,
         Err(e) => {
@@ -74,6 +90,7 @@ async fn revoke(store: &dyn Store, user_id: i64) -> ExitCode {
             ExitCode::FAILURE
         }
         Ok(n) => {
+            crate::audit::user_revoked(user_id, u64::from(n));
             println!(
                 "user {user_id} signed out: {n} sign-in(s) revoked; their next request must sign in again"
             );
@@ -109,26 +126,10 @@ fn shown(value: &str) -> String {
     out
 }
 
-/// `YYYY-MM-DD HH:MM:SS` for unix seconds (civil-from-days, H. Hinnant's algorithm;
-/// a date crate for one column would be heavier than these lines).
+/// `YYYY-MM-DD HH:MM:SS` for unix seconds.
 fn utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let (y, m, d, hh, mm, ss) = crate::clock::utc(secs);
+    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}")
 }
 
 #[cfg(test)]

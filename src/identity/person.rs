@@ -136,6 +136,7 @@ impl Holder for PersonPair {
                 user_id = self.user_id,
                 "a person's Bitrix24 grant is gone; their sign-in is ended"
             );
+            crate::audit::bitrix_grant_lost(&self.member_id, self.user_id, code);
             CallError::SignInEnded(format!(
                 "the Bitrix24 OAuth server refused the refresh ({code})"
             ))

@@ -67,6 +67,8 @@ pub const PEOPLE_SIGNED_IN: &str = "bitrix24_mcp_people_signed_in";
 pub const SIGN_INS_STARTED: &str = "bitrix24_mcp_sign_ins_started_total";
 /// Sign-ins completed (a code exchanged for tokens).
 pub const SIGN_INS_COMPLETED: &str = "bitrix24_mcp_sign_ins_completed_total";
+/// Audit trail lines that could not be written (the action itself went ahead).
+pub const AUDIT_WRITE_FAILURES: &str = "bitrix24_mcp_audit_write_failures_total";
 /// Sign-ins denied on the consent page.
 pub const SIGN_INS_DENIED: &str = "bitrix24_mcp_sign_ins_denied_total";
 /// HTTP sessions open.
@@ -107,7 +109,12 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     describe();
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     // Series without labels exist from the start, so `rate()` and alerts see a 0.
-    for name in [SIGN_INS_STARTED, SIGN_INS_COMPLETED, SIGN_INS_DENIED] {
+    for name in [
+        SIGN_INS_STARTED,
+        SIGN_INS_COMPLETED,
+        SIGN_INS_DENIED,
+        AUDIT_WRITE_FAILURES,
+    ] {
         counter!(name).absolute(0);
     }
     gauge!(HTTP_SESSIONS_OPEN).set(0.0);
@@ -119,6 +126,10 @@ fn describe() {
     describe_gauge!(
         BUILD_INFO,
         "Always 1; the label `version` names this build's version."
+    );
+    describe_counter!(
+        AUDIT_WRITE_FAILURES,
+        "Audit trail lines that could not be written; the write or sign-in they record went ahead."
     );
     describe_counter!(
         TOOL_CALLS,
@@ -348,6 +359,13 @@ pub fn people_signed_in(n: usize) {
 pub fn sign_in_started() {
     if on() {
         counter!(SIGN_INS_STARTED).increment(1);
+    }
+}
+
+/// The audit trail could not record an event.
+pub fn audit_write_failed() {
+    if on() {
+        counter!(AUDIT_WRITE_FAILURES).increment(1);
     }
 }
 

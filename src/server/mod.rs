@@ -1,6 +1,7 @@
 //! The MCP face of the server: tool listing, argument parsing, dispatch to the domain,
 //! and results as structured content plus the same JSON as text.
 
+pub mod audited;
 pub mod completion;
 pub mod guard;
 pub mod inventory;

@@ -1,12 +1,15 @@
 //! Who watches finished tool calls. The metrics and the audit trail plug in here, so the
 //! MCP face reports each call once without knowing what is done with the report.
 
-use crate::sign_in::resource::PersonId;
+use std::sync::Arc;
+
+use crate::sign_in::resource::{PersonId, SignedInClient};
 use crate::tools::CallReport;
 
 /// Who made a call, as far as this server knows: a signed-in person (their portal's
-/// member id and their user id), or the configured identity (a webhook's user id; a
-/// configured OAuth access token knows no user). Never a token.
+/// member id and their user id, and the client they signed in through), or the
+/// configured identity (a webhook's user id; a configured OAuth access token knows no
+/// user). Never a token.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Who {
     /// The caller's Bitrix24 user id, when known.
@@ -15,6 +18,10 @@ pub struct Who {
     pub member_id: Option<String>,
     /// Whether the caller is a signed-in person (rather than the configured identity).
     pub signed_in: bool,
+    /// The MCP client the person signed in through.
+    pub client_id: Option<String>,
+    /// Its name, when known (see `SignedInClient`).
+    pub client_name: Option<Arc<str>>,
 }
 
 impl Who {
@@ -22,15 +29,19 @@ impl Who {
     /// the server resolved as `me`.
     pub fn of(parts: Option<&http::request::Parts>, me: Option<u64>) -> Who {
         match parts.and_then(|p| p.extensions.get::<PersonId>()) {
-            Some(person) => Who {
-                user_id: u64::try_from(person.user_id).ok(),
-                member_id: Some(person.member_id.clone()),
-                signed_in: true,
-            },
+            Some(person) => {
+                let client = parts.and_then(|p| p.extensions.get::<SignedInClient>());
+                Who {
+                    user_id: u64::try_from(person.user_id).ok(),
+                    member_id: Some(person.member_id.clone()),
+                    signed_in: true,
+                    client_id: client.map(|c| c.id.clone()),
+                    client_name: client.and_then(|c| c.name.clone()),
+                }
+            }
             None => Who {
                 user_id: me,
-                member_id: None,
-                signed_in: false,
+                ..Who::default()
             },
         }
     }

@@ -85,6 +85,7 @@ pub(super) async fn ask(
     pending.state = TokenHash::of(&format!("{consent_id}.{nonce}"));
     pending.expires_at = now_s() + PENDING_TTL;
     let body = render(sign_in, client, &pending.redirect_uri, &consent_id);
+    let redirect = pending.redirect_uri.clone();
     match sign_in.store().put_pending(pending, now_s()).await {
         Ok(()) => {}
         Err(StoreError::Full) => {
@@ -96,6 +97,7 @@ pub(super) async fn ask(
         }
         Err(e) => return store_page(&e),
     }
+    sign_in.audit_shown(&client.client_id, &redirect).await;
     let mut answer = page::html(
         StatusCode::OK,
         page::Kind::Form,
@@ -141,7 +143,9 @@ pub async fn decide(State(sign_in): State<SignIn>, headers: HeaderMap, body: Byt
              the page was shown in, so nothing happened. Start the sign-in again from your MCP client.",
         );
     };
-    if decision == Some("allow") {
+    let allowed = decision == Some("allow");
+    sign_in.audit_consent(&pending.client_id, allowed).await;
+    if allowed {
         tracing::info!(client = ?pending.client_id, "a person allowed a client");
         return to_portal(&sign_in, pending, true).await;
     }

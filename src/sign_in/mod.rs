@@ -10,6 +10,7 @@
 //! passed on to Bitrix24.
 
 mod approval;
+mod audited;
 mod authorize;
 pub mod client_rules;
 pub mod clients;
@@ -114,6 +115,8 @@ struct Inner {
     people: People,
     consent_key: ConsentKey,
     consent_max_age: i64,
+    /// Client names for the audit trail.
+    client_names: audited::ClientNames,
 }
 
 impl SignIn {
@@ -155,6 +158,7 @@ impl SignIn {
                 portal,
                 pool,
                 people,
+                client_names: audited::ClientNames::default(),
             }),
         };
         sign_in.spawn_purge();

@@ -65,6 +65,11 @@ pub async fn require(State(sign_in): State<SignIn>, mut request: Request, next: 
         }
     };
     request.extensions_mut().insert(Caller::OAuth(person));
+    let client_name = sign_in.client_name(&grant.client_id).await;
+    request.extensions_mut().insert(SignedInClient {
+        id: grant.client_id,
+        name: client_name,
+    });
     request.extensions_mut().insert(PersonId {
         member_id: grant.member_id,
         user_id: grant.user_id,
@@ -81,6 +86,16 @@ pub struct PersonId {
     pub member_id: String,
     /// The person's user id on that portal.
     pub user_id: i64,
+}
+
+/// The client a request's token was issued to, in the request's extensions beside
+/// [`PersonId`] (apart from it: sessions are bound to the person, whichever client).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedInClient {
+    /// Its client id.
+    pub id: String,
+    /// Its name, when the audit trail is on and it has one.
+    pub name: Option<std::sync::Arc<str>>,
 }
 
 /// 401 with `WWW-Authenticate: Bearer resource_metadata=…, scope=…` (RFC 9728 §5.1),

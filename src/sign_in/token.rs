@@ -299,7 +299,9 @@ async fn code_grant(
         .await
         .map_err(unavailable)?;
     crate::metrics::sign_in_completed();
-    issue(sign_in, &grant).await
+    let answer = issue(sign_in, &grant).await?;
+    sign_in.audit_signed_in(&grant).await;
+    Ok(answer)
 }
 
 /// A refresh (RFC 6749 §6) with rotation. The client is checked against the token's
@@ -368,6 +370,7 @@ async fn refresh_grant(
             // OAuth 2.1 §4.3.1: a reused refresh token may be stolen; the store has
             // revoked its whole grant, so whoever holds it must sign in again.
             tracing::warn!(grant = %grant_id, "a refresh token was used twice; its sign-in is revoked");
+            sign_in.audit_reused(&grant).await;
             Err(refused(
                 "invalid_grant",
                 "the refresh token was already used; sign in again",

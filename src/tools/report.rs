@@ -177,7 +177,7 @@ impl Ran {
 }
 
 /// A code as it may be recorded: codes are short words; anything else is dropped.
-fn clean_code(code: &str) -> String {
+pub fn clean_code(code: &str) -> String {
     code.chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
         .take(64)

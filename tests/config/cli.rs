@@ -246,6 +246,7 @@ async fn help_lists_every_flag_with_its_variable_and_hides_secrets() {
         ("--log-level", "RUST_LOG", Some("[default: info]")),
         ("--log-format", "MCP_LOG_FORMAT", Some("[default: text]")),
         ("--drain-seconds", "MCP_DRAIN_SECONDS", Some("[default: 5]")),
+        ("--audit-log", "MCP_AUDIT_LOG", Some("[default: off]")),
     ] {
         // The flag's own entry starts a line; other entries may mention it in their text.
         let start = help

@@ -52,6 +52,7 @@ pub fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
     for var in PORTAL_VARS {
         cmd.env_remove(var);
     }
+    cmd.env_remove("MCP_AUDIT_LOG");
     cmd.env("RUST_LOG", "info");
     // SIGTERM stops at once, as before the drain existed, unless a test asks for a drain
     // (`--drain-seconds`, or this variable in `env`): most tests stop servers that way.

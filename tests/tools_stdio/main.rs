@@ -3,12 +3,13 @@
 //! what clients and models see (schemas, `initialize`, error texts: insta snapshots),
 //! finding a task (search, get, completion of task ids), tool selection, prompts and
 //! resources, chat messages, limits and retries, a hostile portal, property tests, the
-//! portal's language, the unlimited plan, metrics over stdio, and the opt-in check against
-//! a real portal (`live`, ignored).
+//! portal's language, the unlimited plan, metrics over stdio, the audit trail of a webhook's
+//! writes, and the opt-in check against a real portal (`live`, ignored).
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod audit;
 mod chat_messages;
 mod client_view;
 mod hostile_portal;
