@@ -5,7 +5,7 @@
 //! Every portal, pacing, OAuth, tool-selection and transport flag is `global`: it is
 //! accepted before or after `serve`, `doctor` and `print-config`.
 //!
-//! Longer than 400 lines because it is the whole schema, each flag with its help text, plus
+//! Over 600 lines because it is the whole schema, each flag with its help text, plus
 //! the record of where each given setting came from ([`Given`]); split, the flags would scatter.
 
 use std::collections::BTreeMap;

@@ -22,7 +22,7 @@ use axum::response::Response;
 use reqwest::Url;
 
 use super::approval::{Approval, approval_cookie, cookie, nonce_cookie, set_cookie};
-use super::authorize::{Back, Params, store_page, to_portal};
+use super::browser::{Back, Params, store_page, to_portal};
 use super::secret::random_token;
 use super::{PENDING_TTL, SignIn, page};
 use crate::clock::now_s;

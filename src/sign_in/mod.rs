@@ -12,6 +12,7 @@
 mod approval;
 mod audited;
 mod authorize;
+mod browser;
 pub mod client_rules;
 pub mod clients;
 mod consent;

@@ -18,3 +18,4 @@ mod packaging;
 mod print_config;
 mod secrets;
 mod secrets_flow;
+mod structure;
