@@ -1,6 +1,7 @@
-//! Metrics (issue 22): the per-call cost of `--metrics-listen` on `task_result_add`, one
-//! server with metrics off and one with them on (scraped every second, as Prometheus
-//! would), interleaved call by call in one run; and the peak memory of each.
+//! Metrics and the audit trail (issue 22): the per-call cost of `--metrics-listen` and
+//! `--audit-log` on `task_result_add`: one server with both off, one with metrics on
+//! (scraped every second, as Prometheus would) and one with metrics and the audit trail
+//! on (a file), interleaved call by call in one run; and the peak memory of each.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -64,6 +65,21 @@ pub fn run(bins: &Bins, sandbox: &Sandbox, opts: &Opts) -> Vec<Row> {
     args.extend(["--metrics-listen", addr.as_str()]);
     let mut on = Peer::spawn(&mut server_command(bins, &args, &env));
     on.initialize();
+    let audit_dir = std::env::temp_dir().join(format!("perf-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&audit_dir).expect("a temporary directory");
+    let audit_file = audit_dir.join("audit.jsonl");
+    let _ = std::fs::remove_file(&audit_file);
+    let addr_both = free_addr();
+    let audit_path = audit_file.display().to_string();
+    let mut args_both: Vec<&str> = NO_PACING.to_vec();
+    args_both.extend([
+        "--metrics-listen",
+        addr_both.as_str(),
+        "--audit-log",
+        audit_path.as_str(),
+    ]);
+    let mut both = Peer::spawn(&mut server_command(bins, &args_both, &env));
+    both.initialize();
 
     // Prometheus's part: a scrape every second while the calls run.
     let stop = Arc::new(AtomicBool::new(false));
@@ -82,19 +98,23 @@ pub fn run(bins: &Bins, sandbox: &Sandbox, opts: &Opts) -> Vec<Row> {
     };
 
     let warmup = (opts.calls / 10).max(50);
-    let (mut t_off, mut t_on) = (vec![], vec![]);
+    let (mut t_off, mut t_on, mut t_both) = (vec![], vec![], vec![]);
     for i in 0..warmup + opts.calls {
-        // Alternate the order so that neither side always follows the other.
-        let (a, b) = if i % 2 == 0 {
-            let a = timed_call(&mut off);
-            (a, timed_call(&mut on))
-        } else {
-            let b = timed_call(&mut on);
-            (timed_call(&mut off), b)
-        };
+        // Rotate the order so that no side always follows another.
+        let mut took = [0.0; 3];
+        for k in 0..3 {
+            let side = (i + k) % 3;
+            let peer = match side {
+                0 => &mut off,
+                1 => &mut on,
+                _ => &mut both,
+            };
+            took[side] = timed_call(peer);
+        }
         if i >= warmup {
-            t_off.push(a);
-            t_on.push(b);
+            t_off.push(took[0]);
+            t_on.push(took[1]);
+            t_both.push(took[2]);
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -116,18 +136,53 @@ pub fn run(bins: &Bins, sandbox: &Sandbox, opts: &Opts) -> Vec<Row> {
         "calls counted with metrics on"
     );
     let (hwm_off, hwm_on) = (off.vm_hwm_kib(), on.vm_hwm_kib());
+    let hwm_both = both.vm_hwm_kib();
     off.close();
     on.close();
+    both.close();
+    // The audited side really recorded: one line per write.
+    let lines = std::fs::read_to_string(&audit_file)
+        .map(|t| t.lines().count())
+        .unwrap_or(0);
+    let _ = std::fs::remove_dir_all(&audit_dir);
+    assert_eq!(lines, warmup + opts.calls, "audit lines with the trail on");
 
-    let (t_off, t_on) = (Samples::new(t_off), Samples::new(t_on));
-    println!("metrics off: {}", t_off.line(1000.0, "ms"));
-    println!("metrics on : {}", t_on.line(1000.0, "ms"));
-    println!("scrapes while measuring: {scrapes}; calls counted: {counted}");
-    println!("peak memory (VmHWM): off {hwm_off} KiB, on {hwm_on} KiB");
+    let (t_off, t_on, t_both) = (
+        Samples::new(t_off),
+        Samples::new(t_on),
+        Samples::new(t_both),
+    );
+    println!("metrics off          : {}", t_off.line(1000.0, "ms"));
+    println!("metrics on           : {}", t_on.line(1000.0, "ms"));
+    println!("metrics and audit on : {}", t_both.line(1000.0, "ms"));
+    println!("scrapes while measuring: {scrapes}; calls counted: {counted}; audit lines: {lines}");
+    println!("peak memory (VmHWM): off {hwm_off} KiB, metrics {hwm_on} KiB, both {hwm_both} KiB");
     let added_med = (t_on.median() - t_off.median()) / 1000.0;
     let added_p99 = (t_on.p99() - t_off.p99()) / 1000.0;
+    let both_med = (t_both.median() - t_off.median()) / 1000.0;
+    let both_p99 = (t_both.p99() - t_off.p99()) / 1000.0;
     println!("added by metrics: median {added_med:+.3} ms, p99 {added_p99:+.3} ms");
+    println!("added by metrics and audit: median {both_med:+.3} ms, p99 {both_p99:+.3} ms");
     vec![
+        Row {
+            measure: format!(
+                "{TOOL} with metrics and audit on vs off (median, n={})",
+                opts.calls
+            ),
+            ours: format!("{:.3} ms (on)", t_both.median() / 1000.0),
+            reference: format!("{:.3} ms (off)", t_off.median() / 1000.0),
+            result: format!("{both_med:+.3} ms"),
+            target: format!("≤ {TARGET_MS} ms"),
+            met: Some(both_med <= TARGET_MS),
+        },
+        Row {
+            measure: format!("{TOOL} with metrics and audit on vs off (p99)"),
+            ours: format!("{:.3} ms (on)", t_both.p99() / 1000.0),
+            reference: format!("{:.3} ms (off)", t_off.p99() / 1000.0),
+            result: format!("{both_p99:+.3} ms"),
+            target: "reported".into(),
+            met: Some(true),
+        },
         Row {
             measure: format!("{TOOL} with metrics on vs off (median, n={})", opts.calls),
             ours: format!("{:.3} ms (on)", t_on.median() / 1000.0),
