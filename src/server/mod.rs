@@ -181,20 +181,20 @@ impl TaskResultsServer {
     }
 
     /// Runs one call of `tool` as `caller` (whose Bitrix24 user id is `me`, when known);
-    /// failures are `isError` results, never protocol errors.
-    pub async fn call(
+    /// failures are `isError` results, never protocol errors. With how the call ended.
+    async fn run(
         &self,
         tool: &dyn Entry,
         caller: &Caller,
         me: Option<u64>,
         args: serde_json::Map<String, serde_json::Value>,
-    ) -> CallToolResult {
+    ) -> (CallToolResult, Ran) {
         let ctx = Ctx {
             client: &self.client,
             caller,
             me,
         };
-        guard::guarded(tool, tool.run(ctx, args)).await.0
+        guard::guarded(tool, tool.run(ctx, args)).await
     }
 
     /// Calls the tool `name` as the configured caller, with the same rules as
@@ -218,14 +218,7 @@ impl TaskResultsServer {
         let me = me_of(parts, caller);
         let (tool, (result, ran)) = match self.inventory.lookup(name) {
             Lookup::Offered(tool) => match caller {
-                Some(caller) => {
-                    let ctx = Ctx {
-                        client: &self.client,
-                        caller,
-                        me,
-                    };
-                    (tool, guard::guarded(tool, tool.run(ctx, args)).await)
-                }
+                Some(caller) => (tool, self.run(tool, caller, me, args).await),
                 None => {
                     tracing::warn!("refused a tool call without a signed-in person");
                     let refusal = errors::tool_error(NO_PERSON);

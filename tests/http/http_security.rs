@@ -94,11 +94,7 @@ async fn every_mcp_route_needs_the_bearer_token() {
     client.cancel().await.unwrap();
 
     // The health check stays open and says nothing.
-    let health = http()
-        .get(format!("{}/healthz", server.base))
-        .send()
-        .await
-        .unwrap();
+    let health = server.healthz().await.unwrap();
     assert_eq!(health.status(), 200);
     assert_eq!(health.text().await.unwrap(), "ok");
     let log = server.stderr();

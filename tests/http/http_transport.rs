@@ -184,22 +184,14 @@ async fn sigterm_lets_a_slow_call_finish_then_exits_zero() {
     let mut server = spawn_http(&[], &[("BITRIX24_WEBHOOK_URL", gate.webhook_url.as_str())]).await;
     let client = connect(&server.mcp_url(), None).await.expect("connect");
 
-    let slow = tokio::spawn(async move {
-        let result = call(
-            &client,
-            "task_result_add",
-            json!({"taskId": 51, "text": "slow one"}),
-        )
-        .await;
-        (client, result)
-    });
+    let slow = add_in_background(client, "slow one");
     // The call is in flight once the portal has the request.
     gate.reached().await;
     server.sigterm().await;
     server.wait_for_log("stopped accepting connections").await;
 
     // No new connections once shutdown began.
-    let refused = http().get(format!("{}/healthz", server.base)).send().await;
+    let refused = server.healthz().await;
     assert!(
         refused.is_err(),
         "accepted a connection during shutdown: {refused:?}"
@@ -224,11 +216,7 @@ async fn sigterm_lets_a_slow_call_finish_then_exits_zero() {
 #[tokio::test]
 async fn healthz_needs_no_token_and_reveals_nothing() {
     let server = spawn_http(&["--sandbox"], &[("MCP_AUTH_TOKEN", TOKEN)]).await;
-    let reply = http()
-        .get(format!("{}/healthz", server.base))
-        .send()
-        .await
-        .unwrap();
+    let reply = server.healthz().await.unwrap();
     assert_eq!(reply.status(), 200);
     assert_eq!(reply.text().await.unwrap(), "ok");
 }

@@ -86,12 +86,7 @@ async fn readiness_follows_redis(args: &[&str], env: &[(&str, &str)], redis: &mu
     let body = readyz_turns(&server, 503).await;
     assert_eq!(body, json!({"status": "unavailable", "reason": "redis"}));
     // Liveness is not readiness: the process is fine, only Redis is away.
-    let health = http()
-        .get(format!("{}/healthz", server.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
+    assert_eq!(server.healthz().await.unwrap().status(), 200);
 
     redis.restart();
     assert_eq!(readyz_turns(&server, 200).await, json!({"status": "ready"}));
@@ -137,15 +132,7 @@ async fn sigterm_drains_serving_old_and_new_calls_then_exits_zero() {
     .await;
     assert_eq!(readyz(&server).await.0, 200);
     let client = connect(&server.mcp_url(), None).await.expect("connect");
-    let slow = tokio::spawn(async move {
-        let result = call(
-            &client,
-            "task_result_add",
-            json!({"taskId": 51, "text": "started before SIGTERM"}),
-        )
-        .await;
-        (client, result)
-    });
+    let slow = add_in_background(client, "started before SIGTERM");
     // The call is in flight once the portal has the request.
     gate.reached().await;
     server.sigterm().await;
@@ -154,9 +141,8 @@ async fn sigterm_drains_serving_old_and_new_calls_then_exits_zero() {
         readyz_turns(&server, 503).await,
         json!({"status": "unavailable", "reason": "draining"})
     );
-    let health = http()
-        .get(format!("{}/healthz", server.base))
-        .send()
+    let health = server
+        .healthz()
         .await
         .expect("still accepting connections while draining");
     assert_eq!(health.status(), 200);

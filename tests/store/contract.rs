@@ -259,6 +259,18 @@ pub(crate) async fn signed_in(store: &dyn Store) {
     store.put_token(refresh).await.unwrap();
 }
 
+/// Spends `token` as a refresh token at `now` (for a rotation no case looks at).
+pub(crate) async fn spend(store: &dyn Store, token: &str, now: i64) -> RefreshUse {
+    store
+        .use_refresh(
+            &TokenHash::of(token),
+            now,
+            rotation("at-next", "rt-next", 30),
+        )
+        .await
+        .unwrap()
+}
+
 pub(crate) async fn live(store: &dyn Store, token: &str, now: i64) -> bool {
     store
         .token(&TokenHash::of(token), now)
@@ -484,17 +496,7 @@ pub(crate) async fn access_tokens_resolve_to_their_grant_until_expiry_or_revocat
     store.revoke_grant("g1").await.unwrap();
     assert!(store.token(&at1, NOW).await.unwrap().is_none());
     assert!(store.grant("g1").await.unwrap().unwrap().revoked);
-    assert_eq!(
-        store
-            .use_refresh(
-                &TokenHash::of("rt1"),
-                NOW,
-                rotation("at-next", "rt-next", 30)
-            )
-            .await
-            .unwrap(),
-        RefreshUse::Unknown
-    );
+    assert_eq!(spend(store.as_ref(), "rt1", NOW).await, RefreshUse::Unknown);
     store.revoke_grant("no-such-grant").await.unwrap();
     assert!(store.grant("no-such-grant").await.unwrap().is_none());
 }
@@ -502,28 +504,14 @@ pub(crate) async fn access_tokens_resolve_to_their_grant_until_expiry_or_revocat
 pub(crate) async fn expired_unknown_and_access_tokens_are_no_refresh_tokens<B: Backend>() {
     let (_backend, store) = fresh::<B>().await;
     signed_in(store.as_ref()).await;
-    let rt1 = TokenHash::of("rt1");
     assert_eq!(
-        store
-            .use_refresh(&rt1, NOW + 86_400, rotation("at-next", "rt-next", 30))
-            .await
-            .unwrap(),
+        spend(store.as_ref(), "rt1", NOW + 86_400).await,
         RefreshUse::Unknown
     );
     // Expiry did not use it up.
     assert!(!store.grant("g1").await.unwrap().unwrap().revoked);
     for other in ["at1", "nope"] {
-        assert_eq!(
-            store
-                .use_refresh(
-                    &TokenHash::of(other),
-                    NOW,
-                    rotation("at-next", "rt-next", 30)
-                )
-                .await
-                .unwrap(),
-            RefreshUse::Unknown
-        );
+        assert_eq!(spend(store.as_ref(), other, NOW).await, RefreshUse::Unknown);
     }
 }
 
@@ -574,14 +562,7 @@ pub(crate) async fn revoking_a_person_from_a_second_store_takes_effect_at_once<B
 
     assert!(!live(server.as_ref(), "at1", NOW).await);
     assert_eq!(
-        server
-            .use_refresh(
-                &TokenHash::of("rt1"),
-                NOW,
-                rotation("at-next", "rt-next", 30)
-            )
-            .await
-            .unwrap(),
+        spend(server.as_ref(), "rt1", NOW).await,
         RefreshUse::Unknown
     );
     assert!(server.person("m1", 1).await.unwrap().is_none());
@@ -698,14 +679,7 @@ pub(crate) async fn a_reopened_store_keeps_everything<B: Backend>() {
     let person = store.person("m1", 1).await.unwrap().unwrap();
     assert_eq!(person.tokens.access.expose_secret(), ACCESS);
     assert!(matches!(
-        store
-            .use_refresh(
-                &TokenHash::of("rt1"),
-                NOW,
-                rotation("at-next", "rt-next", 30)
-            )
-            .await
-            .unwrap(),
+        spend(store.as_ref(), "rt1", NOW).await,
         RefreshUse::Fresh(..)
     ));
 }

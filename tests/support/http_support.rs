@@ -84,6 +84,11 @@ pub async fn spawn_http_on(listen: &str, args: &[&str], env: &[(&str, &str)]) ->
 }
 
 impl HttpServer {
+    /// `GET /healthz` (no token, no Host check).
+    pub async fn healthz(&self) -> reqwest::Result<reqwest::Response> {
+        http().get(format!("{}/healthz", self.base)).send().await
+    }
+
     /// Waits for `child`, the binary serving HTTP with its stderr piped, to log its
     /// address; its stderr is kept from then on.
     pub async fn listening(mut child: Child) -> HttpServer {
@@ -215,6 +220,24 @@ pub async fn call(
 }
 
 /// A plain HTTP client for raw requests (no proxy from the environment).
+/// `task_result_add` of `text` on task 51, started in the background: the client moves
+/// into the task and comes back with the result (for tests that act while a call is in
+/// flight).
+pub fn add_in_background(
+    client: RunningService<RoleClient, ()>,
+    text: &'static str,
+) -> tokio::task::JoinHandle<(RunningService<RoleClient, ()>, CallToolResult)> {
+    tokio::spawn(async move {
+        let result = call(
+            &client,
+            "task_result_add",
+            json!({"taskId": 51, "text": text}),
+        )
+        .await;
+        (client, result)
+    })
+}
+
 pub fn http() -> reqwest::Client {
     tls();
     reqwest::Client::builder()
